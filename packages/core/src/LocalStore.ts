@@ -1,0 +1,435 @@
+/**
+ * The replica's side of sync: the journal of local writes, the sync state (cursor, failures,
+ * lease), enrollment, the built-in document table, and the rule for applying pulled mutations.
+ *
+ * `layerMemory` is a complete implementation with the same semantics as the SQLite one
+ * (`@autosync/sqlite`), for tests and examples; one shared suite runs against both.
+ *
+ * Convergence rule: per key, the highest server seq wins. A pulled mutation for a key that
+ * still has an un-acked local write is kept aside, not applied and not dropped. When the key's
+ * last un-acked local write is acked with server seq `s`, kept-aside mutations with seq `<= s`
+ * are discarded and those with seq `> s` are applied in seq order.
+ *
+ * @since 0.1.0
+ */
+import * as Clock from "effect/Clock"
+import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as ParseResult from "effect/ParseResult"
+import * as Schema from "effect/Schema"
+import type { ApplyResult, MutationAck, PulledMutation, SyncMutation, SyncState } from "./Mutation.js"
+import { LocalWrite, Project } from "./Mutation.js"
+import type { ReasonCode } from "./Status.js"
+
+/**
+ * A failure of the local store. `reason` tells bad input (nothing was changed) from a storage
+ * failure (the database could not be read or written).
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class LocalStoreError extends Schema.TaggedError<LocalStoreError>()("LocalStoreError", {
+  reason: Schema.Literal("invalid_input", "storage", "incompatible"),
+  message: Schema.String,
+  cause: Schema.optional(Schema.Defect)
+}) {}
+
+/**
+ * A row of the built-in document table.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Document {
+  readonly project: string
+  readonly entity: string
+  readonly entityKey: string
+  readonly value: unknown
+}
+
+/**
+ * A pulled mutation that could not be applied, with the reason.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface DeadLetter {
+  readonly seq: number
+  readonly reason: string
+  readonly mutation: unknown
+}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface ListPendingOptions {
+  /** Projects to leave out (the manager skips a project whose push failed in this cycle). */
+  readonly excludeProjects?: ReadonlyArray<string>
+}
+
+/**
+ * @since 0.1.0
+ * @category tags
+ */
+export class LocalStore extends Context.Tag("@autosync/core/LocalStore")<LocalStore, {
+  /** The replica's identity: created once with the database, the same for every process on it. */
+  readonly clientId: string
+  /** The sync state of a target; a fresh state when none was stored yet. */
+  readonly getSyncState: (targetKey: string) => Effect.Effect<SyncState, LocalStoreError>
+  /** Un-acked local rows of enrolled projects, in journal order, at most `limit`. */
+  readonly listPendingMutations: (
+    targetKey: string,
+    limit: number,
+    options?: ListPendingOptions
+  ) => Effect.Effect<ReadonlyArray<SyncMutation>, LocalStoreError>
+  /** Local rows pending in all projects, enrolled or not. */
+  readonly countPending: (targetKey: string) => Effect.Effect<number, LocalStoreError>
+  /**
+   * Acks every local row with seq `<= lastAckedSeq`, without server seqs: kept-aside mutations
+   * of keys left without un-acked writes are applied. Prefer {@link ackMutationSeqs}.
+   */
+  readonly ackMutations: (targetKey: string, lastAckedSeq: number) => Effect.Effect<void, LocalStoreError>
+  /** Acks exactly these local rows, each with the server seq it was accepted as. */
+  readonly ackMutationSeqs: (
+    targetKey: string,
+    acks: ReadonlyArray<MutationAck>
+  ) => Effect.Effect<void, LocalStoreError>
+  /**
+   * Counts the pending local rows that are skipped because their project is not enrolled.
+   * They are not acked: they stay pending until their project is enrolled.
+   */
+  readonly skipAckNonEnrolledMutations: (targetKey: string) => Effect.Effect<number, LocalStoreError>
+  /** Takes the lease when free or expired, renews it for its owner; `false` when another owner holds it. */
+  readonly acquireLease: (
+    targetKey: string,
+    owner: string,
+    ttl: Duration.DurationInput,
+    now: Date
+  ) => Effect.Effect<boolean, LocalStoreError>
+  /** Releases the lease if `owner` holds it. */
+  readonly releaseLease: (targetKey: string, owner: string) => Effect.Effect<void, LocalStoreError>
+  /** Applies one pulled mutation and advances the cursor to its seq, atomically. */
+  readonly applyPulledMutation: (
+    targetKey: string,
+    mutation: PulledMutation
+  ) => Effect.Effect<ApplyResult, LocalStoreError>
+  /** Records a failed cycle: one more consecutive failure, the error and the retry deadline. */
+  readonly markFailure: (
+    targetKey: string,
+    message: string,
+    backoffUntil: Date,
+    reasonCode: ReasonCode
+  ) => Effect.Effect<void, LocalStoreError>
+  /** Records a successful cycle: failures reset. */
+  readonly markHealthy: (targetKey: string) => Effect.Effect<void, LocalStoreError>
+  /** Applies local writes and journals them in one transaction; returns their journal seqs. */
+  readonly appendLocal: (
+    targetKey: string,
+    entries: ReadonlyArray<LocalWrite>
+  ) => Effect.Effect<ReadonlyArray<number>, LocalStoreError>
+  readonly enroll: (project: string) => Effect.Effect<void, LocalStoreError>
+  readonly unenroll: (project: string) => Effect.Effect<void, LocalStoreError>
+  readonly listEnrolled: Effect.Effect<ReadonlyArray<string>, LocalStoreError>
+  /** A document of the built-in table. */
+  readonly getDocument: (
+    project: string,
+    entity: string,
+    entityKey: string
+  ) => Effect.Effect<Option.Option<unknown>, LocalStoreError>
+  /** The documents of a project (of one entity when given), ordered by entity then key. */
+  readonly listDocuments: (
+    project: string,
+    entity?: string
+  ) => Effect.Effect<ReadonlyArray<Document>, LocalStoreError>
+  /** Pulled mutations that could not be applied. */
+  readonly listDeadLetters: Effect.Effect<ReadonlyArray<DeadLetter>, LocalStoreError>
+}>() {}
+
+/**
+ * Decodes local writes, failing with `invalid_input` naming the bad field.
+ *
+ * @since 0.1.0
+ * @category validation
+ */
+export const decodeWrites = (
+  entries: ReadonlyArray<unknown>
+): Effect.Effect<ReadonlyArray<LocalWrite>, LocalStoreError> =>
+  Schema.decodeUnknown(Schema.Array(Schema.typeSchema(LocalWrite)))(entries).pipe(
+    Effect.mapError((error) =>
+      new LocalStoreError({
+        reason: "invalid_input",
+        message: `invalid local write: ${ParseResult.TreeFormatter.formatErrorSync(error)}`
+      })
+    )
+  )
+
+/**
+ * Validates a project name, failing with `invalid_input`.
+ *
+ * @since 0.1.0
+ * @category validation
+ */
+export const decodeProject = (project: unknown): Effect.Effect<string, LocalStoreError> =>
+  Schema.decodeUnknown(Project)(project).pipe(
+    Effect.mapError(() =>
+      new LocalStoreError({ reason: "invalid_input", message: `invalid project ${JSON.stringify(project)}` })
+    )
+  )
+
+/**
+ * Why a pulled mutation cannot be applied by the document table, or `undefined`.
+ *
+ * @since 0.1.0
+ * @category validation
+ */
+export const documentOpProblem = (op: string, payload: unknown): string | undefined => {
+  if (op === "delete") return undefined
+  if (op === "upsert") return payload === undefined ? "upsert without a payload" : undefined
+  return `no applier for op ${JSON.stringify(op)}`
+}
+
+/**
+ * A fresh sync state.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const emptyState = (targetKey: string, now: Date): SyncState => ({
+  targetKey,
+  lastEnqueuedSeq: 0,
+  lastAckedSeq: 0,
+  lastPulledSeq: 0,
+  consecutiveFailures: 0,
+  updatedAt: now
+})
+
+const docKey = (project: string, entity: string, entityKey: string) => `${project}\u0000${entity}\u0000${entityKey}`
+
+interface JournalRow {
+  row: SyncMutation
+  serverSeq?: number
+}
+
+/**
+ * Options of the in-memory store.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface MemoryOptions {
+  /** The replica's identity. Defaults to a random id from Effect's `Random`. */
+  readonly clientId?: string
+}
+
+/**
+ * An in-memory `LocalStore`. Every operation is atomic (it runs synchronously).
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const makeMemory = (options: MemoryOptions = {}): Effect.Effect<LocalStore["Type"]> =>
+  Effect.gen(function*() {
+    const clientId = options.clientId ??
+      `replica-${(yield* Effect.randomWith((r) => r.nextIntBetween(0, 2 ** 31 - 1))).toString(36)}`
+    const journal: Array<JournalRow> = []
+    const states = new Map<string, SyncState>()
+    const enrolled = new Set<string>()
+    const documents = new Map<string, Document>()
+    const keptAside = new Map<string, Array<PulledMutation>>()
+    const deadLetters: Array<DeadLetter> = []
+    let nextSeq = 1
+
+    const now = Effect.map(Clock.currentTimeMillis, (ms) => new Date(ms))
+    const stateOf = (targetKey: string, at: Date): SyncState => states.get(targetKey) ?? emptyState(targetKey, at)
+    const update = (targetKey: string, f: (s: SyncState) => Partial<SyncState>) =>
+      Effect.map(now, (at) => {
+        const current = stateOf(targetKey, at)
+        states.set(targetKey, { ...current, ...f(current), updatedAt: at })
+      })
+
+    const applyToDocuments = (project: string, entity: string, entityKey: string, op: string, payload: unknown) => {
+      const key = docKey(project, entity, entityKey)
+      if (op === "delete") documents.delete(key)
+      else documents.set(key, { project, entity, entityKey, value: payload })
+    }
+    const isPendingLocal = (j: JournalRow, targetKey: string) =>
+      j.row.targetKey === targetKey && j.row.source === "local" && j.row.ackedAt === undefined
+    const hasUnacked = (targetKey: string, key: string) =>
+      journal.some((j) => isPendingLocal(j, targetKey) && docKey(j.row.project, j.row.entity, j.row.entityKey) === key)
+
+    // After an ack, settle the kept-aside mutations of keys that have no un-acked write left.
+    const settle = (targetKey: string, ackedSeqByKey: Map<string, number>) => {
+      for (const [key, serverSeq] of ackedSeqByKey) {
+        if (hasUnacked(targetKey, key)) continue
+        const held = keptAside.get(`${targetKey}\u0000${key}`)
+        if (!held) continue
+        keptAside.delete(`${targetKey}\u0000${key}`)
+        for (const m of held.filter((m) => m.seq > serverSeq).sort((a, b) => a.seq - b.seq)) {
+          applyToDocuments(m.project, m.entity, m.entityKey, m.op, m.payload)
+        }
+      }
+    }
+
+    const markAcked = (targetKey: string, seqs: Map<number, number | undefined>, at: Date) => {
+      const touched = new Map<string, number>()
+      let maxSeq = 0
+      for (const j of journal) {
+        if (!isPendingLocal(j, targetKey) || !seqs.has(j.row.seq)) continue
+        const serverSeq = seqs.get(j.row.seq)
+        j.row = { ...j.row, ackedAt: at }
+        if (serverSeq !== undefined) j.serverSeq = serverSeq
+        maxSeq = Math.max(maxSeq, j.row.seq)
+        const key = docKey(j.row.project, j.row.entity, j.row.entityKey)
+        touched.set(key, Math.max(touched.get(key) ?? 0, serverSeq ?? 0))
+      }
+      settle(targetKey, touched)
+      return maxSeq
+    }
+
+    return LocalStore.of({
+      clientId,
+      getSyncState: (targetKey) => Effect.map(now, (at) => stateOf(targetKey, at)),
+      listPendingMutations: (targetKey, limit, opts) =>
+        Effect.sync(() => {
+          const excluded = new Set(opts?.excludeProjects ?? [])
+          const out: Array<SyncMutation> = []
+          for (const j of journal) {
+            if (out.length >= limit) break
+            if (isPendingLocal(j, targetKey) && enrolled.has(j.row.project) && !excluded.has(j.row.project)) {
+              out.push(j.row)
+            }
+          }
+          return out
+        }),
+      countPending: (targetKey) => Effect.sync(() => journal.filter((j) => isPendingLocal(j, targetKey)).length),
+      ackMutations: (targetKey, lastAckedSeq) =>
+        Effect.flatMap(now, (at) => {
+          const seqs = new Map<number, number | undefined>()
+          for (const j of journal) {
+            if (isPendingLocal(j, targetKey) && j.row.seq <= lastAckedSeq) seqs.set(j.row.seq, undefined)
+          }
+          const maxSeq = markAcked(targetKey, seqs, at)
+          return update(targetKey, (s) => ({ lastAckedSeq: Math.max(s.lastAckedSeq, maxSeq) }))
+        }),
+      ackMutationSeqs: (targetKey, acks) =>
+        Effect.flatMap(now, (at) => {
+          const maxSeq = markAcked(targetKey, new Map(acks.map((a) => [a.seq, a.serverSeq])), at)
+          return update(targetKey, (s) => ({ lastAckedSeq: Math.max(s.lastAckedSeq, maxSeq) }))
+        }),
+      skipAckNonEnrolledMutations: (targetKey) =>
+        Effect.sync(() => journal.filter((j) => isPendingLocal(j, targetKey) && !enrolled.has(j.row.project)).length),
+      acquireLease: (targetKey, owner, ttl, at) =>
+        Effect.gen(function*() {
+          const current = stateOf(targetKey, at)
+          const free = current.leaseOwner === undefined || current.leaseOwner === owner ||
+            current.leaseUntil === undefined || current.leaseUntil.getTime() <= at.getTime()
+          if (!free) return false
+          const leaseUntil = new Date(at.getTime() + Duration.toMillis(Duration.decode(ttl)))
+          yield* update(targetKey, () => ({ leaseOwner: owner, leaseUntil }))
+          return true
+        }),
+      releaseLease: (targetKey, owner) =>
+        Effect.suspend(() => {
+          const current = states.get(targetKey)
+          if (current?.leaseOwner !== owner) return Effect.void
+          return Effect.map(now, (at) => {
+            const { leaseOwner: _o, leaseUntil: _u, ...rest } = current
+            states.set(targetKey, { ...rest, updatedAt: at })
+          })
+        }),
+      applyPulledMutation: (targetKey, m) =>
+        Effect.gen(function*() {
+          const at = yield* now
+          const state = stateOf(targetKey, at)
+          if (m.seq <= state.lastPulledSeq) return "duplicate" as const
+          const key = docKey(m.project, m.entity, m.entityKey)
+          let result: ApplyResult
+          const problem = documentOpProblem(m.op, m.payload)
+          if (problem !== undefined) {
+            deadLetters.push({ seq: m.seq, reason: problem, mutation: m })
+            result = "dead_letter"
+          } else if (hasUnacked(targetKey, key)) {
+            const held = keptAside.get(`${targetKey}\u0000${key}`) ?? []
+            held.push(m)
+            keptAside.set(`${targetKey}\u0000${key}`, held)
+            result = "kept_aside"
+          } else {
+            applyToDocuments(m.project, m.entity, m.entityKey, m.op, m.payload)
+            result = "applied"
+          }
+          yield* update(targetKey, () => ({ lastPulledSeq: m.seq }))
+          return result
+        }),
+      markFailure: (targetKey, message, backoffUntil, reasonCode) =>
+        update(targetKey, (s) => ({
+          consecutiveFailures: s.consecutiveFailures + 1,
+          lastError: message,
+          backoffUntil,
+          reasonCode
+        })),
+      markHealthy: (targetKey) =>
+        Effect.flatMap(
+          update(targetKey, () => ({ consecutiveFailures: 0 })),
+          () =>
+            Effect.sync(() => {
+              const { backoffUntil: _b, lastError: _e, reasonCode: _r, ...rest } = states.get(targetKey)!
+              states.set(targetKey, rest)
+            })
+        ),
+      appendLocal: (targetKey, entries) =>
+        Effect.gen(function*() {
+          const writes = yield* decodeWrites(entries)
+          for (const w of writes) {
+            const problem = documentOpProblem(w.op, w.payload)
+            if (problem) return yield* new LocalStoreError({ reason: "invalid_input", message: problem })
+          }
+          const at = yield* now
+          const seqs: Array<number> = []
+          for (const w of writes) {
+            const seq = nextSeq++
+            applyToDocuments(w.project, w.entity, w.entityKey, w.op, w.payload)
+            journal.push({ row: { ...w, seq, targetKey, source: "local", occurredAt: at } })
+            seqs.push(seq)
+          }
+          if (seqs.length > 0) yield* update(targetKey, () => ({ lastEnqueuedSeq: seqs[seqs.length - 1] }))
+          return seqs
+        }),
+      enroll: (project) => Effect.map(decodeProject(project), (p) => void enrolled.add(p)),
+      unenroll: (project) => Effect.map(decodeProject(project), (p) => void enrolled.delete(p)),
+      listEnrolled: Effect.sync(() => [...enrolled].sort()),
+      getDocument: (project, entity, entityKey) =>
+        Effect.sync(() =>
+          Option.map(Option.fromNullable(documents.get(docKey(project, entity, entityKey))), (d) => d.value)
+        ),
+      listDocuments: (project, entity) =>
+        Effect.sync(() =>
+          [...documents.values()]
+            .filter((d) => d.project === project && (entity === undefined || d.entity === entity))
+            .sort((a, b) => a.entity === b.entity ? compare(a.entityKey, b.entityKey) : compare(a.entity, b.entity))
+        ),
+      listDeadLetters: Effect.sync(() => [...deadLetters])
+    })
+  })
+
+const compare = (a: string, b: string) => a < b ? -1 : a > b ? 1 : 0
+
+/**
+ * A fresh in-memory store.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerMemory: Layer.Layer<LocalStore> = Layer.effect(LocalStore, makeMemory())
+
+/**
+ * An in-memory store with options (a fixed `clientId`).
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerMemoryWith = (options: MemoryOptions): Layer.Layer<LocalStore> =>
+  Layer.effect(LocalStore, makeMemory(options))

@@ -1,0 +1,320 @@
+/**
+ * The data that flows through autosync: what a replica pushes, what it pulls, and the rows of
+ * its journal. TypeScript fields are camelCase; the encoded (JSON) form is snake_case, the same
+ * on the wire and in `autosync status --json`.
+ *
+ * @since 0.1.0
+ */
+import * as Schema from "effect/Schema"
+
+/**
+ * How deep a payload may nest. Deeper payloads are refused at every boundary, so a hostile
+ * client cannot blow the stack of a server or of another replica.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const maxPayloadDepth = 64
+
+const loneSurrogate = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/
+
+const checkString = (s: string, path: string): string | undefined => {
+  if (s.includes("\u0000")) return `${path} contains a NUL character`
+  if (loneSurrogate.test(s)) return `${path} contains a lone UTF-16 surrogate`
+  return undefined
+}
+
+/**
+ * Why a value is not a portable JSON payload, or `undefined` when it is one: plain objects,
+ * arrays, strings (no NUL, no lone surrogates: PostgreSQL's jsonb rejects both), booleans,
+ * null and numbers within the safe-integer range, nested at most {@link maxPayloadDepth} deep.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const payloadProblem = (value: unknown): string | undefined => {
+  // An explicit stack instead of recursion: the check itself must survive hostile nesting.
+  const stack: Array<readonly [unknown, string, number]> = [[value, "payload", 1]]
+  while (stack.length > 0) {
+    const [v, path, depth] = stack.pop()!
+    if (depth > maxPayloadDepth) return `payload nests deeper than ${maxPayloadDepth} levels`
+    if (v === null || typeof v === "boolean") continue
+    if (typeof v === "string") {
+      const problem = checkString(v, path)
+      if (problem) return problem
+      continue
+    }
+    if (typeof v === "number") {
+      if (!Number.isFinite(v)) return `${path} is not a finite number`
+      if (Math.abs(v) > Number.MAX_SAFE_INTEGER) return `${path} is beyond the safe-integer range`
+      continue
+    }
+    if (Array.isArray(v)) {
+      for (let i = 0; i < v.length; i++) stack.push([v[i], `${path}[${i}]`, depth + 1])
+      continue
+    }
+    if (typeof v === "object" && [Object.prototype, null].includes(Object.getPrototypeOf(v))) {
+      for (const [k, child] of Object.entries(v as object)) {
+        const keyProblem = checkString(k, `${path} key ${JSON.stringify(k)}`)
+        if (keyProblem) return keyProblem
+        stack.push([child, `${path}.${k}`, depth + 1])
+      }
+      continue
+    }
+    return `${path} is not JSON (${typeof v})`
+  }
+  return undefined
+}
+
+/**
+ * A JSON value that every backend stores unchanged (see {@link payloadProblem}).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const Payload: Schema.Schema<unknown> = Schema.Unknown.pipe(
+  Schema.filter((u) => payloadProblem(u) ?? true, { identifier: "Payload" })
+)
+
+const NonEmptyText = (what: string) =>
+  Schema.String.pipe(
+    Schema.filter((s) => s.length === 0 ? `${what} must not be empty` : (checkString(s, what) ?? true))
+  )
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export const Project = NonEmptyText("project")
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export const Entity = NonEmptyText("entity")
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export const EntityKey = NonEmptyText("entity_key")
+/**
+ * The operation. `"upsert"` and `"delete"` are the built-in ones; appliers may define others.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const Op = NonEmptyText("op")
+
+/**
+ * A positive sequence number (journal seq, client seq or server seq).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const Seq = Schema.Int.pipe(Schema.positive(), Schema.lessThanOrEqualTo(Number.MAX_SAFE_INTEGER))
+
+/**
+ * A cursor: 0 before anything was seen, else the last seq seen.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const Cursor = Schema.Int.pipe(Schema.nonNegative(), Schema.lessThanOrEqualTo(Number.MAX_SAFE_INTEGER))
+
+const snake = <S extends Schema.Schema.Any>(schema: S, key: string) =>
+  Schema.propertySignature(schema).pipe(Schema.fromKey(key))
+
+/**
+ * One local write as pushed. `clientSeq` is the row's local journal seq: unique and increasing
+ * per replica, so `(clientId, clientSeq)` names it forever.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const MutationEntry = Schema.Struct({
+  clientSeq: snake(Seq, "client_seq"),
+  project: Project,
+  entity: Entity,
+  entityKey: snake(EntityKey, "entity_key"),
+  op: Op,
+  payload: Payload
+})
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface MutationEntry extends Schema.Schema.Type<typeof MutationEntry> {}
+
+/**
+ * A replica's identity as stored in its database: non-empty, printable, at most 128 characters.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const ClientId = Schema.String.pipe(
+  Schema.pattern(/^[A-Za-z0-9._:-]{1,128}$/, {
+    message: () => "client_id must be 1-128 characters of A-Z a-z 0-9 . _ : -"
+  })
+)
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export const PushBatch = Schema.Struct({
+  clientId: snake(ClientId, "client_id"),
+  mutations: Schema.Array(MutationEntry)
+})
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface PushBatch extends Schema.Schema.Type<typeof PushBatch> {}
+
+/**
+ * One server seq per pushed entry, in the order of the batch.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const PushResult = Schema.Struct({
+  acceptedSeqs: snake(Schema.Array(Seq), "accepted_seqs")
+})
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface PushResult extends Schema.Schema.Type<typeof PushResult> {}
+
+/**
+ * A mutation from the server's log, with the seq the server gave it.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const PulledMutation = Schema.Struct({
+  seq: Seq,
+  project: Project,
+  entity: Entity,
+  entityKey: snake(EntityKey, "entity_key"),
+  op: Op,
+  payload: Payload,
+  occurredAt: snake(Schema.Date, "occurred_at")
+})
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface PulledMutation extends Schema.Schema.Type<typeof PulledMutation> {}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export const PullResponse = Schema.Struct({
+  mutations: Schema.Array(PulledMutation),
+  hasMore: snake(Schema.Boolean, "has_more"),
+  latestSeq: snake(Cursor, "latest_seq")
+})
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface PullResponse extends Schema.Schema.Type<typeof PullResponse> {}
+
+/**
+ * What an application asks to journal: a write not yet numbered.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const LocalWrite = Schema.Struct({
+  project: Project,
+  entity: Entity,
+  entityKey: snake(EntityKey, "entity_key"),
+  op: Op,
+  payload: Payload
+})
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface LocalWrite extends Schema.Schema.Type<typeof LocalWrite> {}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export const Source = Schema.Literal("local", "remote")
+
+/**
+ * A row of the journal. Local rows are pending until acked; remote rows record what was
+ * pulled (and, while a key has an un-acked local write, what is kept aside for it).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const SyncMutation = Schema.Struct({
+  seq: Seq,
+  targetKey: snake(Schema.String, "target_key"),
+  project: Project,
+  entity: Entity,
+  entityKey: snake(EntityKey, "entity_key"),
+  op: Op,
+  payload: Payload,
+  source: Source,
+  occurredAt: snake(Schema.Date, "occurred_at"),
+  ackedAt: Schema.optionalWith(Schema.Date, { exact: true }).pipe(Schema.fromKey("acked_at"))
+})
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface SyncMutation extends Schema.Schema.Type<typeof SyncMutation> {}
+
+/**
+ * The persisted sync state of one target.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const SyncState = Schema.Struct({
+  targetKey: snake(Schema.String, "target_key"),
+  lastEnqueuedSeq: snake(Cursor, "last_enqueued_seq"),
+  lastAckedSeq: snake(Cursor, "last_acked_seq"),
+  lastPulledSeq: snake(Cursor, "last_pulled_seq"),
+  consecutiveFailures: snake(Schema.NonNegativeInt, "consecutive_failures"),
+  backoffUntil: Schema.optionalWith(Schema.Date, { exact: true }).pipe(Schema.fromKey("backoff_until")),
+  lastError: Schema.optionalWith(Schema.String, { exact: true }).pipe(Schema.fromKey("last_error")),
+  reasonCode: Schema.optionalWith(Schema.String, { exact: true }).pipe(Schema.fromKey("reason_code")),
+  leaseOwner: Schema.optionalWith(Schema.String, { exact: true }).pipe(Schema.fromKey("lease_owner")),
+  leaseUntil: Schema.optionalWith(Schema.Date, { exact: true }).pipe(Schema.fromKey("lease_until")),
+  updatedAt: snake(Schema.Date, "updated_at")
+})
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface SyncState extends Schema.Schema.Type<typeof SyncState> {}
+
+/**
+ * A pushed local row and the server seq it was accepted as.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface MutationAck {
+  readonly seq: number
+  readonly serverSeq: number
+}
+
+/**
+ * What applying one pulled mutation did.
+ * - `applied`: written to the local tables.
+ * - `kept_aside`: its key has an un-acked local write; held until that write is acked.
+ * - `duplicate`: its seq was already pulled; nothing changed.
+ * - `dead_letter`: it could not be decoded or applied; recorded with the reason.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type ApplyResult = "applied" | "kept_aside" | "duplicate" | "dead_letter"

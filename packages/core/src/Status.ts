@@ -1,0 +1,167 @@
+/**
+ * The observable state of a sync manager, and the pure rule that turns the outcome of a cycle
+ * into the next status.
+ *
+ * ```
+ *            notifyDirty / poll
+ *   idle ─────────────────────▶ pushing ──▶ pulling ──▶ healthy ◀──┐
+ *    ▲                             │           │                    │ next cycle succeeds
+ *    │ resumeAfterUpgrade          ▼           ▼                    │
+ * disabled ◀─ stopForUpgrade   push_failed  pull_failed ──▶ (wait backoffUntil) ─┘
+ *                                   └─ after maxConsecutiveFailures, or a defect: backoff
+ * ```
+ *
+ * @since 0.1.0
+ */
+import * as Schema from "effect/Schema"
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export const Phase = Schema.Literal(
+  "idle",
+  "pushing",
+  "pulling",
+  "push_failed",
+  "pull_failed",
+  "backoff",
+  "healthy",
+  "disabled"
+)
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type Phase = typeof Phase.Type
+
+/**
+ * Why the manager is not simply healthy.
+ * - `auth_required`: the server refused the token (401).
+ * - `policy_forbidden`: the token may not write or read a project (403).
+ * - `transport_failed`: the server could not be reached or answered badly.
+ * - `internal_error`: the local store failed, or a defect inside a cycle.
+ * - `paused`: `stopForUpgrade` disabled the manager.
+ * - `non_enrolled_pending`: local rows wait in projects that are not enrolled (not an error).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const ReasonCode = Schema.Literal(
+  "auth_required",
+  "policy_forbidden",
+  "transport_failed",
+  "internal_error",
+  "paused",
+  "non_enrolled_pending"
+)
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type ReasonCode = typeof ReasonCode.Type
+
+const optional = <S extends Schema.Schema.Any>(schema: S, key: string) =>
+  Schema.optionalWith(schema, { exact: true }).pipe(Schema.fromKey(key))
+
+/**
+ * A snapshot of the manager. Dates are `Date`s; the encoded form uses ISO strings and
+ * snake_case keys.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const Status = Schema.Struct({
+  phase: Phase,
+  lastError: optional(Schema.String, "last_error"),
+  consecutiveFailures: Schema.propertySignature(Schema.NonNegativeInt).pipe(Schema.fromKey("consecutive_failures")),
+  backoffUntil: optional(Schema.Date, "backoff_until"),
+  lastSyncAt: optional(Schema.Date, "last_sync_at"),
+  reasonCode: optional(ReasonCode, "reason_code"),
+  reasonMessage: optional(Schema.String, "reason_message")
+})
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface Status extends Schema.Schema.Type<typeof Status> {}
+
+/**
+ * The status of a manager that has not run a cycle yet.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const initial: Status = { phase: "idle", consecutiveFailures: 0 }
+
+/**
+ * How a cycle ended.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Outcome =
+  | {
+    readonly _tag: "Synced"
+    readonly at: Date
+    /** Local rows left pending because their project is not enrolled. */
+    readonly nonEnrolledPending: number
+  }
+  | {
+    readonly _tag: "Failed"
+    readonly step: "push" | "pull" | "cycle"
+    readonly reasonCode: ReasonCode
+    readonly message: string
+    readonly backoffUntil: Date
+  }
+
+/**
+ * The next status after a cycle. Pure, so the whole table of transitions is tested directly.
+ *
+ * A success resets the failure count. A failure counts one more; its phase is the failing
+ * step's (`push_failed` / `pull_failed`), or `backoff` for a defect (`step: "cycle"`) and once
+ * `maxConsecutiveFailures` is reached: the manager then waits for `backoffUntil` and tries
+ * again, it never gives up for good.
+ *
+ * @since 0.1.0
+ * @category transitions
+ */
+export const fromOutcome = (previous: Status, outcome: Outcome, maxConsecutiveFailures: number): Status => {
+  if (outcome._tag === "Synced") {
+    const base: Status = { phase: "healthy", consecutiveFailures: 0, lastSyncAt: outcome.at }
+    return outcome.nonEnrolledPending > 0
+      ? {
+        ...base,
+        reasonCode: "non_enrolled_pending",
+        reasonMessage: `${outcome.nonEnrolledPending} local rows wait in projects that are not enrolled`
+      }
+      : base
+  }
+  const consecutiveFailures = previous.consecutiveFailures + 1
+  const phase: Phase = outcome.step === "cycle" || consecutiveFailures >= maxConsecutiveFailures
+    ? "backoff"
+    : outcome.step === "push"
+    ? "push_failed"
+    : "pull_failed"
+  return {
+    phase,
+    consecutiveFailures,
+    lastError: outcome.message,
+    backoffUntil: outcome.backoffUntil,
+    reasonCode: outcome.reasonCode,
+    reasonMessage: outcome.message,
+    ...(previous.lastSyncAt ? { lastSyncAt: previous.lastSyncAt } : {})
+  }
+}
+
+/**
+ * The more specific of two failure reasons: a refusal (`auth_required`, `policy_forbidden`)
+ * tells the user more than a generic `transport_failed`.
+ *
+ * @since 0.1.0
+ * @category transitions
+ */
+export const mostSpecific = (a: ReasonCode, b: ReasonCode): ReasonCode => rank(b) > rank(a) ? b : a
+
+const rank = (code: ReasonCode): number =>
+  code === "auth_required" ? 3 : code === "policy_forbidden" ? 2 : code === "internal_error" ? 1 : 0

@@ -1,0 +1,34 @@
+/**
+ * @since 0.1.0
+ */
+export * as Backoff from "./Backoff.js"
+
+/**
+ * @since 0.1.0
+ */
+export * as CloudTransport from "./CloudTransport.js"
+
+/**
+ * @since 0.1.0
+ */
+export * as DirtySignal from "./DirtySignal.js"
+
+/**
+ * @since 0.1.0
+ */
+export * as LocalStore from "./LocalStore.js"
+
+/**
+ * @since 0.1.0
+ */
+export * as Mutation from "./Mutation.js"
+
+/**
+ * @since 0.1.0
+ */
+export * as Status from "./Status.js"
+
+/**
+ * @since 0.1.0
+ */
+export * as SyncConfig from "./SyncConfig.js"
