@@ -32,3 +32,8 @@ export * as Status from "./Status.js"
  * @since 0.1.0
  */
 export * as SyncConfig from "./SyncConfig.js"
+
+/**
+ * @since 0.1.0
+ */
+export * as SyncManager from "./SyncManager.js"

@@ -1,0 +1,444 @@
+/**
+ * The background sync manager: one loop per replica that waits for work, takes the lease,
+ * pushes the journal, pulls the server's log, and publishes its status.
+ *
+ * ```
+ *  run ──▶ restore persisted backoff ──▶ cycle ──▶ wait for work ──▶ cycle ──▶ …
+ *
+ *  wait for work = first of
+ *    · a wake (notifyDirty / DirtySignal), then `debounce` of quiet (capped by `debounceMaxWait`)
+ *    · `pollInterval` since the last cycle (while disabled: half the lease interval, to renew it)
+ *    · while failing: nothing but `backoffUntil`
+ *
+ *  cycle = skip if disabled (renew the lease) or before backoffUntil
+ *        → lease (else skip) → push groups by project → ack accepted seqs
+ *        → pull pages until has_more is false → healthy | push_failed | pull_failed | backoff
+ * ```
+ *
+ * A defect inside a cycle never kills the loop: the phase becomes `backoff` with reason
+ * `internal_error` and the cycle is retried at its deadline. Retries never give up for good.
+ *
+ * @since 0.1.0
+ */
+import * as Cause from "effect/Cause"
+import * as Clock from "effect/Clock"
+import * as Context from "effect/Context"
+import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Layer from "effect/Layer"
+import * as Metric from "effect/Metric"
+import * as Option from "effect/Option"
+import * as Queue from "effect/Queue"
+import * as Ref from "effect/Ref"
+import * as Schema from "effect/Schema"
+import type * as Scope from "effect/Scope"
+import type * as Stream from "effect/Stream"
+import * as SubscriptionRef from "effect/SubscriptionRef"
+import * as Backoff from "./Backoff.js"
+import { CloudTransport, TransportError } from "./CloudTransport.js"
+import { DirtySignal } from "./DirtySignal.js"
+import { ackPlan, groupByProject, pageProblem, toEntry } from "./internal/plan.js"
+import { LocalStore, LocalStoreError } from "./LocalStore.js"
+import * as Status from "./Status.js"
+import type { SyncConfig } from "./SyncConfig.js"
+
+/**
+ * `stopForUpgrade` / `resumeAfterUpgrade` were given an empty project.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class UpgradeError extends Schema.TaggedError<UpgradeError>()("UpgradeError", {
+  message: Schema.String
+}) {}
+
+/**
+ * @since 0.1.0
+ * @category tags
+ */
+export class SyncManager extends Context.Tag("@autosync/core/SyncManager")<SyncManager, {
+  /** Signals local changes. Never blocks; calls inside the debounce window coalesce into one cycle. */
+  readonly notifyDirty: Effect.Effect<void>
+  /** The current status. */
+  readonly status: Effect.Effect<Status.Status>
+  /** The current status, then every change, in order. */
+  readonly changes: Stream.Stream<Status.Status>
+  /** The loop. Returns when stopped or interrupted, releasing the lease; a second concurrent `run` returns at once. */
+  readonly run: Effect.Effect<void>
+  /** Ends `run` and waits for it. Harmless when not running. */
+  readonly stop: Effect.Effect<void>
+  /** Phase `disabled`, reason `paused`: no further cycles, the lease is kept (and renewed). */
+  readonly stopForUpgrade: (project: string) => Effect.Effect<void, UpgradeError>
+  /** Back to `idle` and a wake. A no-op when not disabled. */
+  readonly resumeAfterUpgrade: (project: string) => Effect.Effect<void, UpgradeError>
+  /** One cycle now (even before `backoffUntil`), then the status. For CLIs and tests. */
+  readonly syncNow: Effect.Effect<Status.Status>
+}>() {}
+
+/**
+ * Rows pushed, acked by the server.
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const pushedTotal = Metric.counter("autosync_pushed_total", { description: "local rows pushed and acked" })
+/**
+ * Mutations pulled and handed to the local store.
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const pulledTotal = Metric.counter("autosync_pulled_total", { description: "remote mutations pulled" })
+/**
+ * Failed cycles.
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const failedTotal = Metric.counter("autosync_failed_cycles_total", { description: "failed sync cycles" })
+/**
+ * Local rows waiting to be pushed, after the last cycle.
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const pendingRows = Metric.gauge("autosync_pending_rows", { description: "local rows not yet acked" })
+
+// A failure of one step, classified for the status.
+type StepFailure = { readonly reasonCode: Status.ReasonCode; readonly message: string }
+
+const classify = (error: TransportError | LocalStoreError): StepFailure =>
+  error._tag === "TransportError"
+    ? { reasonCode: error.reason, message: error.message }
+    : { reasonCode: "internal_error", message: `local store: ${error.message}` }
+
+// Another worker took the lease mid-cycle: end the cycle quietly, it is that worker's turn.
+class LeaseLost extends Schema.TaggedError<LeaseLost>()("LeaseLost", {}) {}
+
+const validateProject = (project: string) =>
+  project.trim().length === 0
+    ? Effect.fail(new UpgradeError({ message: "project must not be empty" }))
+    : Effect.void
+
+/**
+ * Builds a manager. It does nothing until `run` (or `syncNow`). When a `DirtySignal` is in the
+ * context, `run` also wakes on it.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = (
+  config: SyncConfig
+): Effect.Effect<SyncManager["Type"], never, LocalStore | CloudTransport> =>
+  Effect.gen(function*() {
+    const store = yield* LocalStore
+    const transport = yield* CloudTransport
+    const signal = yield* Effect.serviceOption(DirtySignal)
+    const statusRef = yield* SubscriptionRef.make<Status.Status>(Status.initial)
+    const wake = yield* Queue.sliding<void>(1)
+    const disabled = yield* Ref.make(Option.none<string>())
+    const running = yield* Ref.make(Option.none<{ stop: Deferred.Deferred<void>; done: Deferred.Deferred<void> }>())
+    const cycleLock = yield* Effect.makeSemaphore(1)
+    const { leaseOwner, targetKey } = config
+    const backoffOptions = { base: config.baseBackoff, max: config.maxBackoff }
+
+    const now = Effect.map(Clock.currentTimeMillis, (ms) => new Date(ms))
+    const setPhase = (phase: Status.Phase) => SubscriptionRef.update(statusRef, (s) => ({ ...s, phase }))
+    const logged = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+      Effect.annotateLogs(effect, { package: "@autosync/core", module: "SyncManager", targetKey, leaseOwner })
+
+    // Fenced writes: every batch and page first renews the lease, and stops if it was lost.
+    const ensureLease = Effect.flatMap(now, (at) => store.acquireLease(targetKey, leaseOwner, config.leaseInterval, at))
+      .pipe(Effect.flatMap((held) => held ? Effect.void : Effect.fail(new LeaseLost())))
+
+    const push = Effect.fn("SyncManager.push")(function*() {
+      const failed = new Map<string, StepFailure>()
+      let highestAcked = 0
+      while (true) {
+        yield* ensureLease
+        const rows = yield* store.listPendingMutations(targetKey, config.pushBatchSize, {
+          excludeProjects: [...failed.keys()]
+        })
+        if (rows.length === 0) break
+        // A row we acked in this cycle listed again means the store lost the ack: stop, never loop.
+        if (rows[0].seq <= highestAcked) {
+          return yield* new LocalStoreError({
+            reason: "storage",
+            message: `row ${rows[0].seq} is still pending after its ack`
+          })
+        }
+        for (const group of groupByProject(rows)) {
+          const project = group[0].project
+          const result = yield* Effect.either(
+            transport.push({ clientId: store.clientId, mutations: group.map(toEntry) })
+          )
+          if (Either.isLeft(result)) {
+            failed.set(project, classify(result.left))
+            continue
+          }
+          const acks = ackPlan(group, result.right.acceptedSeqs)
+          if (typeof acks === "string") {
+            failed.set(project, { reasonCode: "transport_failed", message: acks })
+            continue
+          }
+          yield* store.ackMutationSeqs(targetKey, acks)
+          highestAcked = Math.max(highestAcked, group[group.length - 1].seq)
+          yield* Metric.incrementBy(pushedTotal, group.length)
+        }
+      }
+      return [...failed.entries()]
+    })
+
+    const pull = Effect.fn("SyncManager.pull")(function*() {
+      let cursor = (yield* store.getSyncState(targetKey)).lastPulledSeq
+      while (true) {
+        yield* ensureLease
+        const page = yield* transport.pull(cursor, config.pullBatchSize)
+        const problem = pageProblem(cursor, page.mutations.map((m) => m.seq), page.hasMore)
+        if (problem) return yield* new TransportError({ reason: "transport_failed", message: problem })
+        for (const mutation of page.mutations) {
+          yield* store.applyPulledMutation(targetKey, mutation)
+          cursor = mutation.seq
+        }
+        yield* Metric.incrementBy(pulledTotal, page.mutations.length)
+        if (!page.hasMore) return
+      }
+    })
+
+    // Push then pull; the outcome of the cycle, failures classified (defects are caught by the caller).
+    const pushThenPull = Effect.gen(function*() {
+      yield* setPhase("pushing")
+      const pushFailures = yield* push().pipe(
+        Effect.catchTag("LocalStoreError", (e) => Effect.succeed([["", classify(e)] as const]))
+      )
+      if (pushFailures.length > 0) {
+        const reasonCode = pushFailures.map(([, f]) => f.reasonCode).reduce(Status.mostSpecific)
+        const message = pushFailures.map(([project, f]) => project ? `${project}: ${f.message}` : f.message).join("; ")
+        return { step: "push" as const, reasonCode, message }
+      }
+      yield* setPhase("pulling")
+      return yield* pull().pipe(
+        Effect.as(undefined),
+        Effect.catchTag(
+          "TransportError",
+          "LocalStoreError",
+          (e) => Effect.succeed({ step: "pull" as const, ...classify(e) })
+        )
+      )
+    })
+
+    const settle = (failure: { step: "push" | "pull" | "cycle" } & StepFailure | undefined) =>
+      Effect.gen(function*() {
+        const at = yield* now
+        const previous = yield* SubscriptionRef.get(statusRef)
+        if (failure === undefined) {
+          const nonEnrolledPending = yield* store.skipAckNonEnrolledMutations(targetKey)
+          yield* store.markHealthy(targetKey)
+          yield* SubscriptionRef.set(
+            statusRef,
+            Status.fromOutcome(previous, { _tag: "Synced", at, nonEnrolledPending }, config.maxConsecutiveFailures)
+          )
+        } else {
+          const wait = yield* Backoff.delay(previous.consecutiveFailures + 1, backoffOptions)
+          const backoffUntil = new Date(at.getTime() + Duration.toMillis(wait))
+          yield* SubscriptionRef.set(
+            statusRef,
+            Status.fromOutcome(previous, { _tag: "Failed", ...failure, backoffUntil }, config.maxConsecutiveFailures)
+          )
+          yield* Metric.increment(failedTotal)
+          yield* Effect.logWarning(
+            `sync ${failure.step} failed (${failure.reasonCode}): ${failure.message}; retry at ${backoffUntil.toISOString()}`
+          )
+          yield* store.markFailure(targetKey, failure.message, backoffUntil, failure.reasonCode)
+        }
+        yield* Effect.flatMap(store.countPending(targetKey), (n) => Metric.set(pendingRows, n))
+      })
+
+    const cycle = (force: boolean) =>
+      cycleLock.withPermits(1)(
+        Effect.gen(function*() {
+          yield* Queue.takeAll(wake) // wakes up to now are served by this cycle
+          const at = yield* now
+          if (Option.isSome(yield* Ref.get(disabled))) {
+            yield* store.acquireLease(targetKey, leaseOwner, config.leaseInterval, at)
+            return
+          }
+          const current = yield* SubscriptionRef.get(statusRef)
+          if (!force && current.consecutiveFailures > 0 && current.backoffUntil && at < current.backoffUntil) return
+          if (!(yield* store.acquireLease(targetKey, leaseOwner, config.leaseInterval, at))) {
+            yield* Effect.logDebug("lease held by another worker; cycle skipped")
+            return
+          }
+          const failure = yield* pushThenPull
+          yield* settle(failure)
+        }).pipe(
+          Effect.catchTag("LeaseLost", () => Effect.logInfo("lease lost to another worker mid-cycle")),
+          Effect.catchAllCause((cause) =>
+            Cause.isInterruptedOnly(cause) ? Effect.interrupt : Effect.gen(function*() {
+              yield* Effect.logError("sync cycle failed with a defect", cause)
+              yield* settle({
+                step: "cycle",
+                reasonCode: "internal_error",
+                message: Cause.pretty(cause).split("\n")[0]
+              })
+            }).pipe(Effect.catchAllCause((again) => Effect.logError("could not record the failed cycle", again)))
+          ),
+          Effect.withSpan("SyncManager.cycle"),
+          logged
+        )
+      )
+
+    // A wake, then quiet for `debounce` (each wake restarts it), but never longer than `debounceMaxWait`.
+    const debounced = Effect.gen(function*() {
+      yield* Queue.take(wake)
+      const start = yield* Clock.currentTimeMillis
+      const debounce = Duration.toMillis(config.debounce)
+      const maxWait = Duration.toMillis(config.debounceMaxWait)
+      while (true) {
+        const remaining = Math.min(debounce, maxWait - ((yield* Clock.currentTimeMillis) - start))
+        if (remaining <= 0) return
+        const again = yield* Effect.timeoutOption(Queue.take(wake), Duration.millis(remaining))
+        if (Option.isNone(again)) return
+      }
+    })
+
+    const waitForWork = Effect.gen(function*() {
+      const current = yield* SubscriptionRef.get(statusRef)
+      const at = yield* Clock.currentTimeMillis
+      const isDisabled = Option.isSome(yield* Ref.get(disabled))
+      if (!isDisabled && current.consecutiveFailures > 0 && current.backoffUntil) {
+        const left = current.backoffUntil.getTime() - at
+        if (left > 0) return yield* Effect.sleep(Duration.millis(left))
+      }
+      const timer = isDisabled
+        ? Duration.min(config.pollInterval, Duration.unsafeDivide(config.leaseInterval, 2))
+        : config.pollInterval
+      yield* Effect.race(debounced, Effect.sleep(timer))
+    })
+
+    // A restarted process honours the deadline its predecessor persisted.
+    const restoreBackoff = Effect.gen(function*() {
+      const state = yield* store.getSyncState(targetKey)
+      const at = yield* now
+      if (state.consecutiveFailures === 0 || !state.backoffUntil || state.backoffUntil <= at) return
+      const reasonCode = Schema.decodeUnknownOption(Status.ReasonCode)(state.reasonCode)
+      yield* SubscriptionRef.update(statusRef, (s) => ({
+        ...s,
+        phase: "backoff" as const,
+        consecutiveFailures: state.consecutiveFailures,
+        backoffUntil: state.backoffUntil!,
+        ...(state.lastError ? { lastError: state.lastError, reasonMessage: state.lastError } : {}),
+        ...(Option.isSome(reasonCode) ? { reasonCode: reasonCode.value } : {})
+      }))
+    }).pipe(Effect.catchAll((e) => Effect.logWarning(`could not read the persisted sync state: ${e.message}`)))
+
+    const forwardSignal: Effect.Effect<void, never, Scope.Scope> = Option.match(signal, {
+      onNone: () => Effect.void,
+      onSome: (s) =>
+        Effect.flatMap(
+          s.subscribe,
+          (wakes) => Effect.forkScoped(Effect.forever(Effect.zipRight(Queue.take(wakes), Queue.offer(wake, undefined))))
+        )
+    })
+
+    const loop = Effect.gen(function*() {
+      yield* forwardSignal
+      yield* restoreBackoff
+      yield* waitForBackoffOnly
+      while (true) {
+        yield* cycle(false)
+        yield* waitForWork
+      }
+    })
+    const waitForBackoffOnly = Effect.gen(function*() {
+      const current = yield* SubscriptionRef.get(statusRef)
+      const left = (current.backoffUntil?.getTime() ?? 0) - (yield* Clock.currentTimeMillis)
+      if (current.consecutiveFailures > 0 && left > 0) yield* Effect.sleep(Duration.millis(left))
+    })
+
+    const releaseLease = store.releaseLease(targetKey, leaseOwner).pipe(
+      Effect.catchAll((e) => Effect.logWarning(`could not release the lease: ${e.message}`)),
+      logged
+    )
+
+    const run = Effect.gen(function*() {
+      const handle = { stop: yield* Deferred.make<void>(), done: yield* Deferred.make<void>() }
+      const entered = yield* Ref.modify(
+        running,
+        (current) => Option.isSome(current) ? [false, current] : [true, Option.some(handle)]
+      )
+      if (!entered) return
+      yield* Effect.scoped(loop).pipe(
+        Effect.raceFirst(Deferred.await(handle.stop)),
+        Effect.ensuring(
+          cycleLock.withPermits(1)(releaseLease).pipe(
+            Effect.zipRight(Ref.set(running, Option.none())),
+            Effect.zipRight(Deferred.succeed(handle.done, undefined))
+          )
+        )
+      )
+    })
+
+    const stop = Effect.flatMap(Ref.get(running), (current) =>
+      Option.match(current, {
+        onNone: () => Effect.void,
+        onSome: ({ done, stop }) => Effect.zipRight(Deferred.succeed(stop, undefined), Deferred.await(done))
+      }))
+
+    return SyncManager.of({
+      notifyDirty: Effect.asVoid(Queue.offer(wake, undefined)),
+      status: SubscriptionRef.get(statusRef),
+      changes: statusRef.changes,
+      run,
+      stop,
+      stopForUpgrade: (project) =>
+        Effect.zipRight(
+          validateProject(project),
+          cycleLock.withPermits(1)(Effect.zipRight(
+            Ref.set(disabled, Option.some(project)),
+            SubscriptionRef.update(statusRef, (s) => ({
+              ...s,
+              phase: "disabled" as const,
+              reasonCode: "paused" as const,
+              reasonMessage: `paused for the upgrade of project ${project}`
+            }))
+          ))
+        ),
+      resumeAfterUpgrade: (project) =>
+        Effect.zipRight(
+          validateProject(project),
+          Effect.flatMap(
+            Ref.getAndSet(disabled, Option.none()),
+            (was) =>
+              Option.isNone(was) ? Effect.void : Effect.zipRight(
+                SubscriptionRef.update(statusRef, ({ reasonCode: _c, reasonMessage: _m, ...s }) => ({
+                  ...s,
+                  phase: "idle" as const
+                })),
+                Queue.offer(wake, undefined)
+              )
+          )
+        ),
+      syncNow: Effect.zipRight(cycle(true), SubscriptionRef.get(statusRef))
+    })
+  })
+
+/**
+ * A manager whose `run` is forked into the layer's scope; closing the scope stops it (and so
+ * releases the lease) before the fiber is interrupted.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (config: SyncConfig): Layer.Layer<SyncManager, never, LocalStore | CloudTransport> =>
+  Layer.scoped(
+    SyncManager,
+    Effect.gen(function*() {
+      const manager = yield* make(config)
+      yield* Effect.forkScoped(manager.run)
+      yield* Effect.addFinalizer(() => manager.stop)
+      return manager
+    })
+  )
