@@ -120,7 +120,7 @@ export const Seq = Schema.Int.pipe(Schema.positive(), Schema.lessThanOrEqualTo(N
  */
 export const Cursor = Schema.Int.pipe(Schema.nonNegative(), Schema.lessThanOrEqualTo(Number.MAX_SAFE_INTEGER))
 
-const snake = <S extends Schema.Schema.Any>(schema: S, key: string) =>
+const snake = <S extends Schema.Schema.Any, K extends string>(schema: S, key: K) =>
   Schema.propertySignature(schema).pipe(Schema.fromKey(key))
 
 /**

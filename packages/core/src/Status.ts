@@ -61,7 +61,7 @@ export const ReasonCode = Schema.Literal(
  */
 export type ReasonCode = typeof ReasonCode.Type
 
-const optional = <S extends Schema.Schema.Any>(schema: S, key: string) =>
+const optional = <S extends Schema.Schema.All, K extends string>(schema: S, key: K) =>
   Schema.optionalWith(schema, { exact: true }).pipe(Schema.fromKey(key))
 
 /**

@@ -1,6 +1,6 @@
-import { CloudTransport, LocalStore, Status, SyncManager } from "@autosync/core"
+import { CloudTransport, LocalStore, Status, SyncConfig, SyncManager } from "@autosync/core"
 import { assert, describe, it } from "@effect/vitest"
-import { Chunk, Effect, Exit, Fiber, Ref, Stream, TestClock } from "effect"
+import { Effect, Exit, Fiber, Layer, Option, Ref, Stream, TestClock } from "effect"
 import { documentsOf, makeReplica, put, replay } from "./fakes.js"
 
 const cycles = (log: ReadonlyArray<string>) => log.filter((l) => l.startsWith("pull@"))
@@ -61,6 +61,398 @@ describe("SyncManager", () => {
         yield* TestClock.adjust("1 second")
         assert.deepStrictEqual(fake.log, ["pull@0", "push@101", "pull@101"])
         assert.strictEqual(yield* store.countPending("cloud"), 0)
+      }))
+  })
+
+  describe("lease", () => {
+    it.scoped("a second manager does not push while the first holds the lease, and takes over after it expires", () =>
+      Effect.gen(function*() {
+        const server = yield* CloudTransport.makeMemoryServer
+        const first = yield* makeReplica({ server, config: { leaseOwner: "w1", leaseInterval: "60 seconds" } })
+        const second = yield* makeReplica({
+          server,
+          store: first.store,
+          enroll: [],
+          config: { leaseOwner: "w2", leaseInterval: "60 seconds" }
+        })
+        yield* first.manager.syncNow // takes the lease until 60 s
+        yield* put(first.store, "k", 1)
+        yield* TestClock.adjust("30 seconds")
+        yield* second.manager.syncNow
+        assert.deepStrictEqual(second.fake.log, [])
+        assert.strictEqual(yield* first.store.countPending("cloud"), 1)
+        yield* TestClock.adjust("31 seconds") // 61 s: the first lease expired
+        yield* second.manager.syncNow
+        assert.deepStrictEqual(second.fake.log, ["push@61000", "pull@61000"])
+        assert.strictEqual((yield* first.store.getSyncState("cloud")).leaseOwner, "w2")
+        yield* first.manager.syncNow // now the first one is shut out
+        assert.deepStrictEqual(first.fake.log, ["pull@0"])
+      }))
+
+    it.scoped("the lease is released when run ends, and a stopped manager can run again", () =>
+      Effect.gen(function*() {
+        const server = yield* CloudTransport.makeMemoryServer
+        const { manager, store, fake } = yield* makeReplica({ server })
+        const fiber = yield* Effect.fork(manager.run)
+        yield* TestClock.adjust("1 millis")
+        assert.strictEqual((yield* store.getSyncState("cloud")).leaseOwner, "w1")
+        yield* manager.stop
+        assert.isTrue(Exit.isSuccess(yield* Fiber.await(fiber)))
+        assert.strictEqual((yield* store.getSyncState("cloud")).leaseOwner, undefined)
+        yield* Effect.forkScoped(manager.run)
+        yield* TestClock.adjust("1 millis")
+        assert.deepStrictEqual(cycles(fake.log), ["pull@0", "pull@1"])
+      }))
+
+    it.scoped("a second concurrent run returns at once; stop before run returns", () =>
+      Effect.gen(function*() {
+        const server = yield* CloudTransport.makeMemoryServer
+        const { manager } = yield* makeReplica({ server })
+        yield* manager.stop
+        yield* Effect.forkScoped(manager.run)
+        yield* TestClock.adjust("1 millis")
+        yield* manager.run // would hang forever without the re-entry guard
+        yield* manager.stop
+      }))
+  })
+
+  describe("push", () => {
+    it.scoped("groups rows by project in journal order, in batches of at most pushBatchSize", () =>
+      Effect.gen(function*() {
+        const server = yield* CloudTransport.makeMemoryServer
+        const { manager, store, fake } = yield* makeReplica({
+          server,
+          enroll: ["a", "b"],
+          config: { pushBatchSize: 3 }
+        })
+        for (let i = 1; i <= 7; i++) yield* put(store, `k${i}`, i, i % 2 === 1 ? "a" : "b")
+        yield* manager.syncNow
+        const batches = fake.batches.map((b) => [b.mutations[0].project, b.mutations.map((m) => m.clientSeq)])
+        assert.deepStrictEqual(batches, [["a", [1, 3]], ["b", [2]], ["b", [4, 6]], ["a", [5]], ["a", [7]]])
+        assert.strictEqual(yield* store.countPending("cloud"), 0)
+        assert.deepStrictEqual(server.log().map((m) => m.entityKey), ["k1", "k3", "k2", "k4", "k6", "k5", "k7"])
+      }))
+
+    it.scoped("a partial result acks nothing and is a failure; the retry stores nothing twice", () =>
+      Effect.gen(function*() {
+        const server = yield* CloudTransport.makeMemoryServer
+        const { manager, store, fake } = yield* makeReplica({ server })
+        yield* put(store, "k1", 1)
+        yield* put(store, "k2", 2)
+        fake.partial = true
+        const failed = yield* manager.syncNow
+        assert.strictEqual(failed.phase, "push_failed")
+        assert.strictEqual(failed.reasonCode, "transport_failed")
+        assert.match(failed.lastError!, /accepted 1 seqs for 2 pushed rows/)
+        assert.strictEqual(yield* store.countPending("cloud"), 2)
+        fake.partial = false
+        const healed = yield* manager.syncNow
+        assert.strictEqual(healed.phase, "healthy")
+        assert.strictEqual(yield* store.countPending("cloud"), 0)
+        assert.strictEqual(server.log().length, 2)
+      }))
+
+    it.scoped("one project's refusal does not stop the others; the most specific reason wins", () =>
+      Effect.gen(function*() {
+        const server = yield* CloudTransport.makeMemoryServer
+        const { manager, store } = yield* makeReplica({ server, enroll: ["a", "b"], allowedProjects: ["b"] })
+        yield* put(store, "k1", 1, "a")
+        yield* put(store, "k2", 2, "b")
+        const status = yield* manager.syncNow
+        assert.strictEqual(status.phase, "push_failed")
+        assert.strictEqual(status.reasonCode, "policy_forbidden")
+        assert.deepStrictEqual(server.log().map((m) => m.project), ["b"])
+        const pending = yield* store.listPendingMutations("cloud", 10)
+        assert.deepStrictEqual(pending.map((m) => m.entityKey), ["k1"])
+      }))
+
+    it.scoped("non-enrolled pending rows stay pending and do not block pulls", () =>
+      Effect.gen(function*() {
+        const server = yield* CloudTransport.makeMemoryServer
+        const other = yield* makeReplica({ server, clientId: "other" })
+        yield* put(other.store, "remote", "r")
+        yield* other.manager.syncNow
+        const { manager, store } = yield* makeReplica({ server, enroll: ["p"] })
+        yield* put(store, "local", "l", "unenrolled")
+        const status = yield* manager.syncNow
+        assert.strictEqual(status.phase, "healthy")
+        assert.strictEqual(status.reasonCode, "non_enrolled_pending")
+        assert.strictEqual(yield* store.countPending("cloud"), 1)
+        assert.deepStrictEqual(Option.getOrUndefined(yield* store.getDocument("p", "doc", "remote")), "r")
+        assert.strictEqual(server.log().length, 1)
+      }))
+  })
+
+  describe("pull", () => {
+    it.scoped("pages until has_more is false, the cursor persisted after each applied mutation", () =>
+      Effect.gen(function*() {
+        const server = yield* CloudTransport.makeMemoryServer
+        const other = yield* makeReplica({ server, clientId: "other" })
+        for (let i = 1; i <= 25; i++) yield* put(other.store, `k${i}`, i)
+        yield* other.manager.syncNow
+        const store = yield* LocalStore.makeMemory({ clientId: "me" })
+        let applied = 0
+        const failing = LocalStore.LocalStore.of({
+          ...store,
+          applyPulledMutation: (target, m) =>
+            m.seq === 15 && applied++ === 0
+              ? Effect.fail(new LocalStore.LocalStoreError({ reason: "storage", message: "disk full" }))
+              : store.applyPulledMutation(target, m)
+        })
+        const { manager, fake } = yield* makeReplica({ server, store: failing, config: { pullBatchSize: 10 } })
+        const failed = yield* manager.syncNow
+        assert.strictEqual(failed.phase, "pull_failed")
+        assert.strictEqual(failed.reasonCode, "internal_error")
+        assert.strictEqual((yield* store.getSyncState("cloud")).lastPulledSeq, 14)
+        const healed = yield* manager.syncNow
+        assert.strictEqual(healed.phase, "healthy")
+        assert.deepStrictEqual(fake.pulls, [0, 10, 14, 24])
+        assert.strictEqual((yield* store.getSyncState("cloud")).lastPulledSeq, 25)
+        assert.strictEqual((yield* store.listDocuments("p")).length, 25)
+      }))
+
+    it.scoped("a page with has_more that does not advance is a failure, not a hot loop", () =>
+      Effect.gen(function*() {
+        const server = yield* CloudTransport.makeMemoryServer
+        const { manager, fake } = yield* makeReplica({ server })
+        fake.stuckPage = true
+        const status = yield* manager.syncNow
+        assert.strictEqual(status.phase, "pull_failed")
+        assert.strictEqual(status.reasonCode, "transport_failed")
+        assert.deepStrictEqual(fake.pulls, [0])
+      }))
+  })
+
+  describe("failures and backoff", () => {
+    it.scoped("backs off 1s, 2s, 4s then recovers, with the reason code of the failure", () =>
+      Effect.gen(function*() {
+        const server = yield* CloudTransport.makeMemoryServer
+        const { manager, store, fake } = yield* makeReplica({ server, config: { debounce: "500 millis" } })
+        yield* Effect.forkScoped(manager.run)
+        yield* TestClock.adjust("1 millis")
+        yield* put(store, "k", 1)
+        fake.failPush = 3
+        fake.error = new CloudTransport.TransportError({ reason: "auth_required", status: 401, message: "bad token" })
+        yield* manager.notifyDirty
+        yield* TestClock.adjust("600 millis")
+        const first = yield* manager.status
+        assert.strictEqual(first.phase, "push_failed")
+        assert.strictEqual(first.reasonCode, "auth_required")
+        assert.strictEqual(first.consecutiveFailures, 1)
+        assert.strictEqual(first.backoffUntil!.getTime(), 1501)
+        const persisted = yield* store.getSyncState("cloud")
+        assert.strictEqual(persisted.consecutiveFailures, 1)
+        assert.strictEqual(persisted.backoffUntil!.getTime(), 1501)
+        yield* manager.notifyDirty // a wake does not shorten the backoff
+        yield* TestClock.adjust("10 seconds")
+        assert.deepStrictEqual(fake.log.filter((l) => l.startsWith("push")), [
+          "push@501",
+          "push@1501",
+          "push@3501",
+          "push@7501"
+        ])
+        const healed = yield* manager.status
+        assert.strictEqual(healed.phase, "healthy")
+        assert.strictEqual(healed.consecutiveFailures, 0)
+        assert.strictEqual(healed.reasonCode, undefined)
+        assert.strictEqual((yield* store.getSyncState("cloud")).consecutiveFailures, 0)
+      }).pipe(Effect.withRandomFixed([0.5])))
+
+    it.scoped("policy and transport failures set their own reason codes; pull failures set pull_failed", () =>
+      Effect.gen(function*() {
+        const server = yield* CloudTransport.makeMemoryServer
+        const { manager, store, fake } = yield* makeReplica({ server })
+        yield* put(store, "k", 1)
+        fake.failPush = 1
+        fake.error = new CloudTransport.TransportError({ reason: "policy_forbidden", status: 403, message: "no" })
+        assert.strictEqual((yield* manager.syncNow).reasonCode, "policy_forbidden")
+        fake.failPull = 1
+        fake.error = new CloudTransport.TransportError({ reason: "transport_failed", message: "connection reset" })
+        const status = yield* manager.syncNow
+        assert.strictEqual(status.phase, "pull_failed")
+        assert.strictEqual(status.reasonCode, "transport_failed")
+        assert.strictEqual(status.consecutiveFailures, 2)
+      }).pipe(Effect.withRandomFixed([0.5])))
+
+    it.scoped("after maxConsecutiveFailures the phase is backoff, and it keeps retrying at each deadline", () =>
+      Effect.gen(function*() {
+        const server = yield* CloudTransport.makeMemoryServer
+        const { manager, fake } = yield* makeReplica({
+          server,
+          config: { maxConsecutiveFailures: 3, baseBackoff: "1 second", maxBackoff: "4 seconds" }
+        })
+        fake.failPull = 1_000
+        yield* Effect.forkScoped(manager.run)
+        yield* TestClock.adjust("1 millis")
+        assert.strictEqual((yield* manager.status).phase, "pull_failed")
+        yield* TestClock.adjust("3 seconds") // failures at 0, 1000, 3000
+        const status = yield* manager.status
+        assert.strictEqual(status.phase, "backoff")
+        assert.strictEqual(status.consecutiveFailures, 3)
+        yield* TestClock.adjust("20 seconds") // then every 4 s (the cap): 7000, 11000, 15000, 19000, 23000
+        assert.deepStrictEqual(
+          cycles(fake.log),
+          [0, 1000, 3000, 7000, 11000, 15000, 19000, 23000].map((t) => `pull@${t}`)
+        )
+        fake.failPull = 0
+        yield* TestClock.adjust("4 seconds")
+        assert.strictEqual((yield* manager.status).phase, "healthy")
+      }).pipe(Effect.withRandomFixed([0.5])))
+
+    it.scoped("a defect inside a cycle sets backoff/internal_error and the loop keeps running", () =>
+      Effect.gen(function*() {
+        const server = yield* CloudTransport.makeMemoryServer
+        const { manager, store, fake } = yield* makeReplica({ server })
+        yield* put(store, "k", 1)
+        fake.diePush = 1
+        yield* Effect.forkScoped(manager.run)
+        yield* TestClock.adjust("1 millis")
+        const status = yield* manager.status
+        assert.strictEqual(status.phase, "backoff")
+        assert.strictEqual(status.reasonCode, "internal_error")
+        assert.match(status.lastError!, /boom in push/)
+        yield* TestClock.adjust("2 seconds")
+        assert.strictEqual((yield* manager.status).phase, "healthy")
+        assert.strictEqual(yield* store.countPending("cloud"), 0)
+      }).pipe(Effect.withRandomFixed([0.5])))
+
+    it.scoped("a restarted manager honours the backoff deadline its predecessor persisted", () =>
+      Effect.gen(function*() {
+        const server = yield* CloudTransport.makeMemoryServer
+        const first = yield* makeReplica({ server })
+        first.fake.failPull = 1
+        yield* first.manager.syncNow // fails at 0, retry at 1000
+        const second = yield* makeReplica({ server, store: first.store, enroll: [] })
+        yield* Effect.forkScoped(second.manager.run)
+        yield* TestClock.adjust("1 millis")
+        assert.strictEqual((yield* second.manager.status).phase, "backoff")
+        assert.deepStrictEqual(second.fake.log, [])
+        yield* TestClock.adjust("1 second")
+        assert.deepStrictEqual(second.fake.log, ["pull@1000"])
+      }).pipe(Effect.withRandomFixed([0.5])))
+  })
+
+  describe("upgrade pause", () => {
+    it.scoped("stopForUpgrade prevents cycles and keeps renewing the lease; resumeAfterUpgrade wakes it", () =>
+      Effect.gen(function*() {
+        const server = yield* CloudTransport.makeMemoryServer
+        const { manager, store, fake } = yield* makeReplica({
+          server,
+          config: { leaseInterval: "10 seconds", pollInterval: "30 seconds", debounce: "100 millis" }
+        })
+        yield* Effect.forkScoped(manager.run)
+        yield* TestClock.adjust("1 millis")
+        yield* manager.stopForUpgrade("p")
+        const paused = yield* manager.status
+        assert.strictEqual(paused.phase, "disabled")
+        assert.strictEqual(paused.reasonCode, "paused")
+        yield* put(store, "k", 1)
+        yield* manager.notifyDirty
+        yield* TestClock.adjust("60 seconds")
+        assert.deepStrictEqual(fake.log, ["pull@0"])
+        // renewed every 5 s: another owner cannot take it, even long after the first ttl
+        assert.isFalse(yield* store.acquireLease("cloud", "intruder", "10 seconds", new Date(60_001)))
+        assert.strictEqual((yield* store.getSyncState("cloud")).leaseOwner, "w1")
+        yield* manager.resumeAfterUpgrade("p")
+        assert.strictEqual((yield* manager.status).phase, "idle")
+        yield* TestClock.adjust("1 second")
+        assert.deepStrictEqual(fake.log, ["pull@0", "push@60101", "pull@60101"])
+        yield* manager.resumeAfterUpgrade("p") // a no-op when not disabled
+        assert.strictEqual((yield* manager.status).phase, "healthy")
+      }))
+
+    it.effect("both reject an empty project", () =>
+      Effect.gen(function*() {
+        const server = yield* CloudTransport.makeMemoryServer
+        const { manager } = yield* makeReplica({ server })
+        const stop = yield* Effect.flip(manager.stopForUpgrade(""))
+        const resume = yield* Effect.flip(manager.resumeAfterUpgrade("  "))
+        assert.strictEqual(stop._tag, "UpgradeError")
+        assert.strictEqual(resume._tag, "UpgradeError")
+        assert.strictEqual((yield* manager.status).phase, "idle")
+      }))
+  })
+
+  describe("status", () => {
+    it.scoped("changes emits every phase transition in order", () =>
+      Effect.gen(function*() {
+        const server = yield* CloudTransport.makeMemoryServer
+        const { manager, store, fake } = yield* makeReplica({ server })
+        const seen = yield* Ref.make<Array<Status.Phase>>([])
+        yield* manager.changes.pipe(
+          Stream.runForEach((s) => Ref.update(seen, (all) => [...all, s.phase])),
+          Effect.forkScoped
+        )
+        yield* TestClock.adjust("1 millis")
+        yield* put(store, "k", 1)
+        yield* manager.syncNow
+        fake.failPush = 1
+        yield* put(store, "k", 2)
+        yield* manager.syncNow
+        yield* manager.stopForUpgrade("p")
+        yield* manager.resumeAfterUpgrade("p")
+        yield* TestClock.adjust("1 millis")
+        assert.deepStrictEqual(yield* Ref.get(seen), [
+          "idle",
+          "pushing",
+          "pulling",
+          "healthy",
+          "pushing",
+          "push_failed",
+          "disabled",
+          "idle"
+        ])
+      }).pipe(Effect.withRandomFixed([0.5])))
+  })
+
+  describe("convergence", () => {
+    it.effect("two replicas through one memory server converge to the log replayed in seq order", () =>
+      Effect.gen(function*() {
+        const server = yield* CloudTransport.makeMemoryServer
+        const a = yield* makeReplica({ server, clientId: "a" })
+        const b = yield* makeReplica({ server, clientId: "b" })
+        for (let round = 0; round < 5; round++) {
+          for (let k = 0; k < 4; k++) {
+            yield* put(a.store, `k${k}`, `a${round}`)
+            yield* put(b.store, `k${(k + round) % 4}`, `b${round}`)
+          }
+          if (round === 2) {
+            yield* a.store.appendLocal("cloud", [{
+              project: "p",
+              entity: "doc",
+              entityKey: "k1",
+              op: "delete",
+              payload: null
+            }])
+          }
+          yield* (round % 2 === 0 ? a : b).manager.syncNow
+        }
+        for (let i = 0; i < 2; i++) {
+          yield* a.manager.syncNow
+          yield* b.manager.syncNow
+        }
+        const expected = replay(server.log())
+        assert.deepStrictEqual(yield* documentsOf(a.store, ["p"]), expected)
+        assert.deepStrictEqual(yield* documentsOf(b.store, ["p"]), expected)
+        assert.strictEqual(yield* a.store.countPending("cloud"), 0)
+        assert.strictEqual(yield* b.store.countPending("cloud"), 0)
+      }))
+  })
+
+  describe("layer", () => {
+    it.effect("runs in the layer's scope and releases the lease when the scope closes", () =>
+      Effect.gen(function*() {
+        const store = yield* LocalStore.makeMemory({ clientId: "x" })
+        const config = yield* SyncConfig.make({ leaseOwner: "layered" })
+        const layer = SyncManager.layer(config).pipe(
+          Layer.provide(Layer.mergeAll(Layer.succeed(LocalStore.LocalStore, store), CloudTransport.layerMemory))
+        )
+        yield* Effect.scoped(Effect.gen(function*() {
+          yield* Layer.build(layer)
+          yield* TestClock.adjust("1 millis")
+          assert.strictEqual((yield* store.getSyncState("cloud")).leaseOwner, "layered")
+        }))
+        assert.strictEqual((yield* store.getSyncState("cloud")).leaseOwner, undefined)
       }))
   })
 })

@@ -1,0 +1,81 @@
+import { Status } from "@autosync/core"
+import { assert, describe, it } from "@effect/vitest"
+import { Effect, Schema } from "effect"
+
+const at = new Date("2026-01-01T00:00:00Z")
+const until = new Date("2026-01-01T00:00:02Z")
+const failed = (step: "push" | "pull" | "cycle", reasonCode: Status.ReasonCode = "transport_failed") =>
+  ({ _tag: "Failed", step, reasonCode, message: "it broke", backoffUntil: until }) as const
+
+describe("Status.fromOutcome", () => {
+  it("a success is healthy and resets failures; non-enrolled rows show as a reason", () => {
+    const previous: Status.Status = {
+      phase: "push_failed",
+      consecutiveFailures: 4,
+      lastError: "x",
+      reasonCode: "auth_required"
+    }
+    assert.deepStrictEqual(Status.fromOutcome(previous, { _tag: "Synced", at, nonEnrolledPending: 0 }, 10), {
+      phase: "healthy",
+      consecutiveFailures: 0,
+      lastSyncAt: at
+    })
+    const withPending = Status.fromOutcome(previous, { _tag: "Synced", at, nonEnrolledPending: 3 }, 10)
+    assert.strictEqual(withPending.reasonCode, "non_enrolled_pending")
+    assert.match(withPending.reasonMessage!, /3 local rows/)
+  })
+
+  it("failures count up with the failing step's phase, then backoff at the ceiling", () => {
+    const table: Array<[Status.Status, ReturnType<typeof failed>, Status.Phase, number]> = [
+      [Status.initial, failed("push"), "push_failed", 1],
+      [Status.initial, failed("pull"), "pull_failed", 1],
+      [Status.initial, failed("cycle", "internal_error"), "backoff", 1],
+      [{ phase: "push_failed", consecutiveFailures: 8 }, failed("push"), "push_failed", 9],
+      [{ phase: "push_failed", consecutiveFailures: 9 }, failed("push"), "backoff", 10],
+      [{ phase: "backoff", consecutiveFailures: 50 }, failed("pull"), "backoff", 51]
+    ]
+    for (const [previous, outcome, phase, count] of table) {
+      const next = Status.fromOutcome(previous, outcome, 10)
+      assert.strictEqual(next.phase, phase)
+      assert.strictEqual(next.consecutiveFailures, count)
+      assert.strictEqual(next.reasonCode, outcome.reasonCode)
+      assert.deepStrictEqual(next.backoffUntil, until)
+      assert.strictEqual(next.lastError, "it broke")
+    }
+  })
+
+  it("keeps lastSyncAt across failures", () => {
+    const next = Status.fromOutcome({ phase: "healthy", consecutiveFailures: 0, lastSyncAt: at }, failed("pull"), 10)
+    assert.deepStrictEqual(next.lastSyncAt, at)
+  })
+
+  it("the most specific reason wins", () => {
+    assert.strictEqual(Status.mostSpecific("transport_failed", "policy_forbidden"), "policy_forbidden")
+    assert.strictEqual(Status.mostSpecific("auth_required", "policy_forbidden"), "auth_required")
+    assert.strictEqual(Status.mostSpecific("transport_failed", "transport_failed"), "transport_failed")
+  })
+
+  it.effect("encodes to snake_case JSON with ISO dates and back", () =>
+    Effect.gen(function*() {
+      const status: Status.Status = {
+        phase: "push_failed",
+        consecutiveFailures: 2,
+        backoffUntil: until,
+        lastSyncAt: at,
+        reasonCode: "transport_failed",
+        lastError: "x",
+        reasonMessage: "x"
+      }
+      const json = yield* Schema.encode(Status.Status)(status)
+      assert.deepStrictEqual(json, {
+        phase: "push_failed",
+        consecutive_failures: 2,
+        backoff_until: "2026-01-01T00:00:02.000Z",
+        last_sync_at: "2026-01-01T00:00:00.000Z",
+        reason_code: "transport_failed",
+        last_error: "x",
+        reason_message: "x"
+      })
+      assert.deepStrictEqual(yield* Schema.decodeUnknown(Status.Status)(json), status)
+    }))
+})
