@@ -38,6 +38,12 @@ export interface SyncConfig {
   readonly debounceMaxWait: Duration.Duration
   /** How often an idle manager runs a cycle to pull. Defaults to 30 seconds. */
   readonly pollInterval: Duration.Duration
+  /**
+   * Live sync: while running, hold a pull open this long waiting for remote changes, and run a
+   * cycle as soon as one arrives. Defaults to 0 (off: remote changes arrive by `pollInterval`).
+   * The HTTP server caps the wait at 30 seconds.
+   */
+  readonly longPollWait: Duration.Duration
   /** Rows per push request. Defaults to 100. */
   readonly pushBatchSize: number
   /** Mutations per pull page. Defaults to 100. */
@@ -73,6 +79,7 @@ export const defaults: Omit<SyncConfig, "leaseOwner"> = {
   debounce: Duration.millis(500),
   debounceMaxWait: Duration.seconds(5),
   pollInterval: Duration.seconds(30),
+  longPollWait: Duration.zero,
   pushBatchSize: 100,
   pullBatchSize: 100,
   maxConsecutiveFailures: 10,
@@ -95,6 +102,7 @@ const durationKeys = [
   "debounce",
   "debounceMaxWait",
   "pollInterval",
+  "longPollWait",
   "baseBackoff",
   "maxBackoff"
 ] as const
@@ -151,6 +159,7 @@ const validate = (c: SyncConfig): readonly [string, string] | undefined => {
     }
   }
   if (!Duration.isFinite(c.debounce)) return ["debounce", "debounce must be finite"]
+  if (!Duration.isFinite(c.longPollWait)) return ["longPollWait", "longPollWait must be finite (0 turns it off)"]
   if (Duration.greaterThan(c.baseBackoff, c.maxBackoff)) {
     return [
       "baseBackoff",
@@ -166,7 +175,7 @@ const validate = (c: SyncConfig): readonly [string, string] | undefined => {
 /**
  * The configuration read from the environment (`AUTOSYNC_TARGET_KEY`, `AUTOSYNC_LEASE_OWNER`,
  * `AUTOSYNC_LEASE_INTERVAL`, `AUTOSYNC_DEBOUNCE`, `AUTOSYNC_DEBOUNCE_MAX_WAIT`,
- * `AUTOSYNC_POLL_INTERVAL`, `AUTOSYNC_PUSH_BATCH_SIZE`, `AUTOSYNC_PULL_BATCH_SIZE`,
+ * `AUTOSYNC_POLL_INTERVAL`, `AUTOSYNC_LONG_POLL_WAIT`, `AUTOSYNC_PUSH_BATCH_SIZE`, `AUTOSYNC_PULL_BATCH_SIZE`,
  * `AUTOSYNC_MAX_CONSECUTIVE_FAILURES`, `AUTOSYNC_BASE_BACKOFF`, `AUTOSYNC_MAX_BACKOFF`;
  * durations as "500 millis", "30 seconds"), each field optional.
  *
@@ -180,6 +189,7 @@ export const config: Config.Config<Input> = Config.all({
   debounce: Config.option(Config.duration("DEBOUNCE")),
   debounceMaxWait: Config.option(Config.duration("DEBOUNCE_MAX_WAIT")),
   pollInterval: Config.option(Config.duration("POLL_INTERVAL")),
+  longPollWait: Config.option(Config.duration("LONG_POLL_WAIT")),
   pushBatchSize: Config.option(Config.integer("PUSH_BATCH_SIZE")),
   pullBatchSize: Config.option(Config.integer("PULL_BATCH_SIZE")),
   maxConsecutiveFailures: Config.option(Config.integer("MAX_CONSECUTIVE_FAILURES")),

@@ -7,6 +7,7 @@
  *
  *  wait for work = first of
  *    · a wake (notifyDirty / DirtySignal), then `debounce` of quiet (capped by `debounceMaxWait`)
+ *    · with `longPollWait`: news from the watcher, a pull held open on the server
  *    · `pollInterval` since the last cycle (while disabled: half the lease interval, to renew it)
  *    · while failing: nothing but `backoffUntil`
  *
@@ -138,6 +139,7 @@ export const make = (
     const signal = yield* Effect.serviceOption(DirtySignal)
     const statusRef = yield* SubscriptionRef.make<Status.Status>(Status.initial)
     const wake = yield* Queue.sliding<void>(1)
+    const remoteNews = yield* Queue.sliding<void>(1)
     const disabled = yield* Ref.make(Option.none<string>())
     const running = yield* Ref.make(Option.none<{ stop: Deferred.Deferred<void>; done: Deferred.Deferred<void> }>())
     const cycleLock = yield* Effect.makeSemaphore(1)
@@ -315,8 +317,35 @@ export const make = (
       const timer = isDisabled
         ? Duration.min(config.pollInterval, Duration.unsafeDivide(config.leaseInterval, 2))
         : config.pollInterval
-      yield* Effect.race(debounced, Effect.sleep(timer))
+      yield* Effect.raceAll([debounced, Effect.sleep(timer), Queue.take(remoteNews)])
     })
+
+    // Live sync: a pull held open on the server; news wakes the loop at once (no debounce: the
+    // remote writer already debounced). The watcher only looks: the cycle applies, under the lease.
+    const watchRemote = Effect.gen(function*() {
+      const wait = Duration.toMillis(config.longPollWait)
+      let seen = 0
+      while (true) {
+        const started = yield* Clock.currentTimeMillis
+        const cursor = Math.max(seen, (yield* store.getSyncState(targetKey)).lastPulledSeq)
+        const page = yield* transport.pull(cursor, 1, { wait: config.longPollWait })
+        if (page.mutations.length > 0) {
+          seen = Math.max(cursor, page.latestSeq, page.mutations[page.mutations.length - 1].seq)
+          yield* Queue.offer(remoteNews, undefined)
+        } else {
+          // A server that answers before the wait is over (or ignores it) must not make us spin.
+          const early = wait - ((yield* Clock.currentTimeMillis) - started)
+          if (early > 0) yield* Effect.sleep(Duration.millis(early))
+        }
+      }
+    }).pipe(
+      Effect.catchAllCause((cause) =>
+        Cause.isInterruptedOnly(cause) ? Effect.interrupt : Effect.logDebug("long-poll failed", cause)
+      ),
+      Effect.zipRight(Effect.sleep(config.baseBackoff)),
+      Effect.forever,
+      logged
+    )
 
     // A restarted process honours the deadline its predecessor persisted.
     const restoreBackoff = Effect.gen(function*() {
@@ -345,6 +374,7 @@ export const make = (
 
     const loop = Effect.gen(function*() {
       yield* forwardSignal
+      if (Duration.toMillis(config.longPollWait) > 0) yield* Effect.forkScoped(watchRemote)
       yield* restoreBackoff
       yield* waitForBackoffOnly
       while (true) {

@@ -50,6 +50,27 @@ describe("SyncManager", () => {
         assert.deepStrictEqual(cycles(fake.log), ["pull@0", "pull@30000", "pull@60000", "pull@90000"])
       }))
 
+    it.scoped("with longPollWait, a remote write is pulled at once instead of at the next poll", () =>
+      Effect.gen(function*() {
+        const server = yield* CloudTransport.makeMemoryServer
+        const writer = yield* makeReplica({ server, clientId: "writer" })
+        const { fake, manager, store } = yield* makeReplica({
+          server,
+          clientId: "reader",
+          config: { pollInterval: "60 seconds", longPollWait: "20 seconds" }
+        })
+        yield* Effect.forkScoped(manager.run)
+        yield* TestClock.adjust("1 seconds")
+        yield* put(writer.store, "k", "remote")
+        yield* writer.manager.syncNow
+        yield* TestClock.adjust("1 millis")
+        assert.deepStrictEqual(Option.getOrUndefined(yield* store.getDocument("p", "doc", "k")), "remote")
+        // the cycle ran at 1000 ms, not at the 60 s poll; the watcher's own pulls are held for 20 s each
+        assert.include(cycles(fake.log), "pull@1000")
+        yield* TestClock.adjust("59 seconds")
+        assert.isAtMost(fake.pulls.length, 10)
+      }))
+
     it.scoped("writes made during a cycle get a cycle of their own", () =>
       Effect.gen(function*() {
         const server = yield* CloudTransport.makeMemoryServer
