@@ -1,0 +1,364 @@
+/**
+ * The reference sync server: `SyncApi` implemented over a `MutationLog` and `Tokens`.
+ *
+ * - `push`: refuses (403) a batch with any project the token may not use, before anything is
+ *   stored; else appends it to the log (409 on an identity conflict, naming the seq).
+ * - `pull`: a page of the token's projects; with `wait_ms` and nothing to return, held until the
+ *   log grows past the latest seq it saw (re-checked, since the new seq may be another project's)
+ *   or the wait (at most `SyncApi.maxWaitMs`) ends, or the server shuts down.
+ * - Bad input never reaches a handler as a defect: bodies over the limit get 413, bodies that are
+ *   not JSON or do not match the schema get 400 `BadRequest` naming the field, unknown routes 404
+ *   `NotFound`; every error answer is JSON with a `message`. Only storage failures give 500.
+ * - Requests are logged (method, URL, status; never headers, so never a token).
+ * - Shutdown is graceful: the listener stops, held pulls answer at once, in-flight requests
+ *   finish, then the store closes.
+ *
+ * `layer(options)` serves on a port with `NodeHttpServer`; `layerHttp(options)` needs an
+ * `HttpServer` from outside (e.g. `NodeHttpServer.layerTest`); `layerSqlite` and `layerPg` come
+ * with their store and token table.
+ *
+ * @since 0.1.0
+ */
+import type { Mutation } from "@autosync/core"
+import { SyncApi } from "@autosync/http"
+import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
+import type * as HttpApi from "@effect/platform/HttpApi"
+import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
+import type * as HttpApiGroup from "@effect/platform/HttpApiGroup"
+import * as HttpIncomingMessage from "@effect/platform/HttpIncomingMessage"
+import * as HttpMiddleware from "@effect/platform/HttpMiddleware"
+import type * as HttpRouter from "@effect/platform/HttpRouter"
+import type * as HttpServer from "@effect/platform/HttpServer"
+import type * as HttpServerError from "@effect/platform/HttpServerError"
+import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
+import type * as Migrator from "@effect/sql/Migrator"
+import type { SqlError } from "@effect/sql/SqlError"
+import * as Cause from "effect/Cause"
+import * as Clock from "effect/Clock"
+import type * as ConfigError from "effect/ConfigError"
+import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import type * as Redacted from "effect/Redacted"
+import { createServer } from "node:http"
+import type { MutationLogError } from "./MutationLog.js"
+import { MutationLog } from "./MutationLog.js"
+import * as PgMutationLog from "./PgMutationLog.js"
+import * as SqliteMutationLog from "./SqliteMutationLog.js"
+import * as Tokens from "./Tokens.js"
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options {
+  /** The port to listen on. Defaults to 8787; 0 picks a free one. */
+  readonly port?: number | undefined
+  /** The interface to listen on. Defaults to `127.0.0.1` (use `0.0.0.0` to accept remote clients). */
+  readonly host?: string | undefined
+  /** The largest request body accepted, in bytes; larger ones get 413. Defaults to 8 MiB. */
+  readonly bodyLimit?: number | undefined
+  /** Log one line per request (method, URL, status; never headers). Defaults to true. */
+  readonly logRequests?: boolean | undefined
+}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export const defaults = {
+  port: 8787,
+  host: "127.0.0.1",
+  bodyLimit: 8 * 1024 * 1024,
+  logRequests: true
+} as const
+
+// ----------------------------------------------------------------------------
+// security
+// ----------------------------------------------------------------------------
+
+/**
+ * The bearer-token check: the token's projects, 401 for a missing or unknown token.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerAuthorization: Layer.Layer<SyncApi.Authorization, never, Tokens.Tokens> = Layer.effect(
+  SyncApi.Authorization,
+  Effect.gen(function*() {
+    const tokens = yield* Tokens.Tokens
+    return SyncApi.Authorization.of({
+      bearer: (token) =>
+        tokens.verify(token).pipe(
+          Effect.map((projects): ReadonlySet<string> => new Set(projects)),
+          Effect.catchAll((error): Effect.Effect<never, SyncApi.Unauthorized | SyncApi.ServerError> =>
+            error.reason === "storage"
+              ? Effect.zipRight(
+                Effect.logError("token check failed", error),
+                Effect.fail(new SyncApi.ServerError({ message: "the token could not be checked" }))
+              )
+              : Effect.fail(new SyncApi.Unauthorized({ message: error.message }))
+          )
+        )
+    })
+  })
+)
+
+// ----------------------------------------------------------------------------
+// handlers
+// ----------------------------------------------------------------------------
+
+const storageFailed = (error: MutationLogError): Effect.Effect<never, SyncApi.ServerError> =>
+  Effect.zipRight(
+    Effect.logError("mutation log failed", error),
+    Effect.fail(new SyncApi.ServerError({ message: "the server could not access its mutation log" }))
+  )
+
+const fromAppendError = (error: MutationLogError): Effect.Effect<never, SyncApi.Conflict | SyncApi.ServerError> =>
+  error.reason === "conflict"
+    ? Effect.fail(
+      new SyncApi.Conflict(
+        error.seq === undefined ? { message: error.message } : { message: error.message, seq: error.seq }
+      )
+    )
+    : storageFailed(error)
+
+/**
+ * The `sync` group's handlers over the `MutationLog`, behind the bearer-token check.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerHandlers: Layer.Layer<HttpApiGroup.ApiGroup<"autosync", "sync">, never, MutationLog | Tokens.Tokens> =
+  HttpApiBuilder.group(SyncApi.SyncApi, "sync", (handlers) =>
+    Effect.gen(function*() {
+      const log = yield* MutationLog
+      // Completed when the server shuts down, so held pulls answer at once instead of delaying it.
+      const shutdown = yield* Deferred.make<void>()
+      yield* Effect.addFinalizer(() => Deferred.succeed(shutdown, undefined))
+
+      const push = Effect.fn("SyncServer.push")(function*(batch: Mutation.PushBatch) {
+        const allowed = yield* SyncApi.AllowedProjects
+        const forbidden = batch.mutations.find((m) => !allowed.has(m.project))
+        if (forbidden) {
+          return yield* new SyncApi.Forbidden({
+            message: `project ${JSON.stringify(forbidden.project)} is not allowed for this token`
+          })
+        }
+        const acceptedSeqs = yield* log.append(batch.clientId, batch.mutations).pipe(Effect.catchAll(fromAppendError))
+        return { acceptedSeqs }
+      })
+
+      const pull = Effect.fn("SyncServer.pull")(
+        function*(params: typeof SyncApi.PullParams.Type) {
+          const projects = [...(yield* SyncApi.AllowedProjects)]
+          const limit = Math.min(params.limit, SyncApi.maxPullLimit)
+          const wait = Math.min(params.waitMs, SyncApi.maxWaitMs)
+          const read = log.since(params.sinceSeq, projects, limit).pipe(Effect.catchAll(storageFailed))
+          let page = yield* read
+          if (page.mutations.length > 0 || wait === 0) return page
+          const deadline = (yield* Clock.currentTimeMillis) + wait
+          while (page.mutations.length === 0) {
+            const remaining = deadline - (yield* Clock.currentTimeMillis)
+            if (remaining <= 0) break
+            const woken = yield* log.awaitAfter(page.latestSeq).pipe(
+              Effect.as(true),
+              Effect.catchAll(() => Effect.succeed(false)),
+              Effect.raceFirst(Effect.as(Deferred.await(shutdown), false)),
+              Effect.timeoutTo({ duration: Duration.millis(remaining), onSuccess: (b) => b, onTimeout: () => false })
+            )
+            if (!woken) break
+            page = yield* read
+          }
+          return page
+        }
+      )
+
+      return handlers
+        .handle("push", ({ payload }) => push(payload))
+        .handle("pull", ({ urlParams }) => pull(urlParams))
+        .handle("health", () => Effect.succeed({ status: "ok" as const }))
+    })).pipe(Layer.provide(layerAuthorization))
+
+// ----------------------------------------------------------------------------
+// bad input → JSON errors
+// ----------------------------------------------------------------------------
+
+const truncate = (s: string, max = 300) => s.length > max ? `${s.slice(0, max)}…` : s
+
+const formatPath = (path: ReadonlyArray<PropertyKey>) =>
+  path.reduce<string>(
+    (acc, key) => typeof key === "number" ? `${acc}[${key}]` : acc === "" ? String(key) : `${acc}.${String(key)}`,
+    ""
+  )
+
+const decodeMessage = (
+  issues: ReadonlyArray<{ readonly path: ReadonlyArray<PropertyKey>; readonly message: string }>
+) => {
+  const shown = issues.slice(0, 5).map((issue) =>
+    truncate(issue.path.length > 0 ? `${formatPath(issue.path)}: ${issue.message}` : issue.message)
+  )
+  const more = issues.length > shown.length ? ` (and ${issues.length - shown.length} more)` : ""
+  return `invalid request: ${shown.join("; ")}${more}`
+}
+
+const isTagged = (u: unknown, tag: string): boolean =>
+  typeof u === "object" && u !== null && (u as { readonly _tag?: unknown })._tag === tag
+
+const causeMessage = (u: unknown): string =>
+  typeof u === "object" && u !== null && typeof (u as { readonly message?: unknown }).message === "string"
+    ? (u as { readonly message: string }).message
+    : String(u)
+
+type ApiError = SyncApi.BadRequest | SyncApi.NotFound | SyncApi.PayloadTooLarge | SyncApi.ServerError
+
+/**
+ * The API-wide middleware: the body limit, and every failure that is not one of the API's own
+ * errors turned into one (400/404/413, or 500 for defects, logged with their cause).
+ */
+const errorMiddleware = (bodyLimit: number) =>
+  HttpApiBuilder.middleware(SyncApi.SyncApi, (app) =>
+    Effect.gen(function*() {
+      const request = yield* HttpServerRequest.HttpServerRequest
+      const length = request.headers["content-length"]
+      if (length !== undefined && Number(length) > bodyLimit) {
+        return yield* new SyncApi.PayloadTooLarge({
+          message: `the request body is ${length} bytes; the limit is ${bodyLimit} bytes`
+        })
+      }
+      return yield* HttpIncomingMessage.withMaxBodySize(app, Option.some(bodyLimit))
+    }).pipe(
+      Effect.catchAllCause((cause): Effect.Effect<never, ApiError> => {
+        if (Cause.isInterruptedOnly(cause)) return Effect.failCause(cause as Cause.Cause<never>)
+        const error = Cause.squash(cause)
+        if (
+          error instanceof SyncApi.BadRequest || error instanceof SyncApi.Unauthorized ||
+          error instanceof SyncApi.Forbidden || error instanceof SyncApi.NotFound ||
+          error instanceof SyncApi.Conflict || error instanceof SyncApi.PayloadTooLarge ||
+          error instanceof SyncApi.ServerError
+        ) {
+          // The API's own errors (some are endpoint-level, hence the untyped re-fail).
+          return Effect.failCause(cause as Cause.Cause<never>)
+        }
+        if (isTagged(error, "HttpApiDecodeError")) {
+          const issues = (error as unknown as { readonly issues: ReadonlyArray<{ path: []; message: string }> }).issues
+          return Effect.fail(new SyncApi.BadRequest({ message: decodeMessage(issues) }))
+        }
+        if (isTagged(error, "RouteNotFound")) {
+          const request = (error as HttpServerError.RouteNotFound).request
+          return Effect.fail(
+            new SyncApi.NotFound({ message: truncate(`no route for ${request.method} ${request.url.split("?")[0]}`) })
+          )
+        }
+        if (isTagged(error, "RequestError")) {
+          const inner = (error as HttpServerError.RequestError).cause
+          if (causeMessage(inner) === "maxBytes exceeded") {
+            return Effect.fail(
+              new SyncApi.PayloadTooLarge({ message: `the request body is larger than ${bodyLimit} bytes` })
+            )
+          }
+          return Effect.fail(
+            new SyncApi.BadRequest({ message: truncate(`the request body is not valid JSON: ${causeMessage(inner)}`) })
+          )
+        }
+        return Effect.zipRight(
+          Effect.logError("unexpected failure while handling a request", cause),
+          Effect.fail(new SyncApi.ServerError({ message: "internal server error" }))
+        )
+      })
+    ))
+
+// ----------------------------------------------------------------------------
+// layers
+// ----------------------------------------------------------------------------
+
+/**
+ * The whole API (handlers, security, error mapping, body limit), ready for `HttpApiBuilder.serve`.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerApi = (
+  options: Pick<Options, "bodyLimit"> = {}
+): Layer.Layer<HttpApi.Api, never, MutationLog | Tokens.Tokens> =>
+  HttpApiBuilder.api(SyncApi.SyncApi).pipe(
+    Layer.provide(layerHandlers),
+    Layer.provide(errorMiddleware(options.bodyLimit ?? defaults.bodyLimit))
+  )
+
+/**
+ * Serves the API on the `HttpServer` provided from outside (e.g. `NodeHttpServer.layerTest`).
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerHttp = (
+  options: Omit<Options, "port" | "host"> = {}
+): Layer.Layer<
+  never,
+  never,
+  MutationLog | Tokens.Tokens | HttpServer.HttpServer | HttpRouter.HttpRouter.DefaultServices
+> =>
+  HttpApiBuilder.serve((options.logRequests ?? defaults.logRequests) ? HttpMiddleware.logger : (app) => app).pipe(
+    Layer.provide(layerApi(options))
+  )
+
+/**
+ * Serves the API with `NodeHttpServer` on `host:port`. The `HttpServer` it provides tells the
+ * address actually bound (useful with port 0). Closing the layer shuts down gracefully.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (
+  options: Options = {}
+): Layer.Layer<HttpServer.HttpServer, HttpServerError.ServeError, MutationLog | Tokens.Tokens> =>
+  layerHttp(options).pipe(
+    Layer.provideMerge(
+      NodeHttpServer.layer(() => createServer(), {
+        port: options.port ?? defaults.port,
+        host: options.host ?? defaults.host
+      })
+    )
+  )
+
+/**
+ * A server over one SQLite file (created and migrated when needed): `autosync serve --db FILE`.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerSqlite = (
+  options: Options & { readonly file: string }
+): Layer.Layer<
+  HttpServer.HttpServer,
+  HttpServerError.ServeError | SqlError | ConfigError.ConfigError | Migrator.MigrationError | MutationLogError
+> =>
+  layer(options).pipe(
+    Layer.provide(Layer.merge(SqliteMutationLog.layer(), Tokens.layer)),
+    Layer.provide(SqliteMutationLog.layerClient(options))
+  )
+
+/**
+ * A server over a PostgreSQL database (migrated when needed): `autosync serve --database-url URL`.
+ * Several such servers may share one database.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerPg = (
+  options: Options & PgMutationLog.Options & {
+    readonly url: Redacted.Redacted | string
+    /** The size of the connection pool. Defaults to 10. */
+    readonly maxConnections?: number | undefined
+  }
+): Layer.Layer<
+  HttpServer.HttpServer,
+  HttpServerError.ServeError | SqlError | Migrator.MigrationError | MutationLogError
+> =>
+  layer(options).pipe(
+    Layer.provide(Layer.merge(PgMutationLog.layer(options), Tokens.layer)),
+    Layer.provide(PgMutationLog.layerClient(options))
+  )

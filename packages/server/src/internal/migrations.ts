@@ -1,0 +1,79 @@
+/**
+ * The server's tables (the mutation log and the tokens), one migration set for SQLite and
+ * PostgreSQL, run with `@effect/sql`'s `Migrator`.
+ */
+import * as Migrator from "@effect/sql/Migrator"
+import * as SqlClient from "@effect/sql/SqlClient"
+import type { SqlError } from "@effect/sql/SqlError"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+
+/** @internal */
+export const migrationsTable = "autosync_server_migrations"
+
+/** @internal */
+export const loader = Migrator.fromRecord({
+  "0001_mutation_log": Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    // SQLite: INTEGER PRIMARY KEY is the rowid itself. Seqs are assigned explicitly either way.
+    const seqType = sql.onDialectOrElse({ sqlite: () => "INTEGER", orElse: () => "BIGINT" })
+    yield* sql`CREATE TABLE autosync_log (
+      seq ${sql.literal(seqType)} PRIMARY KEY,
+      client_id TEXT NOT NULL,
+      client_seq BIGINT NOT NULL,
+      project TEXT NOT NULL,
+      entity TEXT NOT NULL,
+      entity_key TEXT NOT NULL,
+      op TEXT NOT NULL,
+      payload TEXT NOT NULL,
+      occurred_at BIGINT NOT NULL,
+      UNIQUE (client_id, client_seq)
+    )`
+    yield* sql`CREATE INDEX autosync_log_project_seq ON autosync_log (project, seq)`
+  }),
+  "0002_tokens": Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    yield* sql`CREATE TABLE autosync_tokens (
+      token_hash TEXT PRIMARY KEY,
+      projects TEXT NOT NULL,
+      created_at BIGINT NOT NULL
+    )`
+  })
+})
+
+const run = Migrator.make({})
+
+/**
+ * Brings the database up to date. Safe to run from several processes at once: on PostgreSQL the
+ * migrations table is created under an advisory lock and the Migrator locks it while it runs.
+ *
+ * @internal
+ */
+export const migrate: Effect.Effect<void, Migrator.MigrationError | SqlError, SqlClient.SqlClient> = Effect.gen(
+  function*() {
+    const sql = yield* SqlClient.SqlClient
+    yield* sql.onDialectOrElse({
+      pg: () =>
+        sql.withTransaction(
+          sql`SELECT pg_advisory_xact_lock(hashtext(${"autosync_server_migrations:"}::text || coalesce(current_schema(), '')))`
+            .pipe(
+              Effect.zipRight(sql`CREATE TABLE IF NOT EXISTS ${sql(migrationsTable)} (
+                migration_id integer primary key,
+                created_at timestamp with time zone not null default now(),
+                name text not null
+              )`)
+            )
+        ),
+      orElse: () => Effect.void
+    })
+    yield* run({ loader, table: migrationsTable })
+  }
+)
+
+/**
+ * Runs the migrations once per layer build (layers are memoised by reference).
+ *
+ * @internal
+ */
+export const layer: Layer.Layer<never, Migrator.MigrationError | SqlError, SqlClient.SqlClient> = Layer
+  .effectDiscard(migrate)

@@ -1,0 +1,234 @@
+/**
+ * The `MutationLog` over `@effect/sql`, shared by the SQLite and PostgreSQL backends. What
+ * differs between them comes in as a `Dialect`: how seq assignment is serialised, how other
+ * processes are told about new seqs, and how this process hears about theirs.
+ */
+import type { Mutation } from "@autosync/core"
+import * as SqlClient from "@effect/sql/SqlClient"
+import type { SqlError } from "@effect/sql/SqlError"
+import * as Clock from "effect/Clock"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import type * as ParseResult from "effect/ParseResult"
+import * as Schedule from "effect/Schedule"
+import * as Schema from "effect/Schema"
+import type * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
+import * as SubscriptionRef from "effect/SubscriptionRef"
+import { awaitAbove, checkBatch, conflictError, MutationLog, MutationLogError, sameContent } from "../MutationLog.js"
+
+/** @internal */
+export interface Dialect {
+  /** Runs first in the append transaction: seqs are assigned, and committed, one batch at a time. */
+  readonly lock: Effect.Effect<void, SqlError>
+  /** Runs in the append transaction when it stored something; `latest` is the new last seq. */
+  readonly announce: (latest: number) => Effect.Effect<void, SqlError>
+  /** Hints from other processes: "the log now reaches this seq". */
+  readonly hints: Stream.Stream<number, SqlError>
+}
+
+/** @internal */
+export interface Options {
+  /** How often the latest seq is re-read, in case a hint was missed. */
+  readonly pollInterval: Duration.DurationInput
+}
+
+/** int8 columns come back as numbers from SQLite and as strings from PostgreSQL. */
+const Int = Schema.Union(Schema.Int, Schema.compose(Schema.NumberFromString, Schema.Int))
+
+const LatestRow = Schema.Struct({ latest: Schema.NullOr(Int) })
+
+const IdentityRow = Schema.Struct({
+  seq: Int,
+  client_seq: Int,
+  project: Schema.String,
+  entity: Schema.String,
+  entity_key: Schema.String,
+  op: Schema.String,
+  payload: Schema.String
+})
+
+const PulledRow = Schema.Struct({
+  seq: Int,
+  project: Schema.String,
+  entity: Schema.String,
+  entity_key: Schema.String,
+  op: Schema.String,
+  payload: Schema.parseJson(),
+  occurred_at: Int
+})
+
+const decodeLatest = Schema.decodeUnknown(Schema.Array(LatestRow))
+const decodeIdentities = Schema.decodeUnknown(Schema.Array(IdentityRow))
+const decodePulled = Schema.decodeUnknown(Schema.Array(PulledRow))
+
+/** Rows per INSERT (9 parameters each) and identities per IN list: under every dialect's limit. */
+const chunkSize = 500
+
+const chunks = <A>(items: ReadonlyArray<A>): Array<ReadonlyArray<A>> => {
+  const out: Array<ReadonlyArray<A>> = []
+  for (let i = 0; i < items.length; i += chunkSize) out.push(items.slice(i, i + chunkSize))
+  return out
+}
+
+const storage = (what: string) => (cause: SqlError | ParseResult.ParseError | MutationLogError) =>
+  cause._tag === "MutationLogError" ? cause : new MutationLogError({
+    reason: "storage",
+    message: `${what} failed: ${cause.message}`,
+    cause
+  })
+
+/** @internal */
+export const make = (
+  dialect: Dialect,
+  options: Options
+): Effect.Effect<MutationLog["Type"], MutationLogError, SqlClient.SqlClient | Scope.Scope> =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+
+    const readLatest = sql`SELECT MAX(seq) AS latest FROM autosync_log`.pipe(
+      Effect.flatMap(decodeLatest),
+      Effect.map((rows) => rows[0]?.latest ?? 0)
+    )
+
+    const latest = yield* SubscriptionRef.make(yield* Effect.mapError(readLatest, storage("reading the latest seq")))
+    const bump = (n: number) => SubscriptionRef.update(latest, (current) => Math.max(current, n))
+
+    // Hints from other processes, and a slow poll in case one was missed (a dropped LISTEN
+    // connection, a writer that does not announce): waiters never hang on a stale value.
+    yield* dialect.hints.pipe(
+      Stream.runForEach(bump),
+      Effect.tapErrorCause((cause) => Effect.logWarning("MutationLog: listening for new seqs failed", cause)),
+      Effect.retry(Schedule.spaced(Duration.seconds(1))),
+      Effect.forkScoped
+    )
+    yield* readLatest.pipe(
+      Effect.flatMap(bump),
+      Effect.catchAllCause((cause) => Effect.logWarning("MutationLog: reading the latest seq failed", cause)),
+      Effect.repeat(Schedule.spaced(options.pollInterval)),
+      Effect.forkScoped
+    )
+
+    const selectIdentities = (clientId: string, clientSeqs: ReadonlyArray<number>) =>
+      Effect.forEach(chunks(clientSeqs), (chunk) =>
+        sql`SELECT seq, client_seq, project, entity, entity_key, op, payload FROM autosync_log
+            WHERE client_id = ${clientId} AND client_seq IN ${sql.in(chunk)}`.pipe(
+          Effect.flatMap(decodeIdentities)
+        )).pipe(Effect.map((pages) =>
+          pages.flat()
+        ))
+
+    const append = (clientId: string, entries: ReadonlyArray<Mutation.MutationEntry>) =>
+      Effect.gen(function*() {
+        if (entries.length === 0) return []
+        const payloads = yield* checkBatch(clientId, entries)
+        const distinct = [...new Map(entries.map((e) => [e.clientSeq, e] as const)).values()]
+        const occurredAt = yield* Clock.currentTimeMillis
+
+        const { announced, seqs } = yield* sql.withTransaction(Effect.gen(function*() {
+          yield* dialect.lock
+          const existing = new Map((yield* selectIdentities(clientId, distinct.map((e) => e.clientSeq))).map((row) =>
+            [row.client_seq, row] as const
+          ))
+          for (const entry of distinct) {
+            const row = existing.get(entry.clientSeq)
+            if (
+              row && !sameContent(
+                {
+                  project: row.project,
+                  entity: row.entity,
+                  entityKey: row.entity_key,
+                  op: row.op,
+                  payloadJson: row.payload
+                },
+                { ...entry, payloadJson: payloads.get(entry.clientSeq)! }
+              )
+            ) {
+              return yield* conflictError(clientId, entry.clientSeq, row.seq)
+            }
+          }
+          const fresh = distinct.filter((e) =>
+            !existing.has(e.clientSeq)
+          )
+          let announced: number | undefined = undefined
+          if (fresh.length > 0) {
+            // Under the lock, so max(seq) + 1 is ours: gap-free, and in commit order.
+            const base = yield* readLatest
+            const rows = fresh.map((entry, i) => ({
+              seq: base + i + 1,
+              client_id: clientId,
+              client_seq: entry.clientSeq,
+              project: entry.project,
+              entity: entry.entity,
+              entity_key: entry.entityKey,
+              op: entry.op,
+              payload: payloads.get(entry.clientSeq)!,
+              occurred_at: occurredAt
+            }))
+            for (const chunk of chunks(rows)) {
+              yield* sql`INSERT INTO autosync_log ${sql.insert(chunk)} ON CONFLICT DO NOTHING`
+            }
+            announced = base + fresh.length
+            yield* dialect.announce(announced)
+          }
+          const stored = new Map((yield* selectIdentities(clientId, distinct.map((e) => e.clientSeq))).map((row) =>
+            [row.client_seq, row.seq] as const
+          ))
+          const seqs: Array<number> = []
+          for (const entry of entries) {
+            const seq = stored.get(entry.clientSeq)
+            if (seq === undefined) {
+              return yield* new MutationLogError({
+                reason: "storage",
+                message: `client_seq ${entry.clientSeq} of client ${clientId} was not stored`
+              })
+            }
+            seqs.push(seq)
+          }
+          return { announced, seqs }
+        }))
+        if (announced !== undefined) {
+          yield* bump(announced)
+        }
+        return seqs
+      }).pipe(Effect.mapError(storage("append")))
+
+    const since = (sinceSeq: number, projects: ReadonlyArray<string> | undefined, limit: number) =>
+      Effect.gen(function*() {
+        // The latest seq first: every seq up to it is committed, so it never runs ahead of the page.
+        const latestSeq = yield* readLatest
+        if (projects !== undefined && projects.length === 0) {
+          return { mutations: [], hasMore: false, latestSeq } satisfies Mutation.PullResponse
+        }
+        const rows = yield* (projects === undefined
+          ? sql`SELECT seq, project, entity, entity_key, op, payload, occurred_at FROM autosync_log
+                WHERE seq > ${sinceSeq} ORDER BY seq LIMIT ${limit + 1}`
+          : sql`SELECT seq, project, entity, entity_key, op, payload, occurred_at FROM autosync_log
+                WHERE seq > ${sinceSeq} AND project IN ${sql.in(projects)} ORDER BY seq LIMIT ${limit + 1}`).pipe(
+            Effect.flatMap(decodePulled)
+          )
+        const page = rows.slice(0, limit)
+        const mutations = page.map((row): Mutation.PulledMutation => ({
+          seq: row.seq,
+          project: row.project,
+          entity: row.entity,
+          entityKey: row.entity_key,
+          op: row.op,
+          payload: row.payload,
+          occurredAt: new Date(row.occurred_at)
+        }))
+        const last = mutations.length > 0 ? mutations[mutations.length - 1].seq : 0
+        return {
+          mutations,
+          hasMore: rows.length > limit,
+          latestSeq: Math.max(latestSeq, last)
+        } satisfies Mutation.PullResponse
+      }).pipe(Effect.mapError(storage("reading the log")))
+
+    return MutationLog.of({
+      append,
+      since,
+      latestSeq: Effect.mapError(readLatest, storage("reading the latest seq")),
+      awaitAfter: (seq) => awaitAbove(latest, seq)
+    })
+  })
