@@ -1,0 +1,706 @@
+/**
+ * `LocalStore` on SQLite, with the same semantics as `LocalStore.layerMemory` (one shared suite
+ * checks both).
+ *
+ * - Every write path is one transaction whose first statement takes SQLite's write lock, so a
+ *   transaction never reads a snapshot that another process changes under it; with WAL mode and
+ *   a busy timeout, several processes can share one file.
+ * - `appendLocal` applies each write through its entity's applier and journals it in one
+ *   transaction; `applyPulledMutation` applies and advances the cursor in one transaction, so a
+ *   crash applies nothing twice and loses nothing.
+ * - The lease is one conditional upsert on `sync_state`, with `now` passed in by the caller
+ *   (Effect's `Clock`), never SQL's clock: at most one owner holds it, across processes.
+ * - `clientId` is created once, with the database, from SQLite's `randomblob`, and stored in
+ *   `sync_meta`.
+ *
+ * @since 0.1.0
+ */
+import { LocalStore, Mutation } from "@autosync/core"
+import * as Reactivity from "@effect/experimental/Reactivity"
+import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
+import * as SqlClient from "@effect/sql/SqlClient"
+import type { SqlError } from "@effect/sql/SqlError"
+import * as SqlSchema from "@effect/sql/SqlSchema"
+import * as Clock from "effect/Clock"
+import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as ParseResult from "effect/ParseResult"
+import * as Schema from "effect/Schema"
+import type * as Scope from "effect/Scope"
+import * as Applier from "./Applier.js"
+import { fromCause, fromSqlError } from "./internal/errors.js"
+import * as SqliteMigrations from "./SqliteMigrations.js"
+
+// ---------------------------------------------------------------------------------------------
+// Rows, decoded with Schema at the boundary
+// ---------------------------------------------------------------------------------------------
+
+const Millis = Schema.Number
+const OptionalDate = Schema.NullOr(Schema.DateFromNumber)
+
+const StateRow = Schema.Struct({
+  target_key: Schema.String,
+  last_enqueued_seq: Schema.Number,
+  last_acked_seq: Schema.Number,
+  last_pulled_seq: Schema.Number,
+  consecutive_failures: Schema.Number,
+  backoff_until: OptionalDate,
+  last_error: Schema.NullOr(Schema.String),
+  reason_code: Schema.NullOr(Schema.String),
+  lease_owner: Schema.NullOr(Schema.String),
+  lease_until: OptionalDate,
+  updated_at: Schema.DateFromNumber
+})
+
+const StateFromRow = Schema.transform(StateRow, Schema.typeSchema(Mutation.SyncState), {
+  strict: true,
+  decode: (row) => ({
+    targetKey: row.target_key,
+    lastEnqueuedSeq: row.last_enqueued_seq,
+    lastAckedSeq: row.last_acked_seq,
+    lastPulledSeq: row.last_pulled_seq,
+    consecutiveFailures: row.consecutive_failures,
+    ...(row.backoff_until !== null ? { backoffUntil: row.backoff_until } : {}),
+    ...(row.last_error !== null ? { lastError: row.last_error } : {}),
+    ...(row.reason_code !== null ? { reasonCode: row.reason_code } : {}),
+    ...(row.lease_owner !== null ? { leaseOwner: row.lease_owner } : {}),
+    ...(row.lease_until !== null ? { leaseUntil: row.lease_until } : {}),
+    updatedAt: row.updated_at
+  }),
+  encode: (state) => ({
+    target_key: state.targetKey,
+    last_enqueued_seq: state.lastEnqueuedSeq,
+    last_acked_seq: state.lastAckedSeq,
+    last_pulled_seq: state.lastPulledSeq,
+    consecutive_failures: state.consecutiveFailures,
+    backoff_until: state.backoffUntil ?? null,
+    last_error: state.lastError ?? null,
+    reason_code: state.reasonCode ?? null,
+    lease_owner: state.leaseOwner ?? null,
+    lease_until: state.leaseUntil ?? null,
+    updated_at: state.updatedAt
+  })
+})
+
+/** A JSON payload stored as TEXT; SQL `NULL` stands for a missing payload. */
+const JsonText = Schema.NullOr(Schema.parseJson())
+
+const JournalRow = Schema.Struct({
+  seq: Schema.Number,
+  target_key: Schema.String,
+  source: Mutation.Source,
+  project: Schema.String,
+  entity: Schema.String,
+  entity_key: Schema.String,
+  op: Schema.String,
+  payload: JsonText,
+  occurred_at: Schema.DateFromNumber,
+  acked_at: OptionalDate
+})
+
+const SyncMutationFromRow = Schema.transform(JournalRow, Schema.typeSchema(Mutation.SyncMutation), {
+  strict: true,
+  decode: (row) => ({
+    seq: row.seq,
+    targetKey: row.target_key,
+    project: row.project,
+    entity: row.entity,
+    entityKey: row.entity_key,
+    op: row.op,
+    payload: row.payload ?? undefined,
+    source: row.source,
+    occurredAt: row.occurred_at,
+    ...(row.acked_at !== null ? { ackedAt: row.acked_at } : {})
+  }),
+  encode: (m) => ({
+    seq: m.seq,
+    target_key: m.targetKey,
+    source: m.source,
+    project: m.project,
+    entity: m.entity,
+    entity_key: m.entityKey,
+    op: m.op,
+    payload: m.payload === undefined ? null : m.payload,
+    occurred_at: m.occurredAt,
+    acked_at: m.ackedAt ?? null
+  })
+})
+
+const KeptAsideRow = Schema.Struct({
+  id: Schema.Number,
+  seq: Schema.Number,
+  project: Schema.String,
+  entity: Schema.String,
+  entity_key: Schema.String,
+  op: Schema.String,
+  payload: Schema.NullOr(Schema.String),
+  occurred_at: Millis
+})
+
+const AckedRow = Schema.Struct({
+  seq: Schema.Number,
+  project: Schema.String,
+  entity: Schema.String,
+  entity_key: Schema.String
+})
+
+const DocumentRow = Schema.Struct({
+  project: Schema.String,
+  entity: Schema.String,
+  entity_key: Schema.String,
+  value: Schema.parseJson()
+})
+
+const DeadLetterRow = Schema.Struct({
+  seq: Schema.Number,
+  reason: Schema.String,
+  mutation: Schema.parseJson()
+})
+
+const CountRow = Schema.Struct({ n: Schema.Number })
+const MetaRow = Schema.Struct({ value: Schema.String })
+const ProjectRow = Schema.Struct({ project: Schema.String })
+const ValueRow = Schema.Struct({ value: Schema.parseJson() })
+
+/** A pulled mutation without its payload: checked first, so the applier names payload problems. */
+const PulledShape = Schema.typeSchema(Mutation.PulledMutation).pipe(Schema.omit("payload"))
+
+const encodePulled = Schema.encodeUnknownEither(Mutation.PulledMutation)
+const decodePulled = Schema.decodeUnknownOption(Mutation.PulledMutation)
+
+const compare = (a: string, b: string) => a < b ? -1 : a > b ? 1 : 0
+
+const maxDateMillis = 8.64e15
+
+const keyOf = (project: string, entity: string, entityKey: string) => `${project}\u0000${entity}\u0000${entityKey}`
+
+/** A mutation as a JSON text for the dead letters: its wire form when valid, else a best effort. */
+const mutationJson = (m: unknown): string => {
+  const encoded = encodePulled(m)
+  if (Either.isRight(encoded)) return JSON.stringify(encoded.right)
+  try {
+    return JSON.stringify(m, (_key, value) => typeof value === "bigint" ? value.toString() : value) ?? "null"
+  } catch {
+    return JSON.stringify(String(m))
+  }
+}
+
+const describeDatabase: Effect.Effect<string> = Effect.map(
+  Effect.serviceOption(SqliteClient.SqliteClient),
+  Option.match({
+    onNone: () => "the SQLite database",
+    onSome: (client) => `the SQLite database ${JSON.stringify(client.config.filename)}`
+  })
+)
+
+interface Touched {
+  readonly project: string
+  readonly entity: string
+  readonly entityKey: string
+  serverSeq: number
+}
+
+/**
+ * A `LocalStore` over the `SqlClient` in context. Checks the schema version, runs the
+ * migrations and creates the `clientId` on first use. Entities are applied through the
+ * `Applier` registry in context (the document table when none is provided).
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make: Effect.Effect<LocalStore.LocalStore["Type"], LocalStore.LocalStoreError, SqlClient.SqlClient> =
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const label = yield* describeDatabase
+    const appliers = yield* Applier.Applier
+    const fail = (action: string) => fromSqlError(label, action)
+
+    yield* SqliteMigrations.run(label)
+
+    // `INSERT ... ON CONFLICT DO NOTHING` then read: of several processes initialising one file
+    // at once, the first insert wins and every process reads the same id.
+    const clientId = yield* Effect.gen(function*() {
+      yield* sql`INSERT INTO sync_meta (key, value) VALUES ('client_id', 'replica-' || lower(hex(randomblob(16))))
+        ON CONFLICT (key) DO NOTHING`
+      const row = yield* SqlSchema.single({
+        Request: Schema.Void,
+        Result: MetaRow,
+        execute: () => sql`SELECT value FROM sync_meta WHERE key = 'client_id'`
+      })(undefined).pipe(Effect.orDie)
+      return yield* Schema.decodeUnknown(Mutation.ClientId)(row.value)
+    }).pipe(Effect.mapError((error) => fromCause(label, "creating the client id", error)))
+
+    const now = Clock.currentTimeMillis
+
+    /**
+     * A write transaction. Its first statement is a write (a no-op UPDATE) so that SQLite takes
+     * the write lock before the transaction reads anything, waiting on the busy timeout; a
+     * deferred transaction that read first could otherwise fail with SQLITE_BUSY_SNAPSHOT when
+     * another process committed in between.
+     */
+    const writeTransaction = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+      sql.withTransaction(
+        Effect.zipRight(sql`UPDATE sync_meta SET value = value WHERE key = 'write_lock'`, effect)
+      )
+
+    const touchState = (targetKey: string, at: number) =>
+      sql`INSERT INTO sync_state (target_key, updated_at) VALUES (${targetKey}, ${at})
+        ON CONFLICT (target_key) DO UPDATE SET updated_at = excluded.updated_at`
+
+    const findState = SqlSchema.findOne({
+      Request: Schema.String,
+      Result: StateFromRow,
+      execute: (targetKey) => sql`SELECT * FROM sync_state WHERE target_key = ${targetKey}`
+    })
+
+    const findPending = SqlSchema.findAll({
+      Request: Schema.Struct({
+        targetKey: Schema.String,
+        limit: Schema.Number,
+        excluded: Schema.Array(Schema.String)
+      }),
+      Result: SyncMutationFromRow,
+      execute: ({ excluded, limit, targetKey }) =>
+        sql`SELECT m.* FROM sync_mutations m
+          JOIN sync_enrolled_projects e ON e.project = m.project
+          WHERE m.target_key = ${targetKey} AND m.source = 'local' AND m.acked_at IS NULL
+          ${excluded.length > 0 ? sql`AND m.project NOT IN ${sql.in(excluded)}` : sql``}
+          ORDER BY m.seq
+          ${limit >= 0 ? sql`LIMIT ${limit}` : sql``}`
+    })
+
+    const count = (query: Effect.Effect<ReadonlyArray<unknown>, SqlError>) =>
+      Effect.map(
+        Effect.flatMap(query, Schema.decodeUnknown(Schema.Array(CountRow))),
+        (rows) => rows[0]?.n ?? 0
+      )
+
+    const hasUnacked = (targetKey: string, project: string, entity: string, entityKey: string) =>
+      Effect.map(
+        count(sql`SELECT COUNT(*) AS n FROM sync_mutations
+          WHERE target_key = ${targetKey} AND source = 'local' AND acked_at IS NULL
+            AND project = ${project} AND entity = ${entity} AND entity_key = ${entityKey}`),
+        (n) => n > 0
+      )
+
+    const insertDeadLetter = (targetKey: string, seq: number, reason: string, mutation: unknown, at: number) =>
+      sql`INSERT INTO sync_dead_letters (target_key, seq, reason, mutation, created_at)
+        VALUES (${targetKey}, ${seq}, ${reason}, ${mutationJson(mutation)}, ${at})`
+
+    /**
+     * Applies a pulled mutation through its applier in a savepoint: a rejection rolls back the
+     * applier's writes only and dead-letters the mutation.
+     */
+    const applyRemote = (targetKey: string, m: Mutation.PulledMutation, at: number) =>
+      sql.withTransaction(
+        appliers.get(m.entity).apply({ ...m, targetKey, source: "remote" }).pipe(
+          Effect.provideService(SqlClient.SqlClient, sql)
+        )
+      ).pipe(
+        Effect.as("applied" as const),
+        Effect.catchTag("ApplyRejected", (rejected) =>
+          Effect.as(insertDeadLetter(targetKey, m.seq, rejected.reason, m, at), "dead_letter" as const))
+      )
+
+    const insertRemote = (targetKey: string, m: Mutation.PulledMutation, status: string) =>
+      sql`INSERT INTO sync_mutations
+        (target_key, source, seq, project, entity, entity_key, op, payload, occurred_at, status)
+        VALUES (${targetKey}, 'remote', ${m.seq}, ${m.project}, ${m.entity}, ${m.entityKey}, ${m.op},
+          ${m.payload === undefined ? null : JSON.stringify(m.payload)}, ${m.occurredAt.getTime()}, ${status})`
+
+    /**
+     * After an ack: for each key left without un-acked local writes, kept-aside mutations with
+     * seq `<=` the acked server seq are discarded, later ones applied in seq order.
+     */
+    const settle = (targetKey: string, touched: ReadonlyMap<string, Touched>, at: number) =>
+      Effect.forEach(touched.values(), (key) =>
+        Effect.gen(function*() {
+          if (yield* hasUnacked(targetKey, key.project, key.entity, key.entityKey)) return
+          const held = yield* sql`SELECT id, seq, project, entity, entity_key, op, payload, occurred_at
+            FROM sync_mutations
+            WHERE target_key = ${targetKey} AND source = 'remote' AND status = 'kept_aside'
+              AND project = ${key.project} AND entity = ${key.entity} AND entity_key = ${key.entityKey}
+            ORDER BY seq`.pipe(Effect.flatMap(Schema.decodeUnknown(Schema.Array(KeptAsideRow))))
+          for (const row of held) {
+            if (row.seq <= key.serverSeq) {
+              yield* sql`UPDATE sync_mutations SET status = 'discarded' WHERE id = ${row.id}`
+              continue
+            }
+            const decoded = Schema.decodeUnknownEither(Schema.typeSchema(Mutation.PulledMutation))({
+              seq: row.seq,
+              project: row.project,
+              entity: row.entity,
+              entityKey: row.entity_key,
+              op: row.op,
+              payload: row.payload === null ? undefined : parseJsonOrUndefined(row.payload),
+              occurredAt: new Date(row.occurred_at)
+            })
+            if (Either.isLeft(decoded)) {
+              const reason = `kept-aside row could not be decoded: ${
+                ParseResult.TreeFormatter.formatErrorSync(decoded.left)
+              }`
+              yield* insertDeadLetter(targetKey, row.seq, reason, row, at)
+              yield* sql`UPDATE sync_mutations SET status = 'dead_letter' WHERE id = ${row.id}`
+              continue
+            }
+            const result = yield* applyRemote(targetKey, decoded.right, at)
+            yield* sql`UPDATE sync_mutations SET status = ${result} WHERE id = ${row.id}`
+          }
+        }), { discard: true })
+
+    /** Marks local rows acked (with their server seqs when known) and settles their keys. */
+    const markAcked = (
+      targetKey: string,
+      rows: ReadonlyArray<typeof AckedRow.Type>,
+      serverSeqs: ReadonlyMap<number, number | undefined>,
+      at: number
+    ) =>
+      Effect.gen(function*() {
+        const touched = new Map<string, Touched>()
+        let maxSeq = 0
+        for (const row of rows) {
+          maxSeq = Math.max(maxSeq, row.seq)
+          const key = keyOf(row.project, row.entity, row.entity_key)
+          const serverSeq = serverSeqs.get(row.seq) ?? 0
+          const entry = touched.get(key)
+          if (entry) entry.serverSeq = Math.max(entry.serverSeq, serverSeq)
+          else touched.set(key, { project: row.project, entity: row.entity, entityKey: row.entity_key, serverSeq })
+        }
+        yield* settle(targetKey, touched, at)
+        yield* touchState(targetKey, at)
+        yield* sql`UPDATE sync_state SET last_acked_seq = MAX(last_acked_seq, ${maxSeq}) WHERE target_key = ${targetKey}`
+      })
+
+    const decodeAcked = Schema.decodeUnknown(Schema.Array(AckedRow))
+
+    const getSyncState = (targetKey: string) =>
+      Effect.flatMap(now, (at) =>
+        Effect.map(
+          findState(targetKey),
+          Option.getOrElse(() => LocalStore.emptyState(targetKey, new Date(at)))
+        ))
+
+    return LocalStore.LocalStore.of({
+      clientId,
+
+      getSyncState: (targetKey) => getSyncState(targetKey).pipe(Effect.mapError(fail("reading the sync state"))),
+
+      listPendingMutations: (targetKey, limit, options) =>
+        Effect.suspend(() => {
+          // Same bounds as the memory store: up to `limit` rows, none for a limit below 1.
+          const bounded = Number.isNaN(limit) || limit <= 0 ? 0 : Number.isFinite(limit) ? Math.ceil(limit) : -1
+          if (bounded === 0) return Effect.succeed([])
+          return findPending({ targetKey, limit: bounded, excluded: options?.excludeProjects ?? [] })
+        }).pipe(Effect.mapError(fail("listing pending mutations"))),
+
+      countPending: (targetKey) =>
+        count(sql`SELECT COUNT(*) AS n FROM sync_mutations
+          WHERE target_key = ${targetKey} AND source = 'local' AND acked_at IS NULL`).pipe(
+          Effect.mapError(fail("counting pending mutations"))
+        ),
+
+      ackMutations: Effect.fn("SqliteLocalStore.ackMutations")(function*(targetKey, lastAckedSeq) {
+        const at = yield* now
+        yield* writeTransaction(Effect.gen(function*() {
+          const rows = yield* sql`UPDATE sync_mutations SET acked_at = ${at}
+            WHERE target_key = ${targetKey} AND source = 'local' AND acked_at IS NULL AND seq <= ${lastAckedSeq}
+            RETURNING seq, project, entity, entity_key`.pipe(Effect.flatMap(decodeAcked))
+          yield* markAcked(targetKey, rows, new Map(), at)
+        })).pipe(Effect.mapError(fail("acking mutations")))
+      }),
+
+      ackMutationSeqs: Effect.fn("SqliteLocalStore.ackMutationSeqs")(function*(targetKey, acks) {
+        const at = yield* now
+        const serverSeqs = new Map(acks.map((a) => [a.seq, a.serverSeq] as const))
+        yield* writeTransaction(Effect.gen(function*() {
+          const rows: Array<typeof AckedRow.Type> = []
+          for (const [seq, serverSeq] of serverSeqs) {
+            const updated = yield* sql`UPDATE sync_mutations
+              SET acked_at = ${at}, server_seq = COALESCE(${serverSeq ?? null}, server_seq)
+              WHERE target_key = ${targetKey} AND source = 'local' AND acked_at IS NULL AND seq = ${seq}
+              RETURNING seq, project, entity, entity_key`.pipe(Effect.flatMap(decodeAcked))
+            rows.push(...updated)
+          }
+          yield* markAcked(targetKey, rows, serverSeqs, at)
+        })).pipe(Effect.mapError(fail("acking mutations")))
+      }),
+
+      skipAckNonEnrolledMutations: (targetKey) =>
+        count(sql`SELECT COUNT(*) AS n FROM sync_mutations m
+          WHERE m.target_key = ${targetKey} AND m.source = 'local' AND m.acked_at IS NULL
+            AND NOT EXISTS (SELECT 1 FROM sync_enrolled_projects e WHERE e.project = m.project)`).pipe(
+          Effect.mapError(fail("counting non-enrolled mutations"))
+        ),
+
+      acquireLease: Effect.fn("SqliteLocalStore.acquireLease")(function*(targetKey, owner, ttl, leaseNow) {
+        const at = yield* now
+        const nowMillis = leaseNow.getTime()
+        const until = Math.min(nowMillis + Duration.toMillis(Duration.decode(ttl)), maxDateMillis)
+        // One statement: taken when free or expired, renewed by its owner, else left alone (and
+        // then RETURNING yields no row). SQLite runs it atomically, across processes too.
+        const rows = yield* sql`INSERT INTO sync_state (target_key, lease_owner, lease_until, updated_at)
+          VALUES (${targetKey}, ${owner}, ${until}, ${at})
+          ON CONFLICT (target_key) DO UPDATE
+            SET lease_owner = excluded.lease_owner, lease_until = excluded.lease_until, updated_at = excluded.updated_at
+            WHERE sync_state.lease_owner = excluded.lease_owner OR sync_state.lease_owner IS NULL
+              OR sync_state.lease_until IS NULL OR sync_state.lease_until <= ${nowMillis}
+          RETURNING lease_owner`.pipe(Effect.mapError(fail("acquiring the lease")))
+        return rows.length > 0
+      }),
+
+      releaseLease: Effect.fn("SqliteLocalStore.releaseLease")(function*(targetKey, owner) {
+        const at = yield* now
+        yield* sql`UPDATE sync_state SET lease_owner = NULL, lease_until = NULL, updated_at = ${at}
+          WHERE target_key = ${targetKey} AND lease_owner = ${owner}`.pipe(
+          Effect.mapError(fail("releasing the lease"))
+        )
+      }),
+
+      applyPulledMutation: Effect.fn("SqliteLocalStore.applyPulledMutation")(function*(targetKey, input) {
+        const m: Mutation.PulledMutation = input
+        if (!Number.isSafeInteger(m.seq) || m.seq <= 0) {
+          return yield* new LocalStore.LocalStoreError({
+            reason: "invalid_input",
+            message: `a pulled mutation needs a positive integer seq, got ${String(m.seq)}`
+          })
+        }
+        const at = yield* now
+        return yield* writeTransaction(Effect.gen(function*() {
+          const state = yield* findState(targetKey)
+          if (Option.isSome(state) && m.seq <= state.value.lastPulledSeq) return "duplicate" as const
+          const shape = Schema.decodeUnknownEither(PulledShape)(m)
+          const problem = Either.isLeft(shape)
+            ? `invalid mutation: ${ParseResult.TreeFormatter.formatErrorSync(shape.left)}`
+            : (appliers.get(m.entity).validate(m) ??
+              (m.payload === undefined ? undefined : Mutation.payloadProblem(m.payload)))
+          let result: Mutation.ApplyResult
+          if (problem !== undefined) {
+            yield* insertDeadLetter(targetKey, m.seq, problem, m, at)
+            result = "dead_letter"
+          } else if (yield* hasUnacked(targetKey, m.project, m.entity, m.entityKey)) {
+            yield* insertRemote(targetKey, m, "kept_aside")
+            result = "kept_aside"
+          } else {
+            result = yield* applyRemote(targetKey, m, at)
+            yield* insertRemote(targetKey, m, result)
+          }
+          yield* touchState(targetKey, at)
+          yield* sql`UPDATE sync_state SET last_pulled_seq = ${m.seq} WHERE target_key = ${targetKey}`
+          return result
+        })).pipe(Effect.mapError(fail("applying a pulled mutation")))
+      }),
+
+      markFailure: Effect.fn("SqliteLocalStore.markFailure")(function*(targetKey, message, backoffUntil, reasonCode) {
+        const at = yield* now
+        yield* writeTransaction(Effect.zipRight(
+          touchState(targetKey, at),
+          sql`UPDATE sync_state SET consecutive_failures = consecutive_failures + 1, last_error = ${message},
+            backoff_until = ${backoffUntil.getTime()}, reason_code = ${reasonCode}
+            WHERE target_key = ${targetKey}`
+        )).pipe(Effect.mapError(fail("recording a failure")))
+      }),
+
+      markHealthy: Effect.fn("SqliteLocalStore.markHealthy")(function*(targetKey) {
+        const at = yield* now
+        yield* writeTransaction(Effect.zipRight(
+          touchState(targetKey, at),
+          sql`UPDATE sync_state SET consecutive_failures = 0, last_error = NULL, backoff_until = NULL,
+            reason_code = NULL WHERE target_key = ${targetKey}`
+        )).pipe(Effect.mapError(fail("recording a success")))
+      }),
+
+      appendLocal: Effect.fn("SqliteLocalStore.appendLocal")(function*(targetKey, entries) {
+        const writes = yield* LocalStore.decodeWrites(entries)
+        for (const w of writes) {
+          const problem = appliers.get(w.entity).validate(w)
+          if (problem !== undefined) {
+            return yield* new LocalStore.LocalStoreError({ reason: "invalid_input", message: problem })
+          }
+        }
+        if (writes.length === 0) return []
+        const at = yield* now
+        return yield* writeTransaction(Effect.gen(function*() {
+          const last = yield* count(sql`SELECT COALESCE(MAX(seq), 0) AS n FROM sync_mutations WHERE source = 'local'`)
+          const seqs: Array<number> = []
+          for (const [i, w] of writes.entries()) {
+            const seq = last + 1 + i
+            yield* appliers.get(w.entity).apply({ ...w, targetKey, source: "local", seq }).pipe(
+              Effect.provideService(SqlClient.SqlClient, sql),
+              Effect.catchTag(
+                "ApplyRejected",
+                (rejected) => new LocalStore.LocalStoreError({ reason: "invalid_input", message: rejected.reason })
+              )
+            )
+            yield* sql`INSERT INTO sync_mutations
+              (target_key, source, seq, project, entity, entity_key, op, payload, occurred_at)
+              VALUES (${targetKey}, 'local', ${seq}, ${w.project}, ${w.entity}, ${w.entityKey}, ${w.op},
+                ${JSON.stringify(w.payload)}, ${at})`
+            seqs.push(seq)
+          }
+          yield* touchState(targetKey, at)
+          yield* sql`UPDATE sync_state SET last_enqueued_seq = ${seqs[seqs.length - 1]} WHERE target_key = ${targetKey}`
+          return seqs
+        })).pipe(Effect.mapError(fail("appending local writes")))
+      }),
+
+      enroll: (project) =>
+        Effect.flatMap(
+          LocalStore.decodeProject(project),
+          (p) =>
+            Effect.flatMap(now, (at) =>
+              sql`INSERT INTO sync_enrolled_projects (project, enrolled_at) VALUES (${p}, ${at})
+              ON CONFLICT (project) DO NOTHING`.pipe(Effect.asVoid, Effect.mapError(fail("enrolling a project"))))
+        ),
+
+      unenroll: (project) =>
+        Effect.flatMap(
+          LocalStore.decodeProject(project),
+          (p) =>
+            sql`DELETE FROM sync_enrolled_projects WHERE project = ${p}`.pipe(
+              Effect.asVoid,
+              Effect.mapError(fail("unenrolling a project"))
+            )
+        ),
+
+      listEnrolled: sql`SELECT project FROM sync_enrolled_projects`.pipe(
+        Effect.flatMap(Schema.decodeUnknown(Schema.Array(ProjectRow))),
+        Effect.map((rows) => rows.map((r) => r.project).sort(compare)),
+        Effect.mapError(fail("listing enrolled projects"))
+      ),
+
+      getDocument: (project, entity, entityKey) =>
+        SqlSchema.findOne({
+          Request: Schema.Void,
+          Result: ValueRow,
+          execute: () =>
+            sql`SELECT value FROM sync_documents
+              WHERE project = ${project} AND entity = ${entity} AND entity_key = ${entityKey}`
+        })(undefined).pipe(
+          Effect.map(Option.map((row) => row.value)),
+          Effect.mapError(fail("reading a document"))
+        ),
+
+      listDocuments: (project, entity) =>
+        sql`SELECT project, entity, entity_key, value FROM sync_documents
+          WHERE project = ${project} ${entity === undefined ? sql`` : sql`AND entity = ${entity}`}`.pipe(
+          Effect.flatMap(Schema.decodeUnknown(Schema.Array(DocumentRow))),
+          Effect.map((rows) =>
+            rows
+              .map((r): LocalStore.Document => ({
+                project: r.project,
+                entity: r.entity,
+                entityKey: r.entity_key,
+                value: r.value
+              }))
+              .sort((a, b) => a.entity === b.entity ? compare(a.entityKey, b.entityKey) : compare(a.entity, b.entity))
+          ),
+          Effect.mapError(fail("listing documents"))
+        ),
+
+      listDeadLetters: sql`SELECT seq, reason, mutation FROM sync_dead_letters ORDER BY id`.pipe(
+        Effect.flatMap(Schema.decodeUnknown(Schema.Array(DeadLetterRow))),
+        Effect.map((rows) =>
+          rows.map((r): LocalStore.DeadLetter => ({
+            seq: r.seq,
+            reason: r.reason,
+            mutation: Option.getOrElse(decodePulled(r.mutation), () => r.mutation)
+          }))
+        ),
+        Effect.mapError(fail("listing dead letters"))
+      )
+    })
+  })
+
+const parseJsonOrUndefined = (text: string): unknown => {
+  try {
+    return JSON.parse(text)
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * The SQLite `LocalStore` over the `SqlClient` in context (see {@link make}).
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer: Layer.Layer<LocalStore.LocalStore, LocalStore.LocalStoreError, SqlClient.SqlClient> = Layer
+  .effect(LocalStore.LocalStore, make)
+
+/**
+ * Options of {@link layerFile}.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface FileOptions {
+  /**
+   * How long a statement waits for another connection's lock before failing with a storage
+   * error. Defaults to 5 seconds. Longer rides out long transactions of other processes;
+   * shorter surfaces contention sooner.
+   */
+  readonly busyTimeout?: Duration.DurationInput
+}
+
+/**
+ * Opens a database file, creating it when missing: refuses a file that is not a SQLite
+ * database or that a newer autosync wrote (reason `"incompatible"`, nothing changed), sets a
+ * busy timeout and WAL mode; then runs the migrations.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const openFile = (
+  path: string,
+  options: FileOptions = {}
+): Effect.Effect<SqliteClient.SqliteClient, LocalStore.LocalStoreError, Scope.Scope | Reactivity.Reactivity> =>
+  Effect.gen(function*() {
+    const label = `the SQLite database ${JSON.stringify(path)}`
+    const busyMillis = Math.max(0, Math.round(Duration.toMillis(Duration.decode(options.busyTimeout ?? "5 seconds"))))
+    // WAL is switched on below, after the checks, so a refused file is left as it was.
+    const client = yield* SqliteClient.make({ filename: path, disableWAL: true }).pipe(
+      Effect.catchAllDefect((defect) => Effect.fail(fromCause(label, "opening", defect)))
+    )
+    yield* client.unsafe(`PRAGMA busy_timeout = ${busyMillis}`).pipe(
+      Effect.mapError(fromSqlError(label, "setting the busy timeout"))
+    )
+    yield* client`SELECT COUNT(*) AS n FROM sqlite_master`.pipe(Effect.mapError(fromSqlError(label, "opening")))
+    yield* SqliteMigrations.checkVersion(label).pipe(Effect.provideService(SqlClient.SqlClient, client))
+    yield* client.unsafe("PRAGMA journal_mode = WAL").pipe(
+      Effect.mapError(fromSqlError(label, "switching to WAL mode"))
+    )
+    return client
+  })
+
+/**
+ * A ready-made store on a database file: the `SqliteClient` (WAL mode, busy timeout), the
+ * migrations and the `LocalStore`. Fails with a `LocalStoreError` naming the path when the
+ * file is not a SQLite database or was written by a newer schema (`"incompatible"`), or
+ * cannot be opened or written (`"storage"`).
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerFile = (
+  path: string,
+  options: FileOptions = {}
+): Layer.Layer<
+  LocalStore.LocalStore | SqlClient.SqlClient | SqliteClient.SqliteClient,
+  LocalStore.LocalStoreError
+> =>
+  Layer.scopedContext(Effect.gen(function*() {
+    const client = yield* openFile(path, options)
+    const store = yield* make.pipe(
+      Effect.provideService(SqlClient.SqlClient, client),
+      Effect.provideService(SqliteClient.SqliteClient, client)
+    )
+    return Context.make(LocalStore.LocalStore, store).pipe(
+      Context.add(SqlClient.SqlClient, client),
+      Context.add(SqliteClient.SqliteClient, client)
+    )
+  })).pipe(Layer.provide(Reactivity.layer))

@@ -1,0 +1,210 @@
+/**
+ * The schema of an autosync database, as `@effect/sql` migrations.
+ *
+ * Migrations are recorded in their own table, `autosync_migrations`, so they never collide with
+ * the application's own migrations in the same file (which use `effect_sql_migrations` by
+ * default). `sync_meta` stores the schema version this file was last written with: a file from
+ * a newer autosync is refused with a `LocalStoreError` (reason `"incompatible"`) before
+ * anything in it is changed.
+ *
+ * Tables:
+ * - `sync_meta` — `key`/`value` pairs: `schema_version`, `client_id`.
+ * - `sync_state` — one row per target: cursors, failures, backoff and the lease.
+ * - `sync_mutations` — the journal. Local rows (`source = 'local'`, `seq` = the journal seq,
+ *   the `client_seq` they are pushed with; `acked_at` and `server_seq` once acked) and pulled
+ *   rows (`source = 'remote'`, `seq` = the server seq, `status` = `applied`, `kept_aside`,
+ *   `discarded` or `dead_letter`).
+ * - `sync_enrolled_projects` — the projects whose rows are pushed.
+ * - `sync_documents` — the built-in document table; `value` is JSON text.
+ * - `sync_dead_letters` — pulled mutations that could not be applied, with the reason.
+ *
+ * @since 0.1.0
+ */
+import { LocalStore } from "@autosync/core"
+import * as Migrator from "@effect/sql/Migrator"
+import * as SqlClient from "@effect/sql/SqlClient"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Schema from "effect/Schema"
+import { fromCause } from "./internal/errors.js"
+
+/**
+ * The schema version this code writes and understands. Stored in `sync_meta`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const schemaVersion = 1
+
+/**
+ * The table in which `@effect/sql`'s `Migrator` records the migrations it ran.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const migrationsTable = "autosync_migrations"
+
+const init = Effect.gen(function*() {
+  const sql = yield* SqlClient.SqlClient
+  yield* sql`CREATE TABLE sync_meta (
+    key TEXT PRIMARY KEY NOT NULL,
+    value TEXT NOT NULL
+  ) WITHOUT ROWID`
+  yield* sql`CREATE TABLE sync_state (
+    target_key TEXT PRIMARY KEY NOT NULL,
+    last_enqueued_seq INTEGER NOT NULL DEFAULT 0,
+    last_acked_seq INTEGER NOT NULL DEFAULT 0,
+    last_pulled_seq INTEGER NOT NULL DEFAULT 0,
+    consecutive_failures INTEGER NOT NULL DEFAULT 0,
+    backoff_until INTEGER,
+    last_error TEXT,
+    reason_code TEXT,
+    lease_owner TEXT,
+    lease_until INTEGER,
+    updated_at INTEGER NOT NULL
+  )`
+  yield* sql`CREATE TABLE sync_mutations (
+    id INTEGER PRIMARY KEY,
+    target_key TEXT NOT NULL,
+    source TEXT NOT NULL CHECK (source IN ('local', 'remote')),
+    seq INTEGER NOT NULL,
+    project TEXT NOT NULL,
+    entity TEXT NOT NULL,
+    entity_key TEXT NOT NULL,
+    op TEXT NOT NULL,
+    payload TEXT,
+    occurred_at INTEGER NOT NULL,
+    acked_at INTEGER,
+    server_seq INTEGER,
+    status TEXT CHECK (status IS NULL OR status IN ('applied', 'kept_aside', 'discarded', 'dead_letter'))
+  )`
+  yield* sql`CREATE UNIQUE INDEX sync_mutations_local_seq ON sync_mutations (seq) WHERE source = 'local'`
+  yield* sql`CREATE UNIQUE INDEX sync_mutations_remote_seq ON sync_mutations (target_key, seq) WHERE source = 'remote'`
+  yield* sql`CREATE INDEX sync_mutations_pending ON sync_mutations (target_key, seq)
+    WHERE source = 'local' AND acked_at IS NULL`
+  yield* sql`CREATE INDEX sync_mutations_pending_key ON sync_mutations (target_key, project, entity, entity_key)
+    WHERE source = 'local' AND acked_at IS NULL`
+  yield* sql`CREATE INDEX sync_mutations_kept_aside ON sync_mutations (target_key, project, entity, entity_key, seq)
+    WHERE source = 'remote' AND status = 'kept_aside'`
+  yield* sql`CREATE TABLE sync_enrolled_projects (
+    project TEXT PRIMARY KEY NOT NULL,
+    enrolled_at INTEGER NOT NULL
+  ) WITHOUT ROWID`
+  yield* sql`CREATE TABLE sync_documents (
+    project TEXT NOT NULL,
+    entity TEXT NOT NULL,
+    entity_key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (project, entity, entity_key)
+  ) WITHOUT ROWID`
+  yield* sql`CREATE TABLE sync_dead_letters (
+    id INTEGER PRIMARY KEY,
+    target_key TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    mutation TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+  )`
+  yield* sql`INSERT INTO sync_meta (key, value) VALUES ('schema_version', ${String(schemaVersion)})`
+})
+
+/**
+ * The migrations, keyed `<id>_<name>` as `Migrator.fromRecord` expects.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const migrations: Record<string, Effect.Effect<void, unknown, SqlClient.SqlClient>> = {
+  "0001_init": init
+}
+
+/**
+ * The loader of {@link migrations}.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const loader: Migrator.Loader = Migrator.fromRecord(migrations)
+
+const latestMigrationId = Math.max(...Object.keys(migrations).map((key) => Number(key.split("_")[0])))
+
+const TableNames = Schema.Array(Schema.Struct({ name: Schema.String }))
+const VersionRows = Schema.Array(Schema.Struct({ value: Schema.NumberFromString }))
+const MigrationRows = Schema.Array(Schema.Struct({ id: Schema.NullOr(Schema.Number) }))
+
+/**
+ * Fails with reason `"incompatible"` when the database was written by a newer schema than
+ * {@link schemaVersion}; changes nothing.
+ *
+ * @since 0.1.0
+ * @category migrations
+ */
+export const checkVersion = (label: string): Effect.Effect<void, LocalStore.LocalStoreError, SqlClient.SqlClient> =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const tables =
+      yield* sql`SELECT name FROM sqlite_master WHERE type = 'table' AND name IN (${"sync_meta"}, ${migrationsTable})`
+        .pipe(Effect.flatMap(Schema.decodeUnknown(TableNames)))
+    const names = new Set(tables.map((t) => t.name))
+    if (names.has("sync_meta")) {
+      const rows = yield* sql`SELECT value FROM sync_meta WHERE key = 'schema_version'`.pipe(
+        Effect.flatMap(Schema.decodeUnknown(VersionRows))
+      )
+      const stored = rows[0]?.value
+      if (stored !== undefined && stored > schemaVersion) {
+        return yield* new LocalStore.LocalStoreError({
+          reason: "incompatible",
+          message:
+            `${label} was written by a newer autosync (schema version ${stored}; this version knows up to ${schemaVersion}); upgrade @autosync/sqlite to open it`
+        })
+      }
+    }
+    if (names.has(migrationsTable)) {
+      const rows = yield* sql`SELECT MAX(migration_id) AS id FROM ${sql(migrationsTable)}`.pipe(
+        Effect.flatMap(Schema.decodeUnknown(MigrationRows))
+      )
+      const latest = rows[0]?.id ?? 0
+      if (latest > latestMigrationId) {
+        return yield* new LocalStore.LocalStoreError({
+          reason: "incompatible",
+          message:
+            `${label} was migrated by a newer autosync (migration ${latest}; this version knows up to ${latestMigrationId}); upgrade @autosync/sqlite to open it`
+        })
+      }
+    }
+  }).pipe(Effect.mapError((error) => fromCause(label, "checking the schema version", error)))
+
+const isMigrationError = (u: unknown): u is Migrator.MigrationError =>
+  typeof u === "object" && u !== null && (u as { _tag?: unknown })._tag === "MigrationError"
+
+/**
+ * Checks the version, then runs the pending migrations in one transaction. Safe to run from
+ * several processes at once: the loser of the race sees the winner's work.
+ *
+ * @since 0.1.0
+ * @category migrations
+ */
+export const run = (
+  label = "the SQLite database"
+): Effect.Effect<ReadonlyArray<readonly [id: number, name: string]>, LocalStore.LocalStoreError, SqlClient.SqlClient> =>
+  Effect.zipRight(
+    checkVersion(label),
+    Migrator.make({})({ loader, table: migrationsTable }).pipe(
+      // The Migrator turns a failing migration into a defect; it is a storage failure to us.
+      Effect.catchAllDefect((defect) => isMigrationError(defect) ? Effect.fail(defect) : Effect.die(defect)),
+      Effect.mapError((error) =>
+        isMigrationError(error) && error.cause !== undefined
+          ? fromCause(label, `migrating (${error.message})`, error.cause)
+          : fromCause(label, "migrating", error)
+      )
+    )
+  )
+
+/**
+ * Runs the migrations when built.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer: Layer.Layer<never, LocalStore.LocalStoreError, SqlClient.SqlClient> = Layer.effectDiscard(run())

@@ -1,0 +1,422 @@
+/**
+ * The behaviour every `LocalStore` must have, run once per backend (memory and SQLite).
+ */
+import { LocalStore, Mutation } from "@autosync/core"
+import { assert, describe, it } from "@effect/vitest"
+import { Effect, Either, FastCheck as fc, Layer, Option, Schema, TestClock } from "effect"
+
+const write = (entityKey: string, payload: unknown, project = "p", entity = "doc"): Mutation.LocalWrite => ({
+  project,
+  entity,
+  entityKey,
+  op: "upsert",
+  payload
+})
+
+const pulled = (
+  seq: number,
+  entityKey: string,
+  payload: unknown,
+  op = "upsert",
+  project = "p"
+): Mutation.PulledMutation => ({
+  seq,
+  project,
+  entity: "doc",
+  entityKey,
+  op,
+  payload,
+  occurredAt: new Date(1_000)
+})
+
+const doc = (entityKey: string, project = "p") =>
+  Effect.flatMap(LocalStore.LocalStore, (s) => s.getDocument(project, "doc", entityKey))
+
+const pendingSeqs = (limit = 100, options?: LocalStore.ListPendingOptions) =>
+  Effect.flatMap(
+    LocalStore.LocalStore,
+    (s) => Effect.map(s.listPendingMutations("cloud", limit, options), (rows) => rows.map((r) => r.seq))
+  )
+
+export const localStoreSuite = (
+  name: string,
+  layer: Layer.Layer<LocalStore.LocalStore, LocalStore.LocalStoreError>
+) =>
+  describe(`LocalStore contract: ${name}`, () => {
+    const run = <A, E>(effect: Effect.Effect<A, E, LocalStore.LocalStore>) => Effect.provide(effect, layer)
+
+    it.effect("clientId is a valid identity, the same on every access", () =>
+      run(Effect.gen(function*() {
+        const store = yield* LocalStore.LocalStore
+        assert.isTrue(Schema.is(Mutation.ClientId)(store.clientId))
+        assert.strictEqual((yield* LocalStore.LocalStore).clientId, store.clientId)
+      })))
+
+    it.effect("a target without history has a fresh state", () =>
+      run(Effect.gen(function*() {
+        const store = yield* LocalStore.LocalStore
+        yield* TestClock.adjust(2_000)
+        assert.deepStrictEqual(yield* store.getSyncState("cloud"), LocalStore.emptyState("cloud", new Date(2_000)))
+      })))
+
+    it.effect("appendLocal applies each write, journals it and returns increasing seqs", () =>
+      run(Effect.gen(function*() {
+        const store = yield* LocalStore.LocalStore
+        yield* TestClock.adjust(1_000)
+        const seqs = yield* store.appendLocal("cloud", [write("a", { n: 1 }), write("b", [1, "x", null])])
+        assert.deepStrictEqual(seqs, [1, 2])
+        assert.deepStrictEqual(yield* store.appendLocal("cloud", [write("a", { n: 2 })]), [3])
+        assert.deepStrictEqual(yield* doc("a"), Option.some({ n: 2 }))
+        assert.deepStrictEqual(yield* doc("b"), Option.some([1, "x", null]))
+        assert.strictEqual((yield* store.getSyncState("cloud")).lastEnqueuedSeq, 3)
+        yield* store.enroll("p")
+        const rows = yield* store.listPendingMutations("cloud", 10)
+        assert.deepStrictEqual(rows[0], {
+          seq: 1,
+          targetKey: "cloud",
+          project: "p",
+          entity: "doc",
+          entityKey: "a",
+          op: "upsert",
+          payload: { n: 1 },
+          source: "local",
+          occurredAt: new Date(1_000)
+        })
+        assert.deepStrictEqual(rows.map((r) => r.seq), [1, 2, 3])
+        assert.deepStrictEqual(yield* store.appendLocal("cloud", []), [])
+        assert.strictEqual((yield* store.getSyncState("cloud")).lastEnqueuedSeq, 3)
+      })))
+
+    it.effect("pending: un-acked local rows of enrolled projects, in journal order, limited, excludable", () =>
+      run(Effect.gen(function*() {
+        const store = yield* LocalStore.LocalStore
+        yield* store.appendLocal("cloud", [
+          write("1", 1, "a"),
+          write("2", 2, "c"),
+          write("3", 3, "b"),
+          write("4", 4, "a"),
+          write("5", 5, "c")
+        ])
+        yield* store.appendLocal("other", [write("6", 6, "a")])
+        assert.deepStrictEqual(yield* pendingSeqs(), [])
+        yield* store.enroll("a")
+        yield* store.enroll("b")
+        assert.deepStrictEqual(yield* pendingSeqs(), [1, 3, 4])
+        assert.deepStrictEqual(yield* pendingSeqs(2), [1, 3])
+        assert.deepStrictEqual(yield* pendingSeqs(0), [])
+        assert.deepStrictEqual(yield* pendingSeqs(100, { excludeProjects: ["a"] }), [3])
+        assert.deepStrictEqual(yield* pendingSeqs(100, { excludeProjects: ["a", "b"] }), [])
+        assert.strictEqual(yield* store.countPending("cloud"), 5)
+        assert.strictEqual(yield* store.countPending("other"), 1)
+        // Non-enrolled rows are counted, never acked: they stay pending until enrolled.
+        assert.strictEqual(yield* store.skipAckNonEnrolledMutations("cloud"), 2)
+        assert.strictEqual(yield* store.skipAckNonEnrolledMutations("cloud"), 2)
+        assert.strictEqual(yield* store.countPending("cloud"), 5)
+        yield* store.enroll("c")
+        assert.deepStrictEqual(yield* pendingSeqs(), [1, 2, 3, 4, 5])
+        assert.strictEqual(yield* store.skipAckNonEnrolledMutations("cloud"), 0)
+        yield* store.unenroll("b")
+        assert.deepStrictEqual(yield* pendingSeqs(), [1, 2, 4, 5])
+        const other = yield* store.listPendingMutations("other", 10)
+        assert.deepStrictEqual(other.map((r) => [r.seq, r.targetKey]), [[6, "other"]])
+      })))
+
+    it.effect("enrollment: idempotent, sorted, and validated", () =>
+      run(Effect.gen(function*() {
+        const store = yield* LocalStore.LocalStore
+        yield* store.enroll("zeta")
+        yield* store.enroll("alpha")
+        yield* store.enroll("alpha")
+        assert.deepStrictEqual(yield* store.listEnrolled, ["alpha", "zeta"])
+        yield* store.unenroll("zeta")
+        yield* store.unenroll("never-enrolled")
+        assert.deepStrictEqual(yield* store.listEnrolled, ["alpha"])
+        const bad = yield* Effect.flip(store.enroll(""))
+        assert.strictEqual(bad.reason, "invalid_input")
+        assert.strictEqual((yield* Effect.flip(store.unenroll("a\u0000b"))).reason, "invalid_input")
+        assert.deepStrictEqual(yield* store.listEnrolled, ["alpha"])
+      })))
+
+    it.effect("ackMutationSeqs acks exactly the given rows; ackMutations acks up to a seq", () =>
+      run(Effect.gen(function*() {
+        const store = yield* LocalStore.LocalStore
+        yield* store.enroll("p")
+        yield* store.appendLocal("cloud", [write("a", 1), write("b", 2), write("c", 3), write("d", 4)])
+        yield* store.appendLocal("other", [write("e", 5)])
+        yield* store.ackMutationSeqs("cloud", [{ seq: 2, serverSeq: 10 }])
+        assert.deepStrictEqual(yield* pendingSeqs(), [1, 3, 4])
+        assert.strictEqual((yield* store.getSyncState("cloud")).lastAckedSeq, 2)
+        // An unknown seq, a seq of another target and an already-acked seq change nothing.
+        yield* store.ackMutationSeqs("cloud", [{ seq: 1, serverSeq: 11 }, { seq: 99, serverSeq: 12 }, {
+          seq: 5,
+          serverSeq: 13
+        }])
+        assert.deepStrictEqual(yield* pendingSeqs(), [3, 4])
+        assert.strictEqual((yield* store.getSyncState("cloud")).lastAckedSeq, 2)
+        assert.strictEqual(yield* store.countPending("other"), 1)
+        yield* store.ackMutations("cloud", 3)
+        assert.deepStrictEqual(yield* pendingSeqs(), [4])
+        assert.strictEqual((yield* store.getSyncState("cloud")).lastAckedSeq, 3)
+        yield* store.ackMutations("cloud", 100)
+        assert.deepStrictEqual(yield* pendingSeqs(), [])
+        assert.strictEqual((yield* store.getSyncState("cloud")).lastAckedSeq, 4)
+        assert.strictEqual(yield* store.countPending("other"), 1)
+        assert.strictEqual((yield* store.getSyncState("other")).lastAckedSeq, 0)
+        // Acked rows keep their documents.
+        assert.deepStrictEqual(yield* doc("d"), Option.some(4))
+      })))
+
+    it.effect("a pulled mutation for a key without un-acked writes is applied and advances the cursor", () =>
+      run(Effect.gen(function*() {
+        const store = yield* LocalStore.LocalStore
+        assert.strictEqual(yield* store.applyPulledMutation("cloud", pulled(3, "a", { v: 1 })), "applied")
+        assert.deepStrictEqual(yield* doc("a"), Option.some({ v: 1 }))
+        assert.strictEqual((yield* store.getSyncState("cloud")).lastPulledSeq, 3)
+        assert.strictEqual(yield* store.applyPulledMutation("cloud", pulled(4, "a", null, "delete")), "applied")
+        assert.deepStrictEqual(yield* doc("a"), Option.none())
+        assert.strictEqual((yield* store.getSyncState("cloud")).lastPulledSeq, 4)
+        // Pulled rows are never pending.
+        assert.strictEqual(yield* store.countPending("cloud"), 0)
+      })))
+
+    it.effect("a pulled mutation for a key with an un-acked write is kept aside, not applied, not dropped", () =>
+      run(Effect.gen(function*() {
+        const store = yield* LocalStore.LocalStore
+        yield* store.appendLocal("cloud", [write("k", "mine")])
+        assert.strictEqual(yield* store.applyPulledMutation("cloud", pulled(1, "k", "theirs")), "kept_aside")
+        assert.deepStrictEqual(yield* doc("k"), Option.some("mine"))
+        assert.strictEqual((yield* store.getSyncState("cloud")).lastPulledSeq, 1)
+        // Other keys are not held back.
+        assert.strictEqual(yield* store.applyPulledMutation("cloud", pulled(2, "other", "x")), "applied")
+        assert.deepStrictEqual(yield* doc("other"), Option.some("x"))
+        // Another target's un-acked writes do not hold this target's pulls.
+        yield* store.appendLocal("elsewhere", [write("z", "local")])
+        assert.strictEqual(yield* store.applyPulledMutation("cloud", pulled(3, "z", "remote")), "applied")
+      })))
+
+    it.effect("lost push response: a kept-aside remote write with a higher seq than ours wins after the ack", () =>
+      run(Effect.gen(function*() {
+        const store = yield* LocalStore.LocalStore
+        // Our write was accepted as seq 5 but the response was lost; another replica wrote seq 6.
+        const [seq] = yield* store.appendLocal("cloud", [write("k", "mine")])
+        assert.strictEqual(yield* store.applyPulledMutation("cloud", pulled(5, "k", "mine")), "kept_aside")
+        assert.strictEqual(yield* store.applyPulledMutation("cloud", pulled(6, "k", "theirs")), "kept_aside")
+        assert.deepStrictEqual(yield* doc("k"), Option.some("mine"))
+        // The retried push returns seq 5 again: the log replayed in seq order ends with "theirs".
+        yield* store.ackMutationSeqs("cloud", [{ seq, serverSeq: 5 }])
+        assert.deepStrictEqual(yield* doc("k"), Option.some("theirs"))
+      })))
+
+    it.effect("a kept-aside remote write with a lower seq than ours is discarded after the ack", () =>
+      run(Effect.gen(function*() {
+        const store = yield* LocalStore.LocalStore
+        const [seq] = yield* store.appendLocal("cloud", [write("k", "mine")])
+        assert.strictEqual(yield* store.applyPulledMutation("cloud", pulled(3, "k", "theirs")), "kept_aside")
+        yield* store.ackMutationSeqs("cloud", [{ seq, serverSeq: 4 }])
+        assert.deepStrictEqual(yield* doc("k"), Option.some("mine"))
+        // Settled: a later ack of nothing changes nothing, a later pull applies normally.
+        yield* store.ackMutations("cloud", 100)
+        assert.deepStrictEqual(yield* doc("k"), Option.some("mine"))
+        assert.strictEqual(yield* store.applyPulledMutation("cloud", pulled(7, "k", "later")), "applied")
+        assert.deepStrictEqual(yield* doc("k"), Option.some("later"))
+      })))
+
+    it.effect("kept-aside mutations wait for the key's last un-acked write, then apply in seq order", () =>
+      run(Effect.gen(function*() {
+        const store = yield* LocalStore.LocalStore
+        // Server log: 1 = a (ours), 2 = b (ours), 3 = theirs, 4 = theirs-again, 5 = delete.
+        const [s1, s2] = yield* store.appendLocal("cloud", [write("k", "a"), write("k", "b")])
+        assert.strictEqual(yield* store.applyPulledMutation("cloud", pulled(3, "k", "theirs")), "kept_aside")
+        yield* store.ackMutationSeqs("cloud", [{ seq: s1, serverSeq: 1 }])
+        assert.deepStrictEqual(yield* doc("k"), Option.some("b"))
+        assert.strictEqual(yield* store.applyPulledMutation("cloud", pulled(4, "k", "theirs-again")), "kept_aside")
+        assert.strictEqual(yield* store.applyPulledMutation("cloud", pulled(5, "k", null, "delete")), "kept_aside")
+        yield* store.ackMutationSeqs("cloud", [{ seq: s2, serverSeq: 2 }])
+        assert.deepStrictEqual(yield* doc("k"), Option.none())
+      })))
+
+    it.effect("ackMutations without server seqs applies the kept-aside mutations", () =>
+      run(Effect.gen(function*() {
+        const store = yield* LocalStore.LocalStore
+        yield* store.appendLocal("cloud", [write("k", "mine")])
+        assert.strictEqual(yield* store.applyPulledMutation("cloud", pulled(7, "k", "theirs")), "kept_aside")
+        yield* store.ackMutations("cloud", 1)
+        assert.deepStrictEqual(yield* doc("k"), Option.some("theirs"))
+      })))
+
+    it.effect("a seq at or below the cursor is a duplicate and changes nothing", () =>
+      run(Effect.gen(function*() {
+        const store = yield* LocalStore.LocalStore
+        assert.strictEqual(yield* store.applyPulledMutation("cloud", pulled(5, "a", "first")), "applied")
+        assert.strictEqual(yield* store.applyPulledMutation("cloud", pulled(5, "a", "again")), "duplicate")
+        assert.strictEqual(yield* store.applyPulledMutation("cloud", pulled(3, "a", "older")), "duplicate")
+        assert.deepStrictEqual(yield* doc("a"), Option.some("first"))
+        assert.strictEqual((yield* store.getSyncState("cloud")).lastPulledSeq, 5)
+        assert.deepStrictEqual(yield* store.listDeadLetters, [])
+        // Cursors are per target.
+        assert.strictEqual(yield* store.applyPulledMutation("other", pulled(5, "b", "x")), "applied")
+      })))
+
+    it.effect("a mutation that cannot be applied goes to the dead letters with the reason; sync goes on", () =>
+      run(Effect.gen(function*() {
+        const store = yield* LocalStore.LocalStore
+        const bad = pulled(1, "a", { x: 1 }, "frobnicate")
+        assert.strictEqual(yield* store.applyPulledMutation("cloud", bad), "dead_letter")
+        assert.strictEqual((yield* store.getSyncState("cloud")).lastPulledSeq, 1)
+        assert.strictEqual(
+          yield* store.applyPulledMutation("cloud", { ...pulled(2, "b", "x"), payload: undefined }),
+          "dead_letter"
+        )
+        assert.strictEqual(yield* store.applyPulledMutation("cloud", pulled(3, "a", "ok")), "applied")
+        assert.deepStrictEqual(yield* doc("a"), Option.some("ok"))
+        assert.deepStrictEqual(yield* doc("b"), Option.none())
+        const letters = yield* store.listDeadLetters
+        assert.deepStrictEqual(letters[0], { seq: 1, reason: "no applier for op \"frobnicate\"", mutation: bad })
+        assert.deepStrictEqual(letters.map((l) => [l.seq, l.reason]), [
+          [1, "no applier for op \"frobnicate\""],
+          [2, "upsert without a payload"]
+        ])
+        // A dead letter is not kept aside either, even for a key with an un-acked write.
+        yield* store.appendLocal("cloud", [write("a", "mine")])
+        assert.strictEqual(yield* store.applyPulledMutation("cloud", pulled(4, "a", 1, "frobnicate")), "dead_letter")
+        assert.strictEqual((yield* store.listDeadLetters).length, 3)
+      })))
+
+    it.effect("lease: taken when free, renewed by its owner, refused to others until it expires, released", () =>
+      run(Effect.gen(function*() {
+        const store = yield* LocalStore.LocalStore
+        const t = (ms: number) => new Date(1_000_000 + ms)
+        assert.isTrue(yield* store.acquireLease("cloud", "A", "10 seconds", t(0)))
+        let state = yield* store.getSyncState("cloud")
+        assert.strictEqual(state.leaseOwner, "A")
+        assert.deepStrictEqual(state.leaseUntil, t(10_000))
+        assert.isFalse(yield* store.acquireLease("cloud", "B", "10 seconds", t(5_000)))
+        assert.isTrue(yield* store.acquireLease("cloud", "A", "10 seconds", t(5_000)))
+        assert.deepStrictEqual((yield* store.getSyncState("cloud")).leaseUntil, t(15_000))
+        assert.isFalse(yield* store.acquireLease("cloud", "B", "10 seconds", t(14_999)))
+        // Expired exactly at leaseUntil.
+        assert.isTrue(yield* store.acquireLease("cloud", "B", "10 seconds", t(15_000)))
+        assert.isFalse(yield* store.acquireLease("cloud", "A", "10 seconds", t(15_001)))
+        // Releasing a lease one does not hold does nothing.
+        yield* store.releaseLease("cloud", "A")
+        assert.strictEqual((yield* store.getSyncState("cloud")).leaseOwner, "B")
+        yield* store.releaseLease("cloud", "B")
+        state = yield* store.getSyncState("cloud")
+        assert.isUndefined(state.leaseOwner)
+        assert.isUndefined(state.leaseUntil)
+        assert.isTrue(yield* store.acquireLease("cloud", "A", "1 second", t(15_002)))
+        // Leases are per target.
+        assert.isTrue(yield* store.acquireLease("other", "B", "1 second", t(15_002)))
+      })))
+
+    it.effect("lease: never two holders (random schedules against a model)", () =>
+      run(Effect.gen(function*() {
+        const store = yield* LocalStore.LocalStore
+        const step = fc.record({
+          owner: fc.constantFrom("A", "B", "C"),
+          action: fc.constantFrom("acquire", "acquire", "acquire", "release"),
+          advance: fc.integer({ min: 0, max: 4_000 }),
+          ttl: fc.integer({ min: 0, max: 5_000 })
+        })
+        const schedules = fc.sample(fc.array(step, { minLength: 1, maxLength: 30 }), { numRuns: 40, seed: 42 })
+        for (const [run, schedule] of schedules.entries()) {
+          const target = `lease-${run}`
+          let now = 0
+          let holder: { owner: string; until: number } | undefined
+          for (const s of schedule) {
+            now += s.advance
+            if (s.action === "release") {
+              yield* store.releaseLease(target, s.owner)
+              if (holder?.owner === s.owner) holder = undefined
+            } else {
+              const got = yield* store.acquireLease(target, s.owner, s.ttl, new Date(now))
+              const free = holder === undefined || holder.owner === s.owner || holder.until <= now
+              assert.strictEqual(got, free, `run ${run}: ${s.owner} at ${now}`)
+              // The invariant itself: a different, unexpired holder means refusal.
+              if (holder !== undefined && holder.owner !== s.owner && holder.until > now) assert.isFalse(got)
+              if (got) holder = { owner: s.owner, until: now + s.ttl }
+            }
+            const state = yield* store.getSyncState(target)
+            assert.strictEqual(state.leaseOwner, holder?.owner)
+          }
+        }
+      })))
+
+    it.effect("markFailure counts failures and records the error; markHealthy resets them", () =>
+      run(Effect.gen(function*() {
+        const store = yield* LocalStore.LocalStore
+        yield* store.applyPulledMutation("cloud", pulled(9, "a", 1))
+        yield* TestClock.adjust(1_000)
+        yield* store.markFailure("cloud", "boom", new Date(5_000), "transport_failed")
+        yield* store.markFailure("cloud", "bang", new Date(9_000), "auth_required")
+        let state = yield* store.getSyncState("cloud")
+        assert.strictEqual(state.consecutiveFailures, 2)
+        assert.strictEqual(state.lastError, "bang")
+        assert.deepStrictEqual(state.backoffUntil, new Date(9_000))
+        assert.strictEqual(state.reasonCode, "auth_required")
+        assert.deepStrictEqual(state.updatedAt, new Date(1_000))
+        yield* TestClock.adjust(1_000)
+        yield* store.markHealthy("cloud")
+        state = yield* store.getSyncState("cloud")
+        assert.deepStrictEqual(state, { ...LocalStore.emptyState("cloud", new Date(2_000)), lastPulledSeq: 9 })
+      })))
+
+    it.effect("appendLocal refuses bad input with invalid_input and changes nothing", () =>
+      run(Effect.gen(function*() {
+        const store = yield* LocalStore.LocalStore
+        yield* store.enroll("p")
+        let deep: unknown = 1
+        for (let i = 0; i < 100; i++) deep = [deep]
+        const bad: ReadonlyArray<ReadonlyArray<unknown>> = [
+          [{ ...write("a", 1), project: "" }],
+          [{ ...write("a", 1), op: "frobnicate" }],
+          [{ ...write("a", 1), op: "" }],
+          [write("a", deep)],
+          [write("a", Number.NaN)],
+          [write("a", 2 ** 60)],
+          [write("a", "nul\u0000")],
+          [{ project: "p", entity: "doc", op: "upsert", payload: 1 }],
+          [write("a", undefined)],
+          [write("good", 1), { ...write("b", 1), entity: "" }]
+        ]
+        for (const entries of bad) {
+          const error = yield* Effect.flip(store.appendLocal("cloud", entries as ReadonlyArray<Mutation.LocalWrite>))
+          assert.strictEqual(error.reason, "invalid_input", JSON.stringify(entries).slice(0, 100))
+        }
+        assert.strictEqual(yield* store.countPending("cloud"), 0)
+        assert.deepStrictEqual(yield* store.listDocuments("p"), [])
+        assert.strictEqual((yield* store.getSyncState("cloud")).lastEnqueuedSeq, 0)
+        // No seq was burned.
+        assert.deepStrictEqual(yield* store.appendLocal("cloud", [write("a", 1)]), [1])
+      })))
+
+    it.effect("documents: get, delete, and list ordered by entity then key", () =>
+      run(Effect.gen(function*() {
+        const store = yield* LocalStore.LocalStore
+        yield* store.appendLocal("cloud", [
+          write("b", 2, "p", "note"),
+          write("a", 1, "p", "note"),
+          write("z", 3, "p", "card"),
+          write("a", 4, "q", "note")
+        ])
+        assert.deepStrictEqual(
+          (yield* store.listDocuments("p")).map((d) => [d.entity, d.entityKey, d.value]),
+          [["card", "z", 3], ["note", "a", 1], ["note", "b", 2]]
+        )
+        assert.deepStrictEqual(yield* store.listDocuments("p", "note"), [
+          { project: "p", entity: "note", entityKey: "a", value: 1 },
+          { project: "p", entity: "note", entityKey: "b", value: 2 }
+        ])
+        yield* store.appendLocal("cloud", [{ ...write("a", null, "p", "note"), op: "delete" }])
+        assert.deepStrictEqual(yield* store.getDocument("p", "note", "a"), Option.none())
+        assert.deepStrictEqual(yield* store.getDocument("q", "note", "a"), Option.some(4))
+        assert.deepStrictEqual(yield* store.listDocuments("nobody"), [])
+      })))
+
+    it.effect("every failure is a LocalStoreError", () =>
+      run(Effect.gen(function*() {
+        const store = yield* LocalStore.LocalStore
+        const result = yield* Effect.either(store.appendLocal("cloud", [null as unknown as Mutation.LocalWrite]))
+        assert.isTrue(Either.isLeft(result) && result.left._tag === "LocalStoreError")
+      })))
+  })
