@@ -182,9 +182,9 @@ export class Authorization extends HttpApiMiddleware.Tag<Authorization>()("@auto
 
 const intParam = (key: string) =>
   Schema.NumberFromString.pipe(
+    // `int` also refuses integers beyond the safe range.
     Schema.int({ message: () => `${key} must be an integer` }),
-    Schema.nonNegative({ message: () => `${key} must be >= 0` }),
-    Schema.lessThanOrEqualTo(Number.MAX_SAFE_INTEGER, { message: () => `${key} is too large` })
+    Schema.nonNegative({ message: () => `${key} must be >= 0` })
   )
 
 /**
@@ -239,14 +239,18 @@ export const nestingProblem = (value: unknown, max: number = maxBodyDepth): stri
 }
 
 /**
- * The body of `POST /v1/push`: a `Mutation.PushBatch`, after a cheap nesting check (see
- * {@link maxBodyDepth}).
+ * The body of `POST /v1/push`: a `Mutation.PushBatch`, after a cheap check that it is an object
+ * nesting at most {@link maxBodyDepth} levels.
  *
  * @since 0.1.0
  * @category models
  */
 export const PushBody: Schema.Schema<Mutation.PushBatch, unknown> = Schema.compose(
-  Schema.Unknown.pipe(Schema.filter((u) => nestingProblem(u) ?? true)),
+  Schema.Unknown.pipe(Schema.filter((u) =>
+    typeof u !== "object" || u === null || Array.isArray(u)
+      ? "the request body must be a JSON object { client_id, mutations }"
+      : (nestingProblem(u) ?? true)
+  )),
   Mutation.PushBatch,
   { strict: false }
 )

@@ -25,17 +25,20 @@ import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import type * as HttpApi from "@effect/platform/HttpApi"
 import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
 import type * as HttpApiGroup from "@effect/platform/HttpApiGroup"
+import * as HttpApp from "@effect/platform/HttpApp"
 import * as HttpIncomingMessage from "@effect/platform/HttpIncomingMessage"
 import * as HttpMiddleware from "@effect/platform/HttpMiddleware"
 import type * as HttpRouter from "@effect/platform/HttpRouter"
 import type * as HttpServer from "@effect/platform/HttpServer"
 import type * as HttpServerError from "@effect/platform/HttpServerError"
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
+import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import type * as Migrator from "@effect/sql/Migrator"
 import type { SqlError } from "@effect/sql/SqlError"
 import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import type * as ConfigError from "effect/ConfigError"
+import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -107,6 +110,34 @@ export const layerAuthorization: Layer.Layer<SyncApi.Authorization, never, Token
 )
 
 // ----------------------------------------------------------------------------
+// shutdown
+// ----------------------------------------------------------------------------
+
+/** Completed when the server starts shutting down (before it stops listening). */
+class ShutdownSignal extends Context.Tag("@autosync/server/SyncServer/ShutdownSignal")<
+  ShutdownSignal,
+  Deferred.Deferred<void>
+>() {}
+
+const layerShutdownSignal = Layer.scoped(
+  ShutdownSignal,
+  Effect.gen(function*() {
+    const signal = yield* Deferred.make<void>()
+    yield* Effect.addFinalizer(() => Deferred.succeed(signal, undefined))
+    return signal
+  })
+)
+
+/** Once shutting down, answers with `Connection: close`, so no kept-alive socket delays the close. */
+const closeConnectionOnShutdown = (signal: Deferred.Deferred<void>) =>
+  HttpApp.appendPreResponseHandler((_request, response) =>
+    Effect.map(
+      Deferred.isDone(signal),
+      (done) => done ? HttpServerResponse.setHeader(response, "connection", "close") : response
+    )
+  )
+
+// ----------------------------------------------------------------------------
 // handlers
 // ----------------------------------------------------------------------------
 
@@ -135,9 +166,8 @@ export const layerHandlers: Layer.Layer<HttpApiGroup.ApiGroup<"autosync", "sync"
   HttpApiBuilder.group(SyncApi.SyncApi, "sync", (handlers) =>
     Effect.gen(function*() {
       const log = yield* MutationLog
-      // Completed when the server shuts down, so held pulls answer at once instead of delaying it.
-      const shutdown = yield* Deferred.make<void>()
-      yield* Effect.addFinalizer(() => Deferred.succeed(shutdown, undefined))
+      // Held pulls answer at once when the server shuts down, instead of delaying it.
+      const shutdown = yield* ShutdownSignal
 
       const push = Effect.fn("SyncServer.push")(function*(batch: Mutation.PushBatch) {
         const allowed = yield* SyncApi.AllowedProjects
@@ -180,7 +210,7 @@ export const layerHandlers: Layer.Layer<HttpApiGroup.ApiGroup<"autosync", "sync"
         .handle("push", ({ payload }) => push(payload))
         .handle("pull", ({ urlParams }) => pull(urlParams))
         .handle("health", () => Effect.succeed({ status: "ok" as const }))
-    })).pipe(Layer.provide(layerAuthorization))
+    })).pipe(Layer.provide(layerAuthorization), Layer.provide(layerShutdownSignal))
 
 // ----------------------------------------------------------------------------
 // bad input → JSON errors
@@ -215,60 +245,67 @@ const causeMessage = (u: unknown): string =>
 type ApiError = SyncApi.BadRequest | SyncApi.NotFound | SyncApi.PayloadTooLarge | SyncApi.ServerError
 
 /**
- * The API-wide middleware: the body limit, and every failure that is not one of the API's own
+ * The API-wide middleware: `Connection: close` once shutting down, the body limit, and every failure that is not one of the API's own
  * errors turned into one (400/404/413, or 500 for defects, logged with their cause).
  */
-const errorMiddleware = (bodyLimit: number) =>
-  HttpApiBuilder.middleware(SyncApi.SyncApi, (app) =>
-    Effect.gen(function*() {
-      const request = yield* HttpServerRequest.HttpServerRequest
-      const length = request.headers["content-length"]
-      if (length !== undefined && Number(length) > bodyLimit) {
-        return yield* new SyncApi.PayloadTooLarge({
-          message: `the request body is ${length} bytes; the limit is ${bodyLimit} bytes`
-        })
-      }
-      return yield* HttpIncomingMessage.withMaxBodySize(app, Option.some(bodyLimit))
-    }).pipe(
-      Effect.catchAllCause((cause): Effect.Effect<never, ApiError> => {
-        if (Cause.isInterruptedOnly(cause)) return Effect.failCause(cause as Cause.Cause<never>)
-        const error = Cause.squash(cause)
-        if (
-          error instanceof SyncApi.BadRequest || error instanceof SyncApi.Unauthorized ||
-          error instanceof SyncApi.Forbidden || error instanceof SyncApi.NotFound ||
-          error instanceof SyncApi.Conflict || error instanceof SyncApi.PayloadTooLarge ||
-          error instanceof SyncApi.ServerError
-        ) {
-          // The API's own errors (some are endpoint-level, hence the untyped re-fail).
-          return Effect.failCause(cause as Cause.Cause<never>)
+const requestMiddleware = (bodyLimit: number) =>
+  HttpApiBuilder.middleware(
+    SyncApi.SyncApi,
+    Effect.map(ShutdownSignal, (signal) => (app) =>
+      Effect.gen(function*() {
+        yield* closeConnectionOnShutdown(signal)
+        const request = yield* HttpServerRequest.HttpServerRequest
+        const length = request.headers["content-length"]
+        if (length !== undefined && Number(length) > bodyLimit) {
+          return yield* new SyncApi.PayloadTooLarge({
+            message: `the request body is ${length} bytes; the limit is ${bodyLimit} bytes`
+          })
         }
-        if (isTagged(error, "HttpApiDecodeError")) {
-          const issues = (error as unknown as { readonly issues: ReadonlyArray<{ path: []; message: string }> }).issues
-          return Effect.fail(new SyncApi.BadRequest({ message: decodeMessage(issues) }))
-        }
-        if (isTagged(error, "RouteNotFound")) {
-          const request = (error as HttpServerError.RouteNotFound).request
-          return Effect.fail(
-            new SyncApi.NotFound({ message: truncate(`no route for ${request.method} ${request.url.split("?")[0]}`) })
-          )
-        }
-        if (isTagged(error, "RequestError")) {
-          const inner = (error as HttpServerError.RequestError).cause
-          if (causeMessage(inner) === "maxBytes exceeded") {
+        return yield* HttpIncomingMessage.withMaxBodySize(app, Option.some(bodyLimit))
+      }).pipe(
+        Effect.catchAllCause((cause): Effect.Effect<never, ApiError> => {
+          if (Cause.isInterruptedOnly(cause)) return Effect.failCause(cause as Cause.Cause<never>)
+          const error = Cause.squash(cause)
+          if (
+            error instanceof SyncApi.BadRequest || error instanceof SyncApi.Unauthorized ||
+            error instanceof SyncApi.Forbidden || error instanceof SyncApi.NotFound ||
+            error instanceof SyncApi.Conflict || error instanceof SyncApi.PayloadTooLarge ||
+            error instanceof SyncApi.ServerError
+          ) {
+            // The API's own errors (some are endpoint-level, hence the untyped re-fail).
+            return Effect.failCause(cause as Cause.Cause<never>)
+          }
+          if (isTagged(error, "HttpApiDecodeError")) {
+            const issues =
+              (error as unknown as { readonly issues: ReadonlyArray<{ path: []; message: string }> }).issues
+            return Effect.fail(new SyncApi.BadRequest({ message: decodeMessage(issues) }))
+          }
+          if (isTagged(error, "RouteNotFound")) {
+            const request = (error as HttpServerError.RouteNotFound).request
             return Effect.fail(
-              new SyncApi.PayloadTooLarge({ message: `the request body is larger than ${bodyLimit} bytes` })
+              new SyncApi.NotFound({ message: truncate(`no route for ${request.method} ${request.url.split("?")[0]}`) })
             )
           }
-          return Effect.fail(
-            new SyncApi.BadRequest({ message: truncate(`the request body is not valid JSON: ${causeMessage(inner)}`) })
+          if (isTagged(error, "RequestError")) {
+            const inner = (error as HttpServerError.RequestError).cause
+            if (causeMessage(inner) === "maxBytes exceeded") {
+              return Effect.fail(
+                new SyncApi.PayloadTooLarge({ message: `the request body is larger than ${bodyLimit} bytes` })
+              )
+            }
+            return Effect.fail(
+              new SyncApi.BadRequest({
+                message: truncate(`the request body is not valid JSON: ${causeMessage(inner)}`)
+              })
+            )
+          }
+          return Effect.zipRight(
+            Effect.logError("unexpected failure while handling a request", cause),
+            Effect.fail(new SyncApi.ServerError({ message: "internal server error" }))
           )
-        }
-        return Effect.zipRight(
-          Effect.logError("unexpected failure while handling a request", cause),
-          Effect.fail(new SyncApi.ServerError({ message: "internal server error" }))
-        )
-      })
-    ))
+        })
+      ))
+  )
 
 // ----------------------------------------------------------------------------
 // layers
@@ -285,7 +322,8 @@ export const layerApi = (
 ): Layer.Layer<HttpApi.Api, never, MutationLog | Tokens.Tokens> =>
   HttpApiBuilder.api(SyncApi.SyncApi).pipe(
     Layer.provide(layerHandlers),
-    Layer.provide(errorMiddleware(options.bodyLimit ?? defaults.bodyLimit))
+    Layer.provide(requestMiddleware(options.bodyLimit ?? defaults.bodyLimit)),
+    Layer.provide(layerShutdownSignal)
   )
 
 /**
