@@ -1,0 +1,112 @@
+import { CloudTransport } from "@autosync/core"
+import { HttpCloudTransport } from "@autosync/http"
+import { SqliteMutationLog, SyncServer, Tokens } from "@autosync/server"
+import * as SqlClient from "@effect/sql/SqlClient"
+import { assert, describe, it } from "@effect/vitest"
+import { Context, Effect, Exit, Layer, Redacted } from "effect"
+import { baseUrl, entry, tempDbFile } from "./helpers.js"
+import { describePg, freshSchema, schemaUrl } from "./pg.js"
+
+const tokensError = <A>(effect: Effect.Effect<A, Tokens.TokensError>) =>
+  Effect.flatMap(Effect.exit(effect), (exit) =>
+    Exit.isFailure(exit) && exit.cause._tag === "Fail"
+      ? Effect.succeed(exit.cause.error)
+      : Effect.dieMessage(`expected a TokensError, got ${String(exit)}`))
+
+const TokensSuite = (name: string, layer: Layer.Layer<Tokens.Tokens, unknown>) =>
+  describe(`Tokens: ${name}`, () => {
+    it.effect("create returns a fresh random token, verify its projects", () =>
+      Effect.gen(function*() {
+        const tokens = yield* Tokens.Tokens
+        const a = yield* tokens.create(["p1", "p2", "p1"])
+        const b = yield* tokens.create(["p3"])
+        assert.match(a, /^as_[A-Za-z0-9_-]{43}$/)
+        assert.notStrictEqual(a, b)
+        assert.deepStrictEqual([...(yield* tokens.verify(a))].sort(), ["p1", "p2"])
+        assert.deepStrictEqual(yield* tokens.verify(Redacted.make(b)), ["p3"])
+      }).pipe(Effect.provide(Layer.orDie(layer))))
+
+    it.effect("unknown, empty and altered tokens are refused", () =>
+      Effect.gen(function*() {
+        const tokens = yield* Tokens.Tokens
+        const token = yield* tokens.create(["p1"])
+        for (const bad of ["", "as_nope", `${token}x`, token.slice(0, -1), token.toUpperCase()]) {
+          const error = yield* tokensError(tokens.verify(bad))
+          assert.strictEqual(error.reason, "unknown_token")
+        }
+        assert.strictEqual((yield* tokensError(tokens.verify(""))).message, "missing bearer token")
+      }).pipe(Effect.provide(Layer.orDie(layer))))
+
+    it.effect("a token needs at least one valid project", () =>
+      Effect.gen(function*() {
+        const tokens = yield* Tokens.Tokens
+        for (const projects of [[], [""], ["ok", "bad\u0000"]]) {
+          assert.strictEqual((yield* tokensError(tokens.create(projects))).reason, "invalid_projects")
+        }
+      }).pipe(Effect.provide(Layer.orDie(layer))))
+  })
+
+TokensSuite("memory", Tokens.layerMemory)
+
+TokensSuite("SQLite", Layer.unwrapScoped(Effect.map(tempDbFile, (file) => Tokens.layerSqlite({ file }))))
+
+describe("Tokens in SQLite", () => {
+  it.effect("only the SHA-256 of a token is stored", () =>
+    Effect.gen(function*() {
+      const tokens = yield* Tokens.Tokens
+      const token = yield* tokens.create(["p1"])
+      const sql = yield* SqlClient.SqlClient
+      const rows = yield* sql<
+        { token_hash: string; projects: string }
+      >`SELECT token_hash, projects FROM autosync_tokens`
+      assert.deepStrictEqual(rows.map((r) => ({ ...r })), [{ token_hash: Tokens.hash(token), projects: "[\"p1\"]" }])
+      assert.match(rows[0].token_hash, /^[0-9a-f]{64}$/)
+    }).pipe(
+      Effect.provide(
+        Layer.unwrapScoped(Effect.map(tempDbFile, (file) =>
+          Tokens.layer.pipe(
+            Layer.provideMerge(SqliteMutationLog.layerClient({ file }))
+          ))).pipe(Layer.orDie)
+      )
+    ))
+
+  it.live("the CLI path: a token created in a file, then a server on that file accepts it", () =>
+    Effect.gen(function*() {
+      const file = yield* tempDbFile
+      const token = yield* Effect.scoped(
+        Layer.build(Tokens.layerSqlite({ file })).pipe(
+          Effect.flatMap((context) => Context.get(context, Tokens.Tokens).create(["p1"]))
+        )
+      )
+      const url = yield* Layer.build(SyncServer.layerSqlite({ file, port: 0, host: "127.0.0.1", logRequests: false }))
+        .pipe(Effect.flatMap((context) => Effect.provide(baseUrl, context)))
+      const transport = yield* Layer.build(HttpCloudTransport.layer({ baseUrl: url, token })).pipe(
+        Effect.map(Context.get(CloudTransport.CloudTransport))
+      )
+      assert.deepStrictEqual((yield* transport.push({ clientId: "c1", mutations: [entry(1)] })).acceptedSeqs, [1])
+    }).pipe(Effect.scoped))
+})
+
+describePg("Tokens in PostgreSQL", () => {
+  TokensSuite(
+    "PostgreSQL",
+    Layer.unwrapScoped(Effect.map(freshSchema, (schema) => Tokens.layerPg({ url: schemaUrl(schema) })))
+  )
+
+  it.live("the CLI path: a token created in the database, then a server on it accepts it", () =>
+    Effect.gen(function*() {
+      const url = schemaUrl(yield* freshSchema)
+      const token = yield* Effect.scoped(
+        Layer.build(Tokens.layerPg({ url: Redacted.make(url) })).pipe(
+          Effect.flatMap((context) => Context.get(context, Tokens.Tokens).create(["p1"]))
+        )
+      )
+      const base = yield* Layer.build(SyncServer.layerPg({ url, port: 0, host: "127.0.0.1", logRequests: false }))
+        .pipe(Effect.flatMap((context) => Effect.provide(baseUrl, context)))
+      const transport = yield* Layer.build(HttpCloudTransport.layer({ baseUrl: base, token })).pipe(
+        Effect.map(Context.get(CloudTransport.CloudTransport))
+      )
+      assert.deepStrictEqual((yield* transport.push({ clientId: "c1", mutations: [entry(1)] })).acceptedSeqs, [1])
+      assert.deepStrictEqual((yield* transport.pull(0, 10)).mutations.map((m) => m.seq), [1])
+    }).pipe(Effect.scoped))
+})
