@@ -86,8 +86,11 @@ const StateFromRow = Schema.transform(StateRow, Schema.typeSchema(Mutation.SyncS
   })
 })
 
-/** A JSON payload stored as TEXT; SQL `NULL` stands for a missing payload. */
-const JsonText = Schema.NullOr(Schema.parseJson())
+/** A JSON payload stored as TEXT; SQL `NULL` stands for a missing payload (JSON `null` is the text "null"). */
+const JsonText = Schema.Union(
+  Schema.transform(Schema.Null, Schema.Undefined, { strict: true, decode: () => undefined, encode: () => null }),
+  Schema.parseJson()
+)
 
 const JournalRow = Schema.Struct({
   seq: Schema.Number,
@@ -111,7 +114,7 @@ const SyncMutationFromRow = Schema.transform(JournalRow, Schema.typeSchema(Mutat
     entity: row.entity,
     entityKey: row.entity_key,
     op: row.op,
-    payload: row.payload ?? undefined,
+    payload: row.payload,
     source: row.source,
     occurredAt: row.occurred_at,
     ...(row.acked_at !== null ? { ackedAt: row.acked_at } : {})
@@ -124,7 +127,7 @@ const SyncMutationFromRow = Schema.transform(JournalRow, Schema.typeSchema(Mutat
     entity: m.entity,
     entity_key: m.entityKey,
     op: m.op,
-    payload: m.payload === undefined ? null : m.payload,
+    payload: m.payload,
     occurred_at: m.occurredAt,
     acked_at: m.ackedAt ?? null
   })
@@ -193,7 +196,7 @@ const describeDatabase: Effect.Effect<string> = Effect.map(
   Effect.serviceOption(SqliteClient.SqliteClient),
   Option.match({
     onNone: () => "the SQLite database",
-    onSome: (client) => `the SQLite database ${JSON.stringify(client.config.filename)}`
+    onSome: (client) => JSON.stringify(client.config.filename)
   })
 )
 
@@ -232,7 +235,7 @@ export const make: Effect.Effect<LocalStore.LocalStore["Type"], LocalStore.Local
         execute: () => sql`SELECT value FROM sync_meta WHERE key = 'client_id'`
       })(undefined).pipe(Effect.orDie)
       return yield* Schema.decodeUnknown(Mutation.ClientId)(row.value)
-    }).pipe(Effect.mapError((error) => fromCause(label, "creating the client id", error)))
+    }).pipe(Effect.mapError((error) => fromCause(label, "initialising the store", error)))
 
     const now = Clock.currentTimeMillis
 
@@ -660,7 +663,7 @@ export const openFile = (
   options: FileOptions = {}
 ): Effect.Effect<SqliteClient.SqliteClient, LocalStore.LocalStoreError, Scope.Scope | Reactivity.Reactivity> =>
   Effect.gen(function*() {
-    const label = `the SQLite database ${JSON.stringify(path)}`
+    const label = JSON.stringify(path)
     const busyMillis = Math.max(0, Math.round(Duration.toMillis(Duration.decode(options.busyTimeout ?? "5 seconds"))))
     // WAL is switched on below, after the checks, so a refused file is left as it was.
     const client = yield* SqliteClient.make({ filename: path, disableWAL: true }).pipe(

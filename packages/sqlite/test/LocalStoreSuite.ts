@@ -407,8 +407,12 @@ export const localStoreSuite = (
           { project: "p", entity: "note", entityKey: "a", value: 1 },
           { project: "p", entity: "note", entityKey: "b", value: 2 }
         ])
-        yield* store.appendLocal("cloud", [{ ...write("a", null, "p", "note"), op: "delete" }])
+        const [deleted] = yield* store.appendLocal("cloud", [{ ...write("a", null, "p", "note"), op: "delete" }])
         assert.deepStrictEqual(yield* store.getDocument("p", "note", "a"), Option.none())
+        // A JSON null payload stays null in the journal (it is not a missing payload).
+        yield* store.enroll("p")
+        const rows = yield* store.listPendingMutations("cloud", 10)
+        assert.deepStrictEqual(rows.filter((r) => r.seq === deleted).map((r) => [r.op, r.payload]), [["delete", null]])
         assert.deepStrictEqual(yield* store.getDocument("q", "note", "a"), Option.some(4))
         assert.deepStrictEqual(yield* store.listDocuments("nobody"), [])
       })))

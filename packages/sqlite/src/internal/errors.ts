@@ -54,10 +54,10 @@ export const fromCause = (label: string, action: string, cause: unknown): LocalS
       cause
     })
   }
-  if (code?.startsWith("SQLITE_CANTOPEN")) {
+  if (code?.startsWith("SQLITE_CANTOPEN") || (code === undefined && action === "opening")) {
     return new LocalStore.LocalStoreError({
       reason: "storage",
-      message: `cannot open ${label} (${code}: ${detail})`,
+      message: `cannot open ${label} (${code ?? "error"}: ${detail})`,
       cause
     })
   }
