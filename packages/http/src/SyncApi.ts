@@ -199,9 +199,9 @@ export const PullParams = Schema.Struct({
   sinceSeq: Schema.propertySignature(intParam("since_seq")).pipe(Schema.fromKey("since_seq")),
   limit: Schema.optionalWith(
     intParam("limit").pipe(Schema.positive({ message: () => "limit must be >= 1" })),
-    { default: () => defaultPullLimit }
+    { default: () => defaultPullLimit, exact: true }
   ),
-  waitMs: Schema.optionalWith(intParam("wait_ms"), { default: () => 0 }).pipe(Schema.fromKey("wait_ms"))
+  waitMs: Schema.optionalWith(intParam("wait_ms"), { default: () => 0, exact: true }).pipe(Schema.fromKey("wait_ms"))
 })
 
 /**
