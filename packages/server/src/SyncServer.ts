@@ -78,6 +78,9 @@ export const defaults = {
   logRequests: true
 } as const
 
+const logError = (message: string, cause: unknown) =>
+  Effect.logError(message, cause).pipe(Effect.annotateLogs({ package: "@autosync/server", module: "SyncServer" }))
+
 // ----------------------------------------------------------------------------
 // security
 // ----------------------------------------------------------------------------
@@ -99,7 +102,7 @@ export const layerAuthorization: Layer.Layer<SyncApi.Authorization, never, Token
           Effect.catchAll((error): Effect.Effect<never, SyncApi.Unauthorized | SyncApi.ServerError> =>
             error.reason === "storage"
               ? Effect.zipRight(
-                Effect.logError("token check failed", error),
+                logError("token check failed", error),
                 Effect.fail(new SyncApi.ServerError({ message: "the token could not be checked" }))
               )
               : Effect.fail(new SyncApi.Unauthorized({ message: error.message }))
@@ -143,7 +146,7 @@ const closeConnectionOnShutdown = (signal: Deferred.Deferred<void>) =>
 
 const storageFailed = (error: MutationLogError): Effect.Effect<never, SyncApi.ServerError> =>
   Effect.zipRight(
-    Effect.logError("mutation log failed", error),
+    logError("mutation log failed", error),
     Effect.fail(new SyncApi.ServerError({ message: "the server could not access its mutation log" }))
   )
 
@@ -300,7 +303,7 @@ const requestMiddleware = (bodyLimit: number) =>
             )
           }
           return Effect.zipRight(
-            Effect.logError("unexpected failure while handling a request", cause),
+            logError("unexpected failure while handling a request", cause),
             Effect.fail(new SyncApi.ServerError({ message: "internal server error" }))
           )
         })

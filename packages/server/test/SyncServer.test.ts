@@ -2,7 +2,9 @@
  * End to end over raw HTTP (what the typed client would refuse to send): a real `SyncServer` on
  * 127.0.0.1 and a free port, over a real SQLite file in a temporary directory.
  */
-import { SyncServer } from "@autosync/server"
+import { MutationLog, SyncServer, Tokens } from "@autosync/server"
+import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
+import * as HttpClient from "@effect/platform/HttpClient"
 import { assert, describe, it } from "@effect/vitest"
 import { Context, Duration, Effect, Exit, Fiber, HashMap, Layer, Logger, Option, Scope } from "effect"
 import { layerSqliteServer, request, TestServer } from "./helpers.js"
@@ -363,4 +365,21 @@ describe("SyncServer", () => {
       Effect.provide(Logger.replace(Logger.defaultLogger, capture))
     )
   })
+
+  it.live("layerHttp serves on an HttpServer from outside, e.g. NodeHttpServer.layerTest", () =>
+    Effect.gen(function*() {
+      const client = yield* HttpClient.HttpClient
+      const health = yield* client.get("/v1/health")
+      assert.strictEqual(health.status, 200)
+      assert.deepStrictEqual(yield* health.json, { status: "ok" })
+      const unauthorized = yield* client.get("/v1/pull?since_seq=0")
+      assert.strictEqual(unauthorized.status, 401)
+    }).pipe(
+      Effect.provide(
+        SyncServer.layerHttp({ logRequests: false }).pipe(
+          Layer.provideMerge(NodeHttpServer.layerTest),
+          Layer.provide(Layer.merge(MutationLog.layerMemory, Tokens.layerMemory))
+        )
+      )
+    ))
 })

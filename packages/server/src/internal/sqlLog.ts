@@ -78,6 +78,9 @@ const storage = (what: string) => (cause: SqlError | ParseResult.ParseError | Mu
     cause
   })
 
+const logWarning = (message: string, cause: unknown) =>
+  Effect.logWarning(message, cause).pipe(Effect.annotateLogs({ package: "@autosync/server", module: "MutationLog" }))
+
 /** @internal */
 export const make = (
   dialect: Dialect,
@@ -98,13 +101,13 @@ export const make = (
     // connection, a writer that does not announce): waiters never hang on a stale value.
     yield* dialect.hints.pipe(
       Stream.runForEach(bump),
-      Effect.tapErrorCause((cause) => Effect.logWarning("MutationLog: listening for new seqs failed", cause)),
+      Effect.tapErrorCause((cause) => logWarning("listening for new seqs failed", cause)),
       Effect.retry(Schedule.spaced(Duration.seconds(1))),
       Effect.forkScoped
     )
     yield* readLatest.pipe(
       Effect.flatMap(bump),
-      Effect.catchAllCause((cause) => Effect.logWarning("MutationLog: reading the latest seq failed", cause)),
+      Effect.catchAllCause((cause) => logWarning("reading the latest seq failed", cause)),
       Effect.repeat(Schedule.spaced(options.pollInterval)),
       Effect.forkScoped
     )
