@@ -24,13 +24,14 @@ import { SyncApi } from "@autosync/http"
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import type * as HttpApi from "@effect/platform/HttpApi"
 import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
+import * as HttpApiError from "@effect/platform/HttpApiError"
 import type * as HttpApiGroup from "@effect/platform/HttpApiGroup"
 import * as HttpApp from "@effect/platform/HttpApp"
 import * as HttpIncomingMessage from "@effect/platform/HttpIncomingMessage"
 import * as HttpMiddleware from "@effect/platform/HttpMiddleware"
 import type * as HttpRouter from "@effect/platform/HttpRouter"
 import type * as HttpServer from "@effect/platform/HttpServer"
-import type * as HttpServerError from "@effect/platform/HttpServerError"
+import * as HttpServerError from "@effect/platform/HttpServerError"
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import type * as Migrator from "@effect/sql/Migrator"
@@ -237,9 +238,6 @@ const decodeMessage = (
   return `invalid request: ${shown.join("; ")}${more}`
 }
 
-const isTagged = (u: unknown, tag: string): boolean =>
-  typeof u === "object" && u !== null && (u as { readonly _tag?: unknown })._tag === tag
-
 const causeMessage = (u: unknown): string =>
   typeof u === "object" && u !== null && typeof (u as { readonly message?: unknown }).message === "string"
     ? (u as { readonly message: string }).message
@@ -248,8 +246,9 @@ const causeMessage = (u: unknown): string =>
 type ApiError = SyncApi.BadRequest | SyncApi.NotFound | SyncApi.PayloadTooLarge | SyncApi.ServerError
 
 /**
- * The API-wide middleware: `Connection: close` once shutting down, the body limit, and every failure that is not one of the API's own
- * errors turned into one (400/404/413, or 500 for defects, logged with their cause).
+ * The API-wide middleware: `Connection: close` once shutting down, the body limit, and every
+ * failure that is not one of the API's own errors turned into one (400 for bodies that are not
+ * JSON or do not match the schema, 404, 413; 500 for defects, logged with their cause).
  */
 const requestMiddleware = (bodyLimit: number) =>
   HttpApiBuilder.middleware(
@@ -278,19 +277,17 @@ const requestMiddleware = (bodyLimit: number) =>
             // The API's own errors (some are endpoint-level, hence the untyped re-fail).
             return Effect.failCause(cause as Cause.Cause<never>)
           }
-          if (isTagged(error, "HttpApiDecodeError")) {
-            const issues =
-              (error as unknown as { readonly issues: ReadonlyArray<{ path: []; message: string }> }).issues
-            return Effect.fail(new SyncApi.BadRequest({ message: decodeMessage(issues) }))
+          if (error instanceof HttpApiError.HttpApiDecodeError) {
+            return Effect.fail(new SyncApi.BadRequest({ message: decodeMessage(error.issues) }))
           }
-          if (isTagged(error, "RouteNotFound")) {
-            const request = (error as HttpServerError.RouteNotFound).request
+          if (error instanceof HttpServerError.RouteNotFound) {
+            const request = error.request
             return Effect.fail(
               new SyncApi.NotFound({ message: truncate(`no route for ${request.method} ${request.url.split("?")[0]}`) })
             )
           }
-          if (isTagged(error, "RequestError")) {
-            const inner = (error as HttpServerError.RequestError).cause
+          if (error instanceof HttpServerError.RequestError) {
+            const inner = error.cause
             if (causeMessage(inner) === "maxBytes exceeded") {
               return Effect.fail(
                 new SyncApi.PayloadTooLarge({ message: `the request body is larger than ${bodyLimit} bytes` })
