@@ -124,8 +124,19 @@ export const makeMemoryServer: Effect.Effect<MemoryServer> = Effect.sync(() => {
           message: `project ${JSON.stringify(forbidden.project)} is not allowed for this token`
         })
       }
-      // Check every identity before writing anything: a refused batch stores nothing.
+      // Check every identity before writing anything: a refused batch stores nothing. The same
+      // client_seq twice in one batch must carry the same content too.
+      const inBatch = new Map<number, string>()
       for (const m of decoded.mutations) {
+        const earlier = inBatch.get(m.clientSeq)
+        if (earlier !== undefined && earlier !== fingerprint(m)) {
+          return yield* new TransportError({
+            reason: "transport_failed",
+            status: 409,
+            message: `client_seq ${m.clientSeq} appears twice in the batch with different content`
+          })
+        }
+        inBatch.set(m.clientSeq, fingerprint(m))
         const existing = byIdentity.get(`${decoded.clientId}\u0000${m.clientSeq}`)
         if (existing && existing.fingerprint !== fingerprint(m)) {
           return yield* new TransportError({
