@@ -1,7 +1,8 @@
 /**
  * The process edge of `autosync`: parses `process.argv`, runs the command with Node's runtime,
  * prints a failure in one line and exits with its code (see `CliError`). Ctrl-C (SIGINT) and
- * SIGTERM interrupt the command, which releases what it holds, and exit 0.
+ * SIGTERM interrupt the command, which releases what it holds, and exit 0. Logs go to stderr, so
+ * stdout carries only the command's output (`agent --json` prints nothing but JSON lines).
  *
  * @since 0.1.0
  */
@@ -27,12 +28,18 @@ const program = run(process.argv).pipe(
       return known ? error.exitCode : 1
     })
   ),
+  // A defect is reported here, under the stderr logger, rather than by runMain's logger on stdout.
+  Effect.tapErrorCause((cause) => Cause.isInterruptedOnly(cause) ? Effect.void : Effect.logError(cause)),
   Logger.withMinimumLogLevel(process.env.AUTOSYNC_LOG_LEVEL === "debug" ? LogLevel.Debug : LogLevel.Info),
+  Effect.provide(
+    Logger.replace(Logger.defaultLogger, Logger.prettyLogger({ stderr: true, colors: process.stderr.isTTY === true }))
+  ),
   Effect.provide(NodeContext.layer)
 )
 
 NodeRuntime.runMain(program, {
-  disableErrorReporting: false,
+  disableErrorReporting: true,
+  disablePrettyLogger: true,
   teardown: (exit, onExit) => {
     if (Exit.isSuccess(exit)) return onExit(typeof exit.value === "number" ? exit.value : 0)
     onExit(Cause.isInterruptedOnly(exit.cause) ? 0 : 1)
