@@ -341,14 +341,15 @@ const put = Command.make(
   "put",
   { db: localDb, project: projectArg, entity: entityArg, key: keyArg, value: Args.text({ name: "json" }) },
   (opts) =>
-    Effect.gen(function*() {
-      const value = yield* parseJson(opts.value)
-      const documents = yield* Documents.Documents
-      const seq = yield* documents.put(opts.project, opts.entity, opts.key, value).pipe(
-        Effect.mapError((e) => e.reason === "invalid_input" ? CliError.usage(e.message) : CliError.failure(e.message))
-      )
-      yield* Console.log(`stored ${opts.project}/${opts.entity}/${opts.key} (journal seq ${seq})`)
-    }).pipe(Effect.provide(Replica.layerLocal(opts.db)), explain)
+    // The JSON is checked before the file is opened: a bad value must not create a replica.
+    Effect.flatMap(parseJson(opts.value), (value) =>
+      Effect.gen(function*() {
+        const documents = yield* Documents.Documents
+        const seq = yield* documents.put(opts.project, opts.entity, opts.key, value).pipe(
+          Effect.mapError((e) => e.reason === "invalid_input" ? CliError.usage(e.message) : CliError.failure(e.message))
+        )
+        yield* Console.log(`stored ${opts.project}/${opts.entity}/${opts.key} (journal seq ${seq})`)
+      }).pipe(Effect.provide(Replica.layerLocal(opts.db)))).pipe(explain)
 ).pipe(Command.withDescription("Write a document (JSON) locally; a running agent pushes it."))
 
 const get = Command.make(
