@@ -23,6 +23,7 @@
  */
 import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
+import type * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
@@ -43,7 +44,8 @@ import { DirtySignal } from "./DirtySignal.js"
 import { ackPlan, groupByProject, pageProblem, toEntry } from "./internal/plan.js"
 import { LocalStore, LocalStoreError } from "./LocalStore.js"
 import * as Status from "./Status.js"
-import type { SyncConfig } from "./SyncConfig.js"
+import type { Input as SyncConfigInput, SyncConfig } from "./SyncConfig.js"
+import { fromEnv } from "./SyncConfig.js"
 
 /**
  * `stopForUpgrade` / `resumeAfterUpgrade` were given an empty project.
@@ -472,3 +474,15 @@ export const layer = (config: SyncConfig): Layer.Layer<SyncManager, never, Local
       return manager
     })
   )
+
+/**
+ * {@link layer} with its configuration read from `AUTOSYNC_*` environment variables
+ * (`SyncConfig.fromEnv`); `overrides` win over the environment.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerConfig = (
+  overrides: SyncConfigInput = {}
+): Layer.Layer<SyncManager, ConfigError.ConfigError, LocalStore | CloudTransport> =>
+  Layer.unwrapEffect(Effect.map(fromEnv(overrides), layer))
