@@ -175,12 +175,35 @@ export const checkVersion = (label: string): Effect.Effect<void, LocalStore.Loca
     }
   }).pipe(Effect.mapError((error) => fromCause(label, "checking the schema version", error)))
 
+/**
+ * Runs `effect` in a transaction whose first statement is a write to the migrations table (the
+ * same DDL as the `Migrator`'s), so the write lock is taken before anything is read.
+ */
+const lockedTransaction = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+  Effect.flatMap(SqlClient.SqlClient, (sql) =>
+    Effect.zipRight(
+      sql`CREATE TABLE IF NOT EXISTS ${sql(migrationsTable)} (
+        migration_id integer PRIMARY KEY NOT NULL,
+        created_at datetime NOT NULL DEFAULT current_timestamp,
+        name VARCHAR(255) NOT NULL
+      )`,
+      sql.withTransaction(
+        Effect.zipRight(sql`UPDATE ${sql(migrationsTable)} SET name = name WHERE migration_id = -1`, effect)
+      )
+    ))
+
 const isMigrationError = (u: unknown): u is Migrator.MigrationError =>
   typeof u === "object" && u !== null && (u as { _tag?: unknown })._tag === "MigrationError"
 
 /**
  * Checks the version, then runs the pending migrations in one transaction. Safe to run from
- * several processes at once: the loser of the race sees the winner's work.
+ * several processes at once: the transaction takes SQLite's write lock before it reads which
+ * migrations ran (waiting on the busy timeout), so the second process waits for the first and
+ * then finds nothing left to do.
+ *
+ * (`Migrator` alone is not enough here: its deferred transaction reads first, and a process
+ * that loses the race for the write lock gets SQLITE_BUSY at once, which the `Migrator` takes as
+ * "already running" and returns before the winner committed its tables.)
  *
  * @since 0.1.0
  * @category migrations
@@ -190,7 +213,7 @@ export const run = (
 ): Effect.Effect<ReadonlyArray<readonly [id: number, name: string]>, LocalStore.LocalStoreError, SqlClient.SqlClient> =>
   Effect.zipRight(
     checkVersion(label),
-    Migrator.make({})({ loader, table: migrationsTable }).pipe(
+    lockedTransaction(Migrator.make({})({ loader, table: migrationsTable })).pipe(
       // The Migrator turns a failing migration into a defect; it is a storage failure to us.
       Effect.catchAllDefect((defect) => isMigrationError(defect) ? Effect.fail(defect) : Effect.die(defect)),
       Effect.mapError((error) =>
