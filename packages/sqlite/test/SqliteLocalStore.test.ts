@@ -117,9 +117,22 @@ describe("SqliteLocalStore", () => {
           )
           assert.deepStrictEqual(yield* sqlRows("PRAGMA journal_mode"), [{ journal_mode: "wal" }])
           assert.deepStrictEqual(yield* sqlRows("PRAGMA busy_timeout"), [{ timeout: 5000 }])
+          assert.deepStrictEqual(yield* sqlRows("PRAGMA synchronous"), [{ synchronous: 2 }])
           // Running the migrations again is a no-op.
           assert.deepStrictEqual(yield* SqliteMigrations.run(), [])
         })
+      )
+    }))
+
+  it.scoped("layerFile options: busy timeout and synchronous", () =>
+    Effect.gen(function*() {
+      const path = join(yield* tempDir, "options.db")
+      yield* Effect.provide(
+        Effect.gen(function*() {
+          assert.deepStrictEqual(yield* sqlRows("PRAGMA busy_timeout"), [{ timeout: 250 }])
+          assert.deepStrictEqual(yield* sqlRows("PRAGMA synchronous"), [{ synchronous: 1 }])
+        }),
+        SqliteLocalStore.layerFile(path, { busyTimeout: "250 millis", synchronous: "normal" })
       )
     }))
 
