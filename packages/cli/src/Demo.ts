@@ -92,11 +92,15 @@ export const run = (options: Options): Effect.Effect<void, unknown, FileSystem.F
     const appliedAt = new Map<string, number>()
     const observe = (store: LocalStore.LocalStore["Type"]): LocalStore.LocalStore["Type"] => ({
       ...store,
-      applyPulledMutation: (targetKey, mutation) =>
-        Effect.tap(store.applyPulledMutation(targetKey, mutation), (result) =>
-          result === "applied"
-            ? Effect.map(Clock.currentTimeMillis, (t) => void appliedAt.set(mutation.entityKey, t))
-            : Effect.void)
+      applyPulledMutations: (targetKey, mutations) =>
+        Effect.tap(
+          store.applyPulledMutations(targetKey, mutations),
+          (results) =>
+            Effect.map(Clock.currentTimeMillis, (t) =>
+              results.forEach((result, i) => {
+                if (result === "applied") appliedAt.set(mutations[i].entityKey, t)
+              }))
+        )
     })
     const b = yield* Replica.run({
       file: `${dir}/b.db`,

@@ -117,6 +117,15 @@ export class LocalStore extends Context.Tag("@autosync/core/LocalStore")<LocalSt
     targetKey: string,
     mutation: PulledMutation
   ) => Effect.Effect<ApplyResult, LocalStoreError>
+  /**
+   * Applies a page of pulled mutations in seq order, each exactly as `applyPulledMutation`,
+   * in one transaction (one commit per page, not per row). When one fails, those before it stay
+   * applied (with the cursor at the last of them) and the error is returned.
+   */
+  readonly applyPulledMutations: (
+    targetKey: string,
+    mutations: ReadonlyArray<PulledMutation>
+  ) => Effect.Effect<ReadonlyArray<ApplyResult>, LocalStoreError>
   /** Records a failed cycle: one more consecutive failure, the error and the retry deadline. */
   readonly markFailure: (
     targetKey: string,
@@ -290,6 +299,30 @@ export const makeMemory = (options: MemoryOptions = {}): Effect.Effect<LocalStor
       return maxSeq
     }
 
+    const applyOne = (targetKey: string, m: PulledMutation): Effect.Effect<ApplyResult> =>
+      Effect.gen(function*() {
+        const at = yield* now
+        const state = stateOf(targetKey, at)
+        if (m.seq <= state.lastPulledSeq) return "duplicate" as const
+        const key = docKey(m.project, m.entity, m.entityKey)
+        let result: ApplyResult
+        const problem = documentOpProblem(m.op, m.payload)
+        if (problem !== undefined) {
+          deadLetters.push({ seq: m.seq, reason: problem, mutation: m })
+          result = "dead_letter"
+        } else if (hasUnacked(targetKey, key)) {
+          const held = keptAside.get(`${targetKey}\u0000${key}`) ?? []
+          held.push(m)
+          keptAside.set(`${targetKey}\u0000${key}`, held)
+          result = "kept_aside"
+        } else {
+          applyToDocuments(m.project, m.entity, m.entityKey, m.op, m.payload)
+          result = "applied"
+        }
+        yield* update(targetKey, () => ({ lastPulledSeq: m.seq }))
+        return result
+      })
+
     return LocalStore.of({
       clientId,
       getSyncState: (targetKey) => Effect.map(now, (at) => stateOf(targetKey, at)),
@@ -341,29 +374,8 @@ export const makeMemory = (options: MemoryOptions = {}): Effect.Effect<LocalStor
             states.set(targetKey, { ...rest, updatedAt: at })
           })
         }),
-      applyPulledMutation: (targetKey, m) =>
-        Effect.gen(function*() {
-          const at = yield* now
-          const state = stateOf(targetKey, at)
-          if (m.seq <= state.lastPulledSeq) return "duplicate" as const
-          const key = docKey(m.project, m.entity, m.entityKey)
-          let result: ApplyResult
-          const problem = documentOpProblem(m.op, m.payload)
-          if (problem !== undefined) {
-            deadLetters.push({ seq: m.seq, reason: problem, mutation: m })
-            result = "dead_letter"
-          } else if (hasUnacked(targetKey, key)) {
-            const held = keptAside.get(`${targetKey}\u0000${key}`) ?? []
-            held.push(m)
-            keptAside.set(`${targetKey}\u0000${key}`, held)
-            result = "kept_aside"
-          } else {
-            applyToDocuments(m.project, m.entity, m.entityKey, m.op, m.payload)
-            result = "applied"
-          }
-          yield* update(targetKey, () => ({ lastPulledSeq: m.seq }))
-          return result
-        }),
+      applyPulledMutation: (targetKey, m) => applyOne(targetKey, m),
+      applyPulledMutations: (targetKey, ms) => Effect.forEach(ms, (m) => applyOne(targetKey, m)),
       markFailure: (targetKey, message, backoffUntil, reasonCode) =>
         update(targetKey, (s) => ({
           consecutiveFailures: s.consecutiveFailures + 1,

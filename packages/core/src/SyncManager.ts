@@ -202,11 +202,12 @@ export const make = (
         const page = yield* transport.pull(cursor, config.pullBatchSize)
         const problem = pageProblem(cursor, page.mutations.map((m) => m.seq), page.hasMore)
         if (problem) return yield* new TransportError({ reason: "transport_failed", message: problem })
-        for (const mutation of page.mutations) {
-          yield* store.applyPulledMutation(targetKey, mutation)
-          cursor = mutation.seq
+        if (page.mutations.length > 0) {
+          // One transaction per page; on a failure the store keeps the applied prefix and its cursor.
+          yield* store.applyPulledMutations(targetKey, page.mutations)
+          cursor = page.mutations[page.mutations.length - 1].seq
+          yield* Metric.incrementBy(pulledTotal, page.mutations.length)
         }
-        yield* Metric.incrementBy(pulledTotal, page.mutations.length)
         if (!page.hasMore) return
       }
     })

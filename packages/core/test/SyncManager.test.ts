@@ -212,13 +212,18 @@ describe("SyncManager", () => {
         for (let i = 1; i <= 25; i++) yield* put(other.store, `k${i}`, i)
         yield* other.manager.syncNow
         const store = yield* LocalStore.makeMemory({ clientId: "me" })
-        let applied = 0
+        let failures = 0
+        // The disk fills up at seq 15, once: the store keeps 11..14 applied and reports the error.
         const failing = LocalStore.LocalStore.of({
           ...store,
-          applyPulledMutation: (target, m) =>
-            m.seq === 15 && applied++ === 0
-              ? Effect.fail(new LocalStore.LocalStoreError({ reason: "storage", message: "disk full" }))
-              : store.applyPulledMutation(target, m)
+          applyPulledMutations: (target, ms) => {
+            const at = ms.findIndex((m) => m.seq === 15)
+            if (at < 0 || failures++ > 0) return store.applyPulledMutations(target, ms)
+            return Effect.zipRight(
+              store.applyPulledMutations(target, ms.slice(0, at)),
+              Effect.fail(new LocalStore.LocalStoreError({ reason: "storage", message: "disk full" }))
+            )
+          }
         })
         const { manager, fake } = yield* makeReplica({ server, store: failing, config: { pullBatchSize: 10 } })
         const failed = yield* manager.syncNow

@@ -144,6 +144,8 @@ const KeptAsideRow = Schema.Struct({
   occurred_at: Millis
 })
 
+const KeyRow = Schema.Struct({ project: Schema.String, entity: Schema.String, entity_key: Schema.String })
+
 const AckedRow = Schema.Struct({
   seq: Schema.Number,
   project: Schema.String,
@@ -322,8 +324,22 @@ export const make: Effect.Effect<LocalStore.LocalStore["Type"], LocalStore.Local
      * After an ack: for each key left without un-acked local writes, kept-aside mutations with
      * seq `<=` the acked server seq are discarded, later ones applied in seq order.
      */
+    const keptAsideKeys = (targetKey: string) =>
+      sql`SELECT DISTINCT project, entity, entity_key FROM sync_mutations
+        WHERE target_key = ${targetKey} AND source = 'remote' AND status = 'kept_aside'`.pipe(
+        Effect.flatMap(Schema.decodeUnknown(Schema.Array(KeyRow))),
+        Effect.map((rows) => new Set(rows.map((r) => keyOf(r.project, r.entity, r.entity_key))))
+      )
+
+    // Only keys that hold kept-aside mutations need settling: one query finds them (usually none).
     const settle = (targetKey: string, touched: ReadonlyMap<string, Touched>, at: number) =>
-      Effect.forEach(touched.values(), (key) =>
+      Effect.flatMap(
+        keptAsideKeys(targetKey),
+        (held) => settleKeys(targetKey, [...touched].filter(([k]) => held.has(k)).map(([, t]) => t), at)
+      )
+
+    const settleKeys = (targetKey: string, touched: ReadonlyArray<Touched>, at: number) =>
+      Effect.forEach(touched, (key) =>
         Effect.gen(function*() {
           if (yield* hasUnacked(targetKey, key.project, key.entity, key.entityKey)) return
           const held = yield* sql`SELECT id, seq, project, entity, entity_key, op, payload, occurred_at
@@ -381,6 +397,75 @@ export const make: Effect.Effect<LocalStore.LocalStore["Type"], LocalStore.Local
         yield* sql`UPDATE sync_state SET last_acked_seq = MAX(last_acked_seq, ${maxSeq}) WHERE target_key = ${targetKey}`
       })
 
+    const checkSeqs = (mutations: ReadonlyArray<Mutation.PulledMutation>) => {
+      const bad = mutations.find((m) => !Number.isSafeInteger(m.seq) || m.seq <= 0)
+      return bad === undefined ? Effect.void : Effect.fail(
+        new LocalStore.LocalStoreError({
+          reason: "invalid_input",
+          message: `a pulled mutation needs a positive integer seq, got ${String(bad.seq)}`
+        })
+      )
+    }
+
+    // The keys among `mutations` that have un-acked local writes: one query per page. Nothing can
+    // change that set while the page's write transaction holds the lock.
+    const unackedKeys = (targetKey: string, mutations: ReadonlyArray<Mutation.PulledMutation>) =>
+      sql`SELECT DISTINCT project, entity, entity_key FROM sync_mutations
+        WHERE target_key = ${targetKey} AND source = 'local' AND acked_at IS NULL
+          AND entity_key IN ${sql.in([...new Set(mutations.map((m) => m.entityKey))])}`.pipe(
+        Effect.flatMap(Schema.decodeUnknown(Schema.Array(KeyRow))),
+        Effect.map((rows) => new Set(rows.map((r) => keyOf(r.project, r.entity, r.entity_key))))
+      )
+
+    /** Applies one pulled mutation (cursor excluded); runs inside the caller's transaction. */
+    const applyOne = (targetKey: string, m: Mutation.PulledMutation, unacked: ReadonlySet<string>, at: number) =>
+      Effect.gen(function*() {
+        const shape = Schema.decodeUnknownEither(PulledShape)(m)
+        const problem = Either.isLeft(shape)
+          ? `invalid mutation: ${ParseResult.TreeFormatter.formatErrorSync(shape.left)}`
+          : (appliers.get(m.entity).validate(m) ??
+            (m.payload === undefined ? undefined : Mutation.payloadProblem(m.payload)))
+        if (problem !== undefined) {
+          yield* insertDeadLetter(targetKey, m.seq, problem, m, at)
+          return "dead_letter" as const
+        }
+        if (unacked.has(keyOf(m.project, m.entity, m.entityKey))) {
+          yield* insertRemote(targetKey, m, "kept_aside")
+          return "kept_aside" as const
+        }
+        const result = yield* applyRemote(targetKey, m, at)
+        yield* insertRemote(targetKey, m, result)
+        return result
+      })
+
+    /**
+     * Applies a page in the caller's write transaction: the cursor is read once and written once,
+     * each mutation runs in a savepoint, and a failure keeps the ones before it.
+     */
+    const applyPage = (targetKey: string, mutations: ReadonlyArray<Mutation.PulledMutation>, at: number) =>
+      Effect.gen(function*() {
+        let cursor = Option.match(yield* findState(targetKey), { onNone: () => 0, onSome: (s) => s.lastPulledSeq })
+        const unacked = yield* unackedKeys(targetKey, mutations)
+        const results: Array<Mutation.ApplyResult> = []
+        let failure = Option.none<SqlError>()
+        for (const m of mutations) {
+          if (m.seq <= cursor) {
+            results.push("duplicate")
+            continue
+          }
+          const applied = yield* Effect.either(sql.withTransaction(applyOne(targetKey, m, unacked, at)))
+          if (Either.isLeft(applied)) {
+            failure = Option.some(applied.left)
+            break
+          }
+          results.push(applied.right)
+          cursor = m.seq
+        }
+        yield* touchState(targetKey, at)
+        yield* sql`UPDATE sync_state SET last_pulled_seq = MAX(last_pulled_seq, ${cursor}) WHERE target_key = ${targetKey}`
+        return [results, failure] as const
+      })
+
     const decodeAcked = Schema.decodeUnknown(Schema.Array(AckedRow))
 
     const getSyncState = (targetKey: string) =>
@@ -389,6 +474,20 @@ export const make: Effect.Effect<LocalStore.LocalStore["Type"], LocalStore.Local
           findState(targetKey),
           Option.getOrElse(() => LocalStore.emptyState(targetKey, new Date(at)))
         ))
+
+    const applyPulledMutations = Effect.fn("SqliteLocalStore.applyPulledMutations")(function*(
+      targetKey: string,
+      mutations: ReadonlyArray<Mutation.PulledMutation>
+    ) {
+      yield* checkSeqs(mutations)
+      if (mutations.length === 0) return []
+      const at = yield* now
+      const [results, failure] = yield* writeTransaction(applyPage(targetKey, mutations, at)).pipe(
+        Effect.mapError(fail("applying pulled mutations"))
+      )
+      if (Option.isSome(failure)) return yield* fail("applying a pulled mutation")(failure.value)
+      return results
+    })
 
     return LocalStore.LocalStore.of({
       clientId,
@@ -466,39 +565,10 @@ export const make: Effect.Effect<LocalStore.LocalStore["Type"], LocalStore.Local
         )
       }),
 
-      applyPulledMutation: Effect.fn("SqliteLocalStore.applyPulledMutation")(function*(targetKey, input) {
-        const m: Mutation.PulledMutation = input
-        if (!Number.isSafeInteger(m.seq) || m.seq <= 0) {
-          return yield* new LocalStore.LocalStoreError({
-            reason: "invalid_input",
-            message: `a pulled mutation needs a positive integer seq, got ${String(m.seq)}`
-          })
-        }
-        const at = yield* now
-        return yield* writeTransaction(Effect.gen(function*() {
-          const state = yield* findState(targetKey)
-          if (Option.isSome(state) && m.seq <= state.value.lastPulledSeq) return "duplicate" as const
-          const shape = Schema.decodeUnknownEither(PulledShape)(m)
-          const problem = Either.isLeft(shape)
-            ? `invalid mutation: ${ParseResult.TreeFormatter.formatErrorSync(shape.left)}`
-            : (appliers.get(m.entity).validate(m) ??
-              (m.payload === undefined ? undefined : Mutation.payloadProblem(m.payload)))
-          let result: Mutation.ApplyResult
-          if (problem !== undefined) {
-            yield* insertDeadLetter(targetKey, m.seq, problem, m, at)
-            result = "dead_letter"
-          } else if (yield* hasUnacked(targetKey, m.project, m.entity, m.entityKey)) {
-            yield* insertRemote(targetKey, m, "kept_aside")
-            result = "kept_aside"
-          } else {
-            result = yield* applyRemote(targetKey, m, at)
-            yield* insertRemote(targetKey, m, result)
-          }
-          yield* touchState(targetKey, at)
-          yield* sql`UPDATE sync_state SET last_pulled_seq = ${m.seq} WHERE target_key = ${targetKey}`
-          return result
-        })).pipe(Effect.mapError(fail("applying a pulled mutation")))
-      }),
+      applyPulledMutation: (targetKey, m) =>
+        Effect.flatMap(applyPulledMutations(targetKey, [m]), (results) => Effect.succeed(results[0])),
+
+      applyPulledMutations,
 
       markFailure: Effect.fn("SqliteLocalStore.markFailure")(function*(targetKey, message, backoffUntil, reasonCode) {
         const at = yield* now

@@ -257,6 +257,38 @@ export const localStoreSuite = (
         assert.strictEqual(yield* store.applyPulledMutation("other", pulled(5, "b", "x")), "applied")
       })))
 
+    it.effect("a page applies like one mutation at a time: results in order, duplicates, kept aside, dead letters", () =>
+      run(Effect.gen(function*() {
+        const store = yield* LocalStore.LocalStore
+        yield* store.applyPulledMutation("cloud", pulled(2, "a", "seen"))
+        yield* store.appendLocal("cloud", [write("mine", "local")])
+        const results = yield* store.applyPulledMutations("cloud", [
+          pulled(1, "a", "old"),
+          pulled(2, "a", "again"),
+          pulled(3, "b", "new"),
+          pulled(4, "mine", "remote"),
+          pulled(5, "c", 1, "frobnicate"),
+          pulled(6, "b", null, "delete"),
+          pulled(7, "d", { deep: [1, 2] })
+        ])
+        assert.deepStrictEqual(results, [
+          "duplicate",
+          "duplicate",
+          "applied",
+          "kept_aside",
+          "dead_letter",
+          "applied",
+          "applied"
+        ])
+        assert.strictEqual((yield* store.getSyncState("cloud")).lastPulledSeq, 7)
+        assert.deepStrictEqual(yield* doc("a"), Option.some("seen"))
+        assert.deepStrictEqual(yield* doc("b"), Option.none())
+        assert.deepStrictEqual(yield* doc("mine"), Option.some("local"))
+        assert.deepStrictEqual(yield* doc("d"), Option.some({ deep: [1, 2] }))
+        assert.deepStrictEqual(yield* store.applyPulledMutations("cloud", []), [])
+        assert.deepStrictEqual(yield* store.applyPulledMutations("cloud", [pulled(7, "d", 0)]), ["duplicate"])
+      })))
+
     it.effect("a mutation that cannot be applied goes to the dead letters with the reason; sync goes on", () =>
       run(Effect.gen(function*() {
         const store = yield* LocalStore.LocalStore
