@@ -100,12 +100,18 @@ export interface Options {
   readonly maxDelayMs?: number
 }
 
+const sum = (counts: Record<Fault, number>) => Object.values(counts).reduce((a, b) => a + b, 0)
+
 export class FaultProxy {
   /** Injected faults, per kind. */
   readonly counts: Record<Fault, number> = Object.fromEntries(faults.map((f) => [f, 0])) as Record<Fault, number>
   /** Injected faults on `POST /v1/push`, per kind. */
   readonly pushCounts: Record<Fault, number> = Object.fromEntries(faults.map((f) => [f, 0])) as Record<Fault, number>
+  /** Injected faults on `GET /v1/pull`, per kind. */
+  readonly pullCounts: Record<Fault, number> = Object.fromEntries(faults.map((f) => [f, 0])) as Record<Fault, number>
   requests = 0
+  pushes = 0
+  pulls = 0
   forwarded = 0
   upstreamErrors = 0
   enabled = true
@@ -146,7 +152,7 @@ export class FaultProxy {
   }
 
   get injected() {
-    return Object.values(this.counts).reduce((a, b) => a + b, 0)
+    return sum(this.counts)
   }
 
   private choose(): { readonly fault: Fault | undefined; readonly fraction: number } {
@@ -189,10 +195,15 @@ export class FaultProxy {
     for await (const chunk of req) chunks.push(chunk as Buffer)
     const body = Buffer.concat(chunks)
     this.requests++
+    const isPush = req.method === "POST" && req.url?.startsWith("/v1/push") === true
+    const isPull = req.method === "GET" && req.url?.startsWith("/v1/pull") === true
+    if (isPush) this.pushes++
+    if (isPull) this.pulls++
     const { fault, fraction } = this.choose()
     if (fault !== undefined) {
       this.counts[fault]++
-      if (req.method === "POST" && req.url?.startsWith("/v1/push")) this.pushCounts[fault]++
+      if (isPush) this.pushCounts[fault]++
+      if (isPull) this.pullCounts[fault]++
     }
     const method = req.method ?? "GET"
     const path = req.url ?? "/"
@@ -259,11 +270,16 @@ export class FaultProxy {
   summary() {
     return {
       requests: this.requests,
+      pushes: this.pushes,
+      pulls: this.pulls,
       forwarded: this.forwarded,
       injected: this.injected,
+      injectedOnPushes: sum(this.pushCounts),
+      injectedOnPulls: sum(this.pullCounts),
       upstreamErrors: this.upstreamErrors,
       faults: { ...this.counts },
-      pushFaults: { ...this.pushCounts }
+      pushFaults: { ...this.pushCounts },
+      pullFaults: { ...this.pullCounts }
     }
   }
 
