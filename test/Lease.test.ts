@@ -1,0 +1,116 @@
+/**
+ * The lease under contention, across real processes: four processes on one replica file, each
+ * running a SyncManager with a 1 s lease while writing, for about 9 s; every couple of seconds
+ * one of them is SIGKILLed (whatever it is doing, possibly mid-push, holding the lease) and a
+ * fresh one (a new lease owner) takes its place. Each push is logged as an interval by the
+ * worker's transport; a push cut short by a kill ends when the process was seen dead.
+ *
+ * Proves: never two holders at once (no two push intervals overlap), while the lease does move
+ * between owners (a killed holder's lease expires and another process takes over).
+ */
+import { existsSync, readFileSync } from "node:fs"
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest"
+import { assertBuilt, prng, type Proc, Processes, sleep, tempDir } from "./support/processes.js"
+
+interface Push {
+  readonly owner: string
+  readonly start: number
+  end: number | undefined
+}
+
+describe("the lease across processes", () => {
+  const procs = new Processes()
+  const tmp = tempDir("lease")
+
+  beforeAll(() => assertBuilt())
+  afterEach(() => procs.killAll())
+  afterAll(() => tmp.remove())
+
+  it("never has two holders, through SIGKILLs", { timeout: 90_000 }, async () => {
+    const random = prng(Number(process.env.AUTOSYNC_E2E_SEED ?? 4242))
+    const db = tmp.file("shared.db")
+    const log = tmp.file("pushes.log")
+    // Create the file first (the workers then open an existing replica).
+    const init = await procs.runFixture("writer.mjs", [db, "init", "0", "0", "0", "1", "p"])
+    expect(init.code, init.stderr).toBe(0)
+
+    const workerCount = 4
+    const workers: Array<Proc> = []
+    const deaths = new Map<string, number>()
+    let generation = 0
+    const owners: Array<string> = []
+    const start = (slot: number) => {
+      const owner = `w${slot}-g${generation++}`
+      owners[slot] = owner
+      const proc = procs.fixture(owner, "lease-worker.mjs", [db, log, owner])
+      void proc.exited.then((exit) => deaths.set(owner, exit.at))
+      workers[slot] = proc
+    }
+    for (let slot = 0; slot < workerCount; slot++) start(slot)
+
+    const runFor = 9_000
+    const began = Date.now()
+    let kills = 0
+    while (Date.now() - began < runFor) {
+      await sleep(random.int(1_200, 2_200))
+      const slot = random.int(0, workerCount - 1)
+      for (const w of workers) expect(w.running, w.describe()).toBe(true)
+      await workers[slot].kill("SIGKILL")
+      kills++
+      start(slot)
+    }
+    await sleep(1_500)
+    for (const w of workers) expect(w.running, w.describe()).toBe(true)
+    await Promise.all(workers.map((w) => w.kill("SIGKILL")))
+
+    const lines = existsSync(log) ? readFileSync(log, "utf8").split("\n").filter((l) => l.length > 0) : []
+    const pushes: Array<Push> = []
+    const open = new Map<string, Push>()
+    for (const line of lines) {
+      const [what, owner, ms] = line.split(" ")
+      if (what === "start") {
+        const push: Push = { owner, start: Number(ms), end: undefined }
+        pushes.push(push)
+        open.set(owner, push)
+      } else if (what === "end") {
+        const push = open.get(owner)
+        expect(push, `an end without a start: ${line}`).toBeDefined()
+        push!.end = Number(ms)
+        open.delete(owner)
+      }
+    }
+    // A push cut short by SIGKILL lasted until its process was seen dead.
+    let cutShort = 0
+    for (const push of open.values()) {
+      push.end = deaths.get(push.owner)
+      expect(push.end, `no death time for ${push.owner}`).toBeDefined()
+      cutShort++
+    }
+
+    const sorted = [...pushes].sort((a, b) => a.start - b.start)
+    const overlaps: Array<string> = []
+    let holder: Push | undefined = undefined
+    let handovers = 0
+    for (const push of sorted) {
+      if (holder && push.start < holder.end!) {
+        overlaps.push(
+          `${push.owner} started at ${push.start} while ${holder.owner} pushed ${holder.start}..${holder.end}`
+        )
+      }
+      if (holder && holder.owner !== push.owner) handovers++
+      if (!holder || push.end! > holder.end!) holder = push
+    }
+    const perOwner = new Map<string, number>()
+    for (const push of pushes) perOwner.set(push.owner, (perOwner.get(push.owner) ?? 0) + 1)
+
+    console.log(
+      `[e2e lease] ${workerCount} processes on one file for ${Date.now() - began} ms, ${kills} SIGKILLs ` +
+        `(${cutShort} mid-push), ${generation} lease owners; ${pushes.length} pushes by ${perOwner.size} owners ` +
+        `${JSON.stringify(Object.fromEntries(perOwner))}, ${handovers} handovers, ${overlaps.length} overlaps`
+    )
+    expect(overlaps).toEqual([])
+    expect(pushes.length).toBeGreaterThan(20)
+    expect(handovers).toBeGreaterThanOrEqual(1)
+    expect(perOwner.size).toBeGreaterThanOrEqual(2)
+  })
+})
