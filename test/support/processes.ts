@@ -77,9 +77,24 @@ export class Proc {
   private readonly out = new Tail()
   private readonly err = new Tail()
 
+  private readonly lineListeners: Array<(line: string, stream: "stdout" | "stderr") => void> = []
+  private readonly partial = { stdout: "", stderr: "" }
+
   constructor(readonly name: string, readonly child: ChildProcess) {
-    child.stdout?.setEncoding("utf8").on("data", (chunk: string) => this.out.push(chunk))
-    child.stderr?.setEncoding("utf8").on("data", (chunk: string) => this.err.push(chunk))
+    const feed = (stream: "stdout" | "stderr", chunk: string) => {
+      if (this.lineListeners.length === 0) return
+      const lines = (this.partial[stream] + chunk).split("\n")
+      this.partial[stream] = lines.pop()!
+      for (const line of lines) for (const listener of this.lineListeners) listener(line, stream)
+    }
+    child.stdout?.setEncoding("utf8").on("data", (chunk: string) => {
+      this.out.push(chunk)
+      feed("stdout", chunk)
+    })
+    child.stderr?.setEncoding("utf8").on("data", (chunk: string) => {
+      this.err.push(chunk)
+      feed("stderr", chunk)
+    })
     this.exited = new Promise((resolve) => {
       child.once("error", (error) => {
         this.err.push(`spawn error: ${String(error)}\n`)
@@ -91,6 +106,11 @@ export class Proc {
         resolve(this.exit)
       })
     })
+  }
+
+  /** Calls `listener` with every complete line printed from now on (the tails keep only the end). */
+  onLine(listener: (line: string, stream: "stdout" | "stderr") => void) {
+    this.lineListeners.push(listener)
   }
 
   get stdout() {
