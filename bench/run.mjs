@@ -4,14 +4,16 @@ import { mkdirSync } from "node:fs"
 import { loadavg } from "node:os"
 import { resolve } from "node:path"
 import { parseArgs } from "node:util"
+import { stopAll } from "./lib/proc.mjs"
 import { table } from "./lib/stats.mjs"
 import * as Backlog from "./scenarios/backlog.mjs"
+import * as Cost from "./scenarios/cost.mjs"
 import * as Idle from "./scenarios/idle.mjs"
 import * as Latency from "./scenarios/latency.mjs"
 import * as Scale from "./scenarios/scale.mjs"
 import * as Throughput from "./scenarios/throughput.mjs"
 
-const scenarios = { throughput: Throughput, latency: Latency, backlog: Backlog, scale: Scale, idle: Idle }
+const scenarios = { throughput: Throughput, latency: Latency, backlog: Backlog, scale: Scale, idle: Idle, cost: Cost }
 
 const usage = `usage: pnpm bench [-- options]
 
@@ -30,6 +32,7 @@ const usage = `usage: pnpm bench [-- options]
   --scale-pull-limit N   scale: page size of each pull (default 100)
   --pg-url URL           scale: PostgreSQL (default $AUTOSYNC_TEST_PG_URL or postgres://postgres@127.0.0.1:5432/test)
   --idle-seconds S       idle: measured seconds (default 60)
+  --cost-requests N      cost: sequential pushes and pulls per backend (default 500)
   --stall-seconds S      give up on a scenario whose replica makes no progress this long (default 60)
   --profile DIR          write a --cpu-prof profile of every server and replica process into DIR
   --sql-stats            print each replica's SQLite statements by total time (stderr)
@@ -52,6 +55,7 @@ const { values } = parseArgs({
     "scale-pull-limit": { type: "string" },
     "pg-url": { type: "string" },
     "idle-seconds": { type: "string" },
+    "cost-requests": { type: "string" },
     "stall-seconds": { type: "string" },
     profile: { type: "string" },
     "sql-stats": { type: "boolean" },
@@ -94,6 +98,7 @@ const flags = {
   scalePullLimit: positive("scale-pull-limit", 100),
   pgUrl: values["pg-url"] ?? process.env.AUTOSYNC_TEST_PG_URL ?? "postgres://postgres@127.0.0.1:5432/test",
   idleSeconds: positive("idle-seconds", quick ? 5 : 60),
+  costRequests: positive("cost-requests", quick ? 100 : 500),
   stallSeconds: positive("stall-seconds", 60),
   profile: values.profile === undefined ? undefined : resolve(values.profile),
   sqlStats: values["sql-stats"] === true
@@ -126,6 +131,8 @@ for (const name of only) {
     ctx.log(`${name} failed: ${error?.stack ?? error}`)
     ctx.emit({ scenario: name, error: String(error?.message ?? error) })
     rows.push([name, "FAILED", "", "", String(error?.message ?? error).slice(0, 80)])
+  } finally {
+    await stopAll()
   }
 }
 process.stdout.write(`\n${table(rows)}\n\n(${((performance.now() - started) / 1000).toFixed(0)} s in all`)

@@ -138,7 +138,6 @@ serve({ syncStartedAt, ...memory() }, {
       await sleep(pollMs)
     }
   },
-  sqlStats: async () => ({ statements: opts.sqlStats ? (await import("../lib/sqlstats.mjs")).report() : [] }),
   status: async () => ({ status: manager ? await run(manager.status) : undefined })
 }, async () => {
   if (manager) await run(manager.stop)

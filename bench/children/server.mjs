@@ -10,6 +10,7 @@ import * as Scope from "effect/Scope"
 import { options, serve } from "../lib/child.mjs"
 
 const opts = options()
+if (opts.sqlStats) (await import("../lib/sqlstats.mjs")).install()
 const common = { port: 0, host: "127.0.0.1", logRequests: false }
 
 let token = opts.token

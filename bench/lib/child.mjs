@@ -18,6 +18,12 @@ export const stats = () => {
   return { cpuUserUs: cpu.user, cpuSystemUs: cpu.system, ...memory() }
 }
 
+const defaults = {
+  stats,
+  /** The statements by time, when lib/sqlstats.mjs was installed in this process (else none). */
+  sqlStats: async () => ({ statements: (await import("./sqlstats.mjs")).report() })
+}
+
 /** The options the runner passed (JSON in argv[2]). */
 export const options = () => JSON.parse(process.argv[2] ?? "{}")
 
@@ -40,7 +46,7 @@ export const serve = (info, handlers, onStop = async () => {}) => {
   process.on("disconnect", () => void stop())
   process.on("message", async (message) => {
     if (message.cmd === "stop") return stop()
-    const handler = message.cmd === "stats" ? stats : handlers[message.cmd]
+    const handler = handlers[message.cmd] ?? defaults[message.cmd]
     try {
       if (!handler) throw new Error(`unknown command ${message.cmd}`)
       const reply = await handler(message)

@@ -8,12 +8,12 @@ const children = join(dirname(fileURLToPath(import.meta.url)), "..", "children")
 /** `execArgv` for a child: `--cpu-prof` into the profile directory when profiling. */
 export const profileArgs = (ctx, label) =>
   ctx.flags.profile
-    ? ["--cpu-prof", `--cpu-prof-dir=${ctx.flags.profile}`, `--cpu-prof-name=${label}-\${pid}.cpuprofile`]
+    ? ["--cpu-prof", `--cpu-prof-dir=${ctx.flags.profile}`, `--cpu-prof-name=${label}-${Date.now()}.cpuprofile`]
     : []
 
 /** A sync server on SQLite (`file`) or PostgreSQL (`url`); with `createToken`, a token for "bench". */
 export const startServer = (ctx, label, options) =>
-  start(join(children, "server.mjs"), { projects: ["bench"], ...options }, {
+  start(join(children, "server.mjs"), { projects: ["bench"], sqlStats: ctx.flags.sqlStats, ...options }, {
     name: label,
     execArgv: profileArgs(ctx, label)
   })
@@ -28,8 +28,8 @@ export const startReplica = (ctx, label, { config = {}, file, server, ...rest })
     { name: label, execArgv: profileArgs(ctx, label) }
   )
 
-export const startChild = (ctx, script, label, options = {}) =>
-  start(join(children, script), options, { name: label, execArgv: profileArgs(ctx, label) })
+/** A helper process (load generator, floor, idle baseline): never profiled. */
+export const startChild = (ctx, script, label, options = {}) => start(join(children, script), options, { name: label })
 
 /** The slowest statements of a replica (with --sql-stats), for stderr. */
 export const logSqlStats = async (ctx, replica) => {

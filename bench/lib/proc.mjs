@@ -7,6 +7,7 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 
 const children = new Set()
+const handles = new Set()
 const dirs = new Set()
 
 export const tempDir = (prefix = "autosync-bench-") => {
@@ -35,6 +36,11 @@ for (const signal of ["SIGINT", "SIGTERM"]) {
     killAll()
     process.exit(130)
   })
+}
+
+/** Stops every child still running (a scenario that failed half-way), killing the slow ones. */
+export const stopAll = async () => {
+  await Promise.all([...handles].map((handle) => handle.stop(5000).catch(() => {})))
 }
 
 /**
@@ -83,6 +89,7 @@ export const start = (script, options, { name, execArgv = [], readyTimeoutMs = 6
         children.delete(child)
       }
     }
+    handles.add(handle)
     const readyTimer = setTimeout(() => {
       child.kill("SIGKILL")
       reject(new Error(`${name} did not start within ${readyTimeoutMs} ms`))
@@ -103,6 +110,7 @@ export const start = (script, options, { name, execArgv = [], readyTimeoutMs = 6
     })
     child.on("exit", (code, signal) => {
       children.delete(child)
+      handles.delete(handle)
       clearTimeout(readyTimer)
       const error = new Error(`${name} exited (code ${code}, signal ${signal})`)
       for (const { rej, timer } of pending.values()) {

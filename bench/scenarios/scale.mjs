@@ -2,7 +2,7 @@
 // pushing `pushBatch` documents then pulling a page of `pullLimit` from its cursor, in a loop, for
 // `seconds`; against one server on SQLite, one on PostgreSQL and two on one PostgreSQL schema
 // (half the clients each). Floor: raw-server.mjs (node:http + better-sqlite3) under the same load.
-import { startChild, startRawServer, startServer } from "../lib/cluster.mjs"
+import { logSqlStats, startChild, startRawServer, startServer } from "../lib/cluster.mjs"
 import * as Pg from "../lib/pg.mjs"
 import { removeDir, tempDir } from "../lib/proc.mjs"
 import { cpuMs } from "../lib/stats.mjs"
@@ -22,6 +22,7 @@ const load = async (ctx, label, servers) => {
       pullLimit
     })
     const after = await Promise.all(servers.map((s) => s.call("stats")))
+    for (const server of servers) await logSqlStats(ctx, server)
     return {
       scenario: "scale",
       backend: label,
@@ -40,6 +41,10 @@ const load = async (ctx, label, servers) => {
       errors: figures.errors,
       ...(figures.firstError ? { first_error: figures.firstError } : {}),
       server_cpu_ms: servers.map((_, i) => cpuMs(before[i], after[i])),
+      server_cpu_ms_per_1000_requests: Math.round(
+        (1000 * servers.reduce((sum, _, i) => sum + cpuMs(before[i], after[i]), 0)) /
+          Math.max(1, figures.push.count + figures.pull.count)
+      ),
       server_peak_rss_mib: after.map((s) => Math.round(s.peakRssMiB))
     }
   } finally {

@@ -6,7 +6,9 @@
  *   time and is not stored again; one that comes back with different content fails with a
  *   `conflict` naming that seq, and then nothing of the batch is stored.
  * - `since(seq, projects, limit)` is a page of the log after `seq`, only the given projects, in
- *   seq order, with `hasMore` and the latest seq of the whole log.
+ *   seq order, with `hasMore` and the latest seq of the whole log. `sinceStored` is the same page
+ *   as stored, each payload still its JSON text: what the server answers pulls from, so a payload
+ *   is never parsed, checked again and re-serialised on its way out (it was checked when pushed).
  * - `awaitAfter(seq)` completes once the log holds a seq greater than `seq` (for long-polls).
  *
  * Seqs are strictly increasing and gap-free, and a seq is visible only when every smaller one is,
@@ -59,11 +61,66 @@ export class MutationLog extends Context.Tag("@autosync/server/MutationLog")<Mut
     projects: ReadonlyArray<string> | undefined,
     limit: number
   ) => Effect.Effect<Mutation.PullResponse, MutationLogError>
+  /** The page of `since`, with each payload as the JSON text it was stored as. */
+  readonly sinceStored: (
+    sinceSeq: number,
+    projects: ReadonlyArray<string> | undefined,
+    limit: number
+  ) => Effect.Effect<StoredPage, MutationLogError>
   /** The last seq assigned (0 when the log is empty). */
   readonly latestSeq: Effect.Effect<number, MutationLogError>
   /** Completes once the log holds a seq greater than `seq`. Interrupt it to stop waiting. */
   readonly awaitAfter: (seq: number) => Effect.Effect<void, MutationLogError>
 }>() {}
+
+/**
+ * A mutation as the log stores it: the payload is its JSON text (as `JSON.stringify` gave it when
+ * pushed), `occurredAt` is in epoch milliseconds.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface StoredMutation {
+  readonly seq: number
+  readonly project: string
+  readonly entity: string
+  readonly entityKey: string
+  readonly op: string
+  readonly payloadJson: string
+  readonly occurredAt: number
+}
+
+/**
+ * A page of the log as stored (see `sinceStored`).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface StoredPage {
+  readonly mutations: ReadonlyArray<StoredMutation>
+  readonly hasMore: boolean
+  readonly latestSeq: number
+}
+
+/**
+ * A stored page as a `PullResponse` (payloads parsed).
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const toPullResponse = (page: StoredPage): Mutation.PullResponse => ({
+  mutations: page.mutations.map((m): Mutation.PulledMutation => ({
+    seq: m.seq,
+    project: m.project,
+    entity: m.entity,
+    entityKey: m.entityKey,
+    op: m.op,
+    payload: JSON.parse(m.payloadJson),
+    occurredAt: new Date(m.occurredAt)
+  })),
+  hasMore: page.hasMore,
+  latestSeq: page.latestSeq
+})
 
 /**
  * The content of an entry that must match for a repeated `(clientId, clientSeq)` to count as a
@@ -193,10 +250,10 @@ export const makeMemory: Effect.Effect<MutationLog["Type"]> = Effect.gen(functio
       return seqs
     })
 
-  const since = (sinceSeq: number, projects: ReadonlyArray<string> | undefined, limit: number) =>
-    Effect.sync((): Mutation.PullResponse => {
+  const sinceStored = (sinceSeq: number, projects: ReadonlyArray<string> | undefined, limit: number) =>
+    Effect.sync((): StoredPage => {
       const allowed = projects === undefined ? undefined : new Set(projects)
-      const mutations: Array<Mutation.PulledMutation> = []
+      const mutations: Array<StoredMutation> = []
       let hasMore = false
       for (let i = Math.max(0, sinceSeq); i < log.length; i++) {
         const row = log[i]
@@ -205,14 +262,24 @@ export const makeMemory: Effect.Effect<MutationLog["Type"]> = Effect.gen(functio
           hasMore = true
           break
         }
-        mutations.push({ ...row.mutation, payload: JSON.parse(row.payloadJson) })
+        const { entity, entityKey, occurredAt, op, project, seq } = row.mutation
+        mutations.push({
+          seq,
+          project,
+          entity,
+          entityKey,
+          op,
+          payloadJson: row.payloadJson,
+          occurredAt: occurredAt.getTime()
+        })
       }
       return { mutations, hasMore, latestSeq: log.length }
     })
 
   return MutationLog.of({
     append,
-    since,
+    since: (sinceSeq, projects, limit) => Effect.map(sinceStored(sinceSeq, projects, limit), toPullResponse),
+    sinceStored,
     latestSeq: Effect.sync(() => log.length),
     awaitAfter: (seq) => awaitAbove(latest, seq)
   })

@@ -47,6 +47,7 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import type * as Redacted from "effect/Redacted"
 import { createServer } from "node:http"
+import { pullBody } from "./internal/wire.js"
 import type { MutationLogError } from "./MutationLog.js"
 import { MutationLog } from "./MutationLog.js"
 import * as PgMutationLog from "./PgMutationLog.js"
@@ -185,28 +186,30 @@ export const layerHandlers: Layer.Layer<HttpApiGroup.ApiGroup<"autosync", "sync"
         return { acceptedSeqs }
       })
 
+      // Answered with the page as stored (see internal/wire.ts), not through the schema encoder.
       const pull = Effect.fn("SyncServer.pull")(
         function*(params: typeof SyncApi.PullParams.Type) {
           const projects = [...(yield* SyncApi.AllowedProjects)]
           const limit = Math.min(params.limit, SyncApi.maxPullLimit)
           const wait = Math.min(params.waitMs, SyncApi.maxWaitMs)
-          const read = log.since(params.sinceSeq, projects, limit).pipe(Effect.catchAll(storageFailed))
+          const read = log.sinceStored(params.sinceSeq, projects, limit).pipe(Effect.catchAll(storageFailed))
           let page = yield* read
-          if (page.mutations.length > 0 || wait === 0) return page
-          const deadline = (yield* Clock.currentTimeMillis) + wait
-          while (page.mutations.length === 0) {
-            const remaining = deadline - (yield* Clock.currentTimeMillis)
-            if (remaining <= 0) break
-            const woken = yield* log.awaitAfter(page.latestSeq).pipe(
-              Effect.as(true),
-              Effect.catchAll(() => Effect.succeed(false)),
-              Effect.raceFirst(Effect.as(Deferred.await(shutdown), false)),
-              Effect.timeoutTo({ duration: Duration.millis(remaining), onSuccess: (b) => b, onTimeout: () => false })
-            )
-            if (!woken) break
-            page = yield* read
+          if (page.mutations.length === 0 && wait > 0) {
+            const deadline = (yield* Clock.currentTimeMillis) + wait
+            while (page.mutations.length === 0) {
+              const remaining = deadline - (yield* Clock.currentTimeMillis)
+              if (remaining <= 0) break
+              const woken = yield* log.awaitAfter(page.latestSeq).pipe(
+                Effect.as(true),
+                Effect.catchAll(() => Effect.succeed(false)),
+                Effect.raceFirst(Effect.as(Deferred.await(shutdown), false)),
+                Effect.timeoutTo({ duration: Duration.millis(remaining), onSuccess: (b) => b, onTimeout: () => false })
+              )
+              if (!woken) break
+              page = yield* read
+            }
           }
-          return page
+          return HttpServerResponse.text(pullBody(page), { contentType: "application/json" })
         }
       )
 

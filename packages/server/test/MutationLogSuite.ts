@@ -135,6 +135,34 @@ export const MutationLogSuite = (name: string, layer: Layer.Layer<MutationLog.Mu
     )
 
     test(
+      "sinceStored is the page of since, each payload the JSON text it was pushed as",
+      Effect.gen(function*() {
+        const log = yield* MutationLog.MutationLog
+        const payloads: ReadonlyArray<unknown> = [{ z: 1, a: [1, "é\n"] }, null, "text", 0.1]
+        yield* log.append("c1", payloads.map((payload, i) => entry(i + 1, { payload, project: i === 1 ? "p2" : "p1" })))
+        for (const [projects, limit] of [[undefined, 10], [["p1"], 10], [["p1"], 2], [[], 10]] as const) {
+          const stored = yield* log.sinceStored(0, projects, limit)
+          const parsed = yield* log.since(0, projects, limit)
+          assert.deepStrictEqual(MutationLog.toPullResponse(stored), parsed)
+          assert.deepStrictEqual(
+            stored.mutations.map((m) => m.payloadJson),
+            parsed.mutations.map((m) => JSON.stringify(m.payload))
+          )
+        }
+        const [first] = (yield* log.sinceStored(0, undefined, 1)).mutations
+        assert.deepStrictEqual(first, {
+          seq: 1,
+          project: "p1",
+          entity: "document",
+          entityKey: "k1",
+          op: "upsert",
+          payloadJson: "{\"z\":1,\"a\":[1,\"é\\n\"]}",
+          occurredAt: t0
+        })
+      })
+    )
+
+    test(
       "append is idempotent on (client_id, client_seq): a retry gets the first seqs and stores nothing",
       Effect.gen(function*() {
         const log = yield* MutationLog.MutationLog

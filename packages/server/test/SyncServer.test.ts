@@ -2,11 +2,25 @@
  * End to end over raw HTTP (what the typed client would refuse to send): a real `SyncServer` on
  * 127.0.0.1 and a free port, over a real SQLite file in a temporary directory.
  */
+import { Mutation } from "@autosync/core"
 import { MutationLog, SyncServer, Tokens } from "@autosync/server"
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import * as HttpClient from "@effect/platform/HttpClient"
 import { assert, describe, it } from "@effect/vitest"
-import { Context, Duration, Effect, Exit, Fiber, HashMap, Layer, Logger, Option, Scope } from "effect"
+import {
+  Context,
+  Duration,
+  Effect,
+  Exit,
+  FastCheck as fc,
+  Fiber,
+  HashMap,
+  Layer,
+  Logger,
+  Option,
+  Schema,
+  Scope
+} from "effect"
 import { layerSqliteServer, request, TestServer } from "./helpers.js"
 
 const wire = (clientSeq: number, overrides: Record<string, unknown> = {}) => ({
@@ -382,4 +396,58 @@ describe("SyncServer", () => {
         )
       )
     ))
+
+  e2e(
+    "pull answers are the protocol's own encoding, for random entries (unicode, escapes, numbers, nesting)",
+    Effect.gen(function*() {
+      const { token, url } = yield* TestServer
+      const t = yield* token(["p1"])
+      const text = fc.fullUnicodeString({ minLength: 1, maxLength: 12 }).filter((x) =>
+        Mutation.payloadProblem(x) === undefined
+      )
+      const arbitrary = fc.record({
+        entity: text,
+        entityKey: text,
+        op: text,
+        payload: fc.jsonValue({ maxDepth: 4 }).filter((p) => Mutation.payloadProblem(p) === undefined)
+      })
+      const entries = fc.sample(arbitrary, { numRuns: 300, seed: 7 }).map((e, i) => ({ ...e, clientSeq: i + 1 }))
+      for (let i = 0; i < entries.length; i += 100) {
+        const chunk = entries.slice(i, i + 100)
+        const pushed = yield* request(`${url}/v1/push`, {
+          token: t,
+          body: batch(
+            chunk.map((e) =>
+              wire(e.clientSeq, { entity: e.entity, entity_key: e.entityKey, op: e.op, payload: e.payload })
+            )
+          )
+        })
+        assert.strictEqual(pushed.status, 200, pushed.text)
+      }
+      const decode = Schema.decodeUnknownSync(Mutation.PullResponse)
+      const encode = Schema.encodeSync(Mutation.PullResponse)
+      let cursor = 0
+      const seen: Array<any> = []
+      while (true) {
+        const page = yield* request(`${url}/v1/pull?since_seq=${cursor}&limit=70`, { token: t })
+        assert.strictEqual(page.status, 200)
+        assert.include(page.contentType ?? "", "application/json")
+        assert.deepStrictEqual(page.json, JSON.parse(JSON.stringify(encode(decode(page.json)))))
+        seen.push(...page.json.mutations)
+        if (!page.json.has_more) break
+        cursor = page.json.mutations[page.json.mutations.length - 1].seq
+      }
+      assert.deepStrictEqual(
+        seen.map(({ occurred_at: _, ...m }) => m),
+        entries.map((e) => ({
+          seq: e.clientSeq,
+          project: "p1",
+          entity: e.entity,
+          entity_key: e.entityKey,
+          op: e.op,
+          payload: JSON.parse(JSON.stringify(e.payload))
+        }))
+      )
+    })
+  )
 })

@@ -15,7 +15,16 @@ import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as SubscriptionRef from "effect/SubscriptionRef"
-import { awaitAbove, checkBatch, conflictError, MutationLog, MutationLogError, sameContent } from "../MutationLog.js"
+import type { StoredMutation, StoredPage } from "../MutationLog.js"
+import {
+  awaitAbove,
+  checkBatch,
+  conflictError,
+  MutationLog,
+  MutationLogError,
+  sameContent,
+  toPullResponse
+} from "../MutationLog.js"
 
 /** @internal */
 export interface Dialect {
@@ -48,19 +57,19 @@ const IdentityRow = Schema.Struct({
   payload: Schema.String
 })
 
-const PulledRow = Schema.Struct({
+const StoredRow = Schema.Struct({
   seq: Int,
   project: Schema.String,
   entity: Schema.String,
   entity_key: Schema.String,
   op: Schema.String,
-  payload: Schema.parseJson(),
+  payload: Schema.String,
   occurred_at: Int
 })
 
 const decodeLatest = Schema.decodeUnknown(Schema.Array(LatestRow))
 const decodeIdentities = Schema.decodeUnknown(Schema.Array(IdentityRow))
-const decodePulled = Schema.decodeUnknown(Schema.Array(PulledRow))
+const decodeStored = Schema.decodeUnknown(Schema.Array(StoredRow))
 
 /** Rows per INSERT (9 parameters each) and identities per IN list: under every dialect's limit. */
 const chunkSize = 500
@@ -154,40 +163,32 @@ export const make = (
             !existing.has(e.clientSeq)
           )
           let announced: number | undefined = undefined
+          // Under the lock, so max(seq) + 1 is ours: gap-free, and in commit order. The new rows
+          // get exactly these seqs (nothing else can insert meanwhile), so they are not read back.
+          const assigned = new Map<number, number>()
           if (fresh.length > 0) {
-            // Under the lock, so max(seq) + 1 is ours: gap-free, and in commit order.
             const base = yield* readLatest
-            const rows = fresh.map((entry, i) => ({
-              seq: base + i + 1,
-              client_id: clientId,
-              client_seq: entry.clientSeq,
-              project: entry.project,
-              entity: entry.entity,
-              entity_key: entry.entityKey,
-              op: entry.op,
-              payload: payloads.get(entry.clientSeq)!,
-              occurred_at: occurredAt
-            }))
+            const rows = fresh.map((entry, i) => {
+              assigned.set(entry.clientSeq, base + i + 1)
+              return {
+                seq: base + i + 1,
+                client_id: clientId,
+                client_seq: entry.clientSeq,
+                project: entry.project,
+                entity: entry.entity,
+                entity_key: entry.entityKey,
+                op: entry.op,
+                payload: payloads.get(entry.clientSeq)!,
+                occurred_at: occurredAt
+              }
+            })
             for (const chunk of chunks(rows)) {
-              yield* sql`INSERT INTO autosync_log ${sql.insert(chunk)} ON CONFLICT DO NOTHING`
+              yield* sql`INSERT INTO autosync_log ${sql.insert(chunk)}`
             }
             announced = base + fresh.length
             yield* dialect.announce(announced)
           }
-          const stored = new Map((yield* selectIdentities(clientId, distinct.map((e) => e.clientSeq))).map((row) =>
-            [row.client_seq, row.seq] as const
-          ))
-          const seqs: Array<number> = []
-          for (const entry of entries) {
-            const seq = stored.get(entry.clientSeq)
-            if (seq === undefined) {
-              return yield* new MutationLogError({
-                reason: "storage",
-                message: `client_seq ${entry.clientSeq} of client ${clientId} was not stored`
-              })
-            }
-            seqs.push(seq)
-          }
+          const seqs = entries.map((entry) => existing.get(entry.clientSeq)?.seq ?? assigned.get(entry.clientSeq)!)
           return { announced, seqs }
         }))
         if (announced !== undefined) {
@@ -196,41 +197,41 @@ export const make = (
         return seqs
       }).pipe(Effect.mapError(storage("append")))
 
-    const since = (sinceSeq: number, projects: ReadonlyArray<string> | undefined, limit: number) =>
+    const sinceStored = (sinceSeq: number, projects: ReadonlyArray<string> | undefined, limit: number) =>
       Effect.gen(function*() {
         // The latest seq first: every seq up to it is committed, so it never runs ahead of the page.
         const latestSeq = yield* readLatest
         if (projects !== undefined && projects.length === 0) {
-          return { mutations: [], hasMore: false, latestSeq } satisfies Mutation.PullResponse
+          return { mutations: [], hasMore: false, latestSeq } satisfies StoredPage
         }
         const rows = yield* (projects === undefined
           ? sql`SELECT seq, project, entity, entity_key, op, payload, occurred_at FROM autosync_log
                 WHERE seq > ${sinceSeq} ORDER BY seq LIMIT ${limit + 1}`
           : sql`SELECT seq, project, entity, entity_key, op, payload, occurred_at FROM autosync_log
                 WHERE seq > ${sinceSeq} AND project IN ${sql.in(projects)} ORDER BY seq LIMIT ${limit + 1}`).pipe(
-            Effect.flatMap(decodePulled)
+            Effect.flatMap(decodeStored)
           )
-        const page = rows.slice(0, limit)
-        const mutations = page.map((row): Mutation.PulledMutation => ({
+        const mutations = rows.slice(0, limit).map((row): StoredMutation => ({
           seq: row.seq,
           project: row.project,
           entity: row.entity,
           entityKey: row.entity_key,
           op: row.op,
-          payload: row.payload,
-          occurredAt: new Date(row.occurred_at)
+          payloadJson: row.payload,
+          occurredAt: row.occurred_at
         }))
         const last = mutations.length > 0 ? mutations[mutations.length - 1].seq : 0
         return {
           mutations,
           hasMore: rows.length > limit,
           latestSeq: Math.max(latestSeq, last)
-        } satisfies Mutation.PullResponse
+        } satisfies StoredPage
       }).pipe(Effect.mapError(storage("reading the log")))
 
     return MutationLog.of({
       append,
-      since,
+      since: (sinceSeq, projects, limit) => Effect.map(sinceStored(sinceSeq, projects, limit), toPullResponse),
+      sinceStored,
       latestSeq: Effect.mapError(readLatest, storage("reading the latest seq")),
       awaitAfter: (seq) => awaitAbove(latest, seq)
     })
