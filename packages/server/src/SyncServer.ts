@@ -36,6 +36,7 @@ import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import type * as Migrator from "@effect/sql/Migrator"
 import type { SqlError } from "@effect/sql/SqlError"
+import * as Cache from "effect/Cache"
 import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import type * as ConfigError from "effect/ConfigError"
@@ -43,9 +44,10 @@ import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
-import type * as Redacted from "effect/Redacted"
+import * as Redacted from "effect/Redacted"
 import { createServer } from "node:http"
 import { pullBody } from "./internal/wire.js"
 import type { MutationLogError } from "./MutationLog.js"
@@ -80,6 +82,9 @@ export const defaults = {
   logRequests: true
 } as const
 
+/** How long a verified token is remembered before it is looked up again. */
+const tokenCacheTtl = Duration.seconds(10)
+
 const logError = (message: string, cause: unknown) =>
   Effect.logError(message, cause).pipe(Effect.annotateLogs({ package: "@autosync/server", module: "SyncServer" }))
 
@@ -97,10 +102,16 @@ export const layerAuthorization: Layer.Layer<SyncApi.Authorization, never, Token
   SyncApi.Authorization,
   Effect.gen(function*() {
     const tokens = yield* Tokens.Tokens
+    // A token that verified is remembered for a while: one lookup per token and interval, not
+    // one per request. Failures are not remembered (a token created a moment ago works at once).
+    const verified = yield* Cache.makeWith({
+      capacity: 4096,
+      lookup: (token: string) => Effect.map(tokens.verify(token), (projects): ReadonlySet<string> => new Set(projects)),
+      timeToLive: (exit) => Exit.isSuccess(exit) ? tokenCacheTtl : Duration.zero
+    })
     return SyncApi.Authorization.of({
       bearer: (token) =>
-        tokens.verify(token).pipe(
-          Effect.map((projects): ReadonlySet<string> => new Set(projects)),
+        verified.get(Redacted.value(token)).pipe(
           Effect.catchAll((error): Effect.Effect<never, SyncApi.Unauthorized | SyncApi.ServerError> =>
             error.reason === "storage"
               ? Effect.zipRight(
