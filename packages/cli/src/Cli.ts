@@ -1,5 +1,5 @@
 /**
- * The `autosync` command: `serve`, `token create`, `agent`, `status`, `enroll`, `unenroll`,
+ * The `autosync` command: `serve`, `token create`, `agent`, `status`, `init`, `enroll`, `unenroll`,
  * `put`, `get`, `list` and `demo`. Every flag is validated before anything runs; flags that
  * name a file, a server or a secret also read an `AUTOSYNC_*` environment variable.
  *
@@ -238,7 +238,14 @@ const agent = Command.make(
         ...Option.match(opts.pollInterval, { onNone: () => ({}), onSome: (pollInterval) => ({ pollInterval }) })
       }
       const config = yield* SyncConfig.fromEnv(overrides)
-      const replica = yield* Replica.run({ file: opts.db, serverUrl: opts.server, token: opts.token, config })
+      // Writes by other processes (`autosync put`, another app on the file) wake it within 250 ms.
+      const replica = yield* Replica.run({
+        file: opts.db,
+        serverUrl: opts.server,
+        token: opts.token,
+        config,
+        watchJournal: "250 millis"
+      })
       yield* Console.error(
         `autosync agent: ${opts.db} ⇄ ${opts.server} as ${replica.store.clientId} (lease owner ${config.leaseOwner}); Ctrl-C stops it`
       )
@@ -301,13 +308,24 @@ const status = Command.make("status", { db: localDb, json }, (opts) =>
       ["lease holder", report.lease_owner ? `${report.lease_owner} until ${report.lease_until}` : "(free)"]
     ]
     yield* Console.log(rows.map(([k, v]) => `${k.padEnd(16)} ${v}`).join("\n"))
-  }).pipe(Effect.provide(Replica.layerLocal(opts.db)), explain)).pipe(
+  }).pipe(Effect.provide(Replica.layerExisting(opts.db)), explain)).pipe(
     Command.withDescription("Show a replica's sync state from its file alone (no server needed).")
   )
 
 // ---------------------------------------------------------------------------------------------
 // enrollment and documents
 // ---------------------------------------------------------------------------------------------
+
+const init = Command.make(
+  "init",
+  { db: localDb },
+  (opts) =>
+    Effect.flatMap(LocalStore.LocalStore, (s) => Console.log(`replica ${opts.db} ready (client id ${s.clientId})`))
+      .pipe(
+        Effect.provide(Replica.layerLocal(opts.db)),
+        explain
+      )
+).pipe(Command.withDescription("Create (or check and migrate) a replica file and print its client id."))
 
 const enroll = Command.make(
   "enroll",
@@ -363,7 +381,7 @@ const get = Command.make(
         return yield* CliError.notFound(`no document ${opts.project}/${opts.entity}/${opts.key}`)
       }
       yield* Console.log(JSON.stringify(value.value))
-    }).pipe(Effect.provide(Replica.layerLocal(opts.db)), explain)
+    }).pipe(Effect.provide(Replica.layerExisting(opts.db)), explain)
 ).pipe(
   Command.withDescription("Print a document's JSON (exit code 3 when there is none).")
 )
@@ -381,7 +399,7 @@ const list = Command.make(
         )
       }
       for (const d of docs) yield* Console.log(`${d.entity}\t${d.entityKey}\t${JSON.stringify(d.value)}`)
-    }).pipe(Effect.provide(Replica.layerLocal(opts.db)), explain)
+    }).pipe(Effect.provide(Replica.layerExisting(opts.db)), explain)
 ).pipe(Command.withDescription("List a project's documents (of one entity when given): entity, key, JSON."))
 
 // ---------------------------------------------------------------------------------------------
@@ -418,7 +436,7 @@ const demo = Command.make(
  */
 export const command = Command.make("autosync").pipe(
   Command.withDescription("Local-first replication: a sync server, a sync agent, and the tools around them."),
-  Command.withSubcommands([serve, tokenCommand, agent, status, enroll, unenroll, put, get, list, demo])
+  Command.withSubcommands([serve, tokenCommand, agent, status, init, enroll, unenroll, put, get, list, demo])
 )
 
 /**

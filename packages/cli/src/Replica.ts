@@ -7,11 +7,15 @@
 import { DirtySignal, LocalStore, SyncConfig, SyncManager } from "@autosync/core"
 import { HttpCloudTransport } from "@autosync/http"
 import { Documents, SqliteLocalStore } from "@autosync/sqlite"
+import * as FileSystem from "@effect/platform/FileSystem"
 import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Redacted from "effect/Redacted"
+import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
+import * as CliError from "./CliError.js"
 
 /**
  * The store and write API of a database file (created and migrated when missing).
@@ -23,6 +27,27 @@ export const layerLocal = (file: string) =>
   Documents.layer.pipe(
     Layer.provideMerge(SqliteLocalStore.layerFile(file)),
     Layer.provideMerge(DirtySignal.layer)
+  )
+
+/**
+ * {@link layerLocal} for commands that only read: a missing file is an error (a mistyped
+ * `--db` must not silently create a new, empty replica).
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerExisting = (file: string) =>
+  Layer.unwrapEffect(
+    Effect.flatMap(FileSystem.FileSystem, (fs) => fs.exists(file)).pipe(
+      Effect.orElseSucceed(() => false),
+      Effect.flatMap((exists) =>
+        exists
+          ? Effect.succeed(layerLocal(file))
+          : Effect.fail(
+            CliError.notFound(`no replica at ${file} (give --db; \`autosync enroll\` or \`put\` creates one)`)
+          )
+      )
+    )
   )
 
 /**
@@ -48,6 +73,11 @@ export const run = (options: {
   readonly token: Redacted.Redacted | string
   readonly config: SyncConfig.SyncConfig
   readonly wrapStore?: (store: LocalStore.LocalStore["Type"]) => LocalStore.LocalStore["Type"]
+  /**
+   * Also wake on writes that other processes journal in the file (e.g. `autosync put` beside a
+   * running agent), by checking the journal's last seq this often. Off when not given.
+   */
+  readonly watchJournal?: Duration.DurationInput
 }): Effect.Effect<Running, LocalStore.LocalStoreError, Scope.Scope> =>
   Effect.gen(function*() {
     const context = yield* Layer.build(
@@ -65,5 +95,15 @@ export const run = (options: {
     )
     yield* Effect.forkScoped(manager.run)
     yield* Effect.addFinalizer(() => manager.stop)
+    if (options.watchJournal !== undefined) {
+      const targetKey = options.config.targetKey
+      let seen = (yield* store.getSyncState(targetKey)).lastEnqueuedSeq
+      const check = Effect.flatMap(store.getSyncState(targetKey), (state) => {
+        if (state.lastEnqueuedSeq === seen) return Effect.void
+        seen = state.lastEnqueuedSeq
+        return manager.notifyDirty
+      }).pipe(Effect.catchAll(() => Effect.void))
+      yield* Effect.forkScoped(Effect.repeat(check, Schedule.spaced(Duration.decode(options.watchJournal))))
+    }
     return { store, documents: Context.get(context, Documents.Documents), manager }
   })

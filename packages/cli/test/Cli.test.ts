@@ -120,6 +120,12 @@ describe.concurrent("autosync", () => {
   it("status reports a replica's state from its file, before and after a sync", async ({ onTestFinished }) => {
     const box = sandbox(onTestFinished)
     const db = box.path("replica.db")
+    // A read on a file that is not there is refused (a mistyped --db creates nothing); init creates it.
+    const missing = await box.run(["status", "--db", db])
+    assert.strictEqual(missing.code, 3)
+    assert.include(missing.stderr, `no replica at ${db}`)
+    assert.isFalse(Fs.existsSync(db))
+    await box.ok(["init", "--db", db])
     const [server, fresh] = await Promise.all([box.serve(), box.status(db)])
 
     assert.match(fresh.client_id, /^replica-[0-9a-f]+$/)
@@ -323,12 +329,13 @@ describe.concurrent("autosync", () => {
       const box = sandbox(onTestFinished)
       const agentFlags = ["--db", "--server", "--token", "--json", "--debounce", "--poll-interval", "--long-poll"]
       const cases: ReadonlyArray<readonly [ReadonlyArray<string>, ReadonlyArray<string>]> = [
-        [[], ["serve", "token", "agent", "status", "enroll", "unenroll", "put", "get", "list", "demo"]],
+        [[], ["serve", "token", "agent", "status", "init", "enroll", "unenroll", "put", "get", "list", "demo"]],
         [["serve"], ["--db", "--database-url", "--port", "--host", "--body-limit", "AUTOSYNC_PORT"]],
         [["token"], ["create"]],
         [["token", "create"], ["--project", "--db", "--database-url"]],
         [["agent"], [...agentFlags, "AUTOSYNC_TOKEN", "AUTOSYNC_SERVER_URL"]],
         [["status"], ["--db", "--json"]],
+        [["init"], ["--db"]],
         [["enroll"], ["--db", "project"]],
         [["unenroll"], ["--db", "project"]],
         [["put"], ["--db", "project", "entity", "key", "json"]],
