@@ -6,7 +6,6 @@
  * @since 0.1.0
  */
 import { LocalStore, Status, SyncConfig } from "@autosync/core"
-import { PgMutationLog, SqliteMutationLog, SyncServer, Tokens } from "@autosync/server"
 import { Documents } from "@autosync/sqlite"
 import * as Args from "@effect/cli/Args"
 import * as Command from "@effect/cli/Command"
@@ -25,7 +24,6 @@ import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 import * as CliError from "./CliError.js"
-import * as Demo from "./Demo.js"
 import * as Replica from "./Replica.js"
 
 // ---------------------------------------------------------------------------------------------
@@ -117,6 +115,11 @@ const projectArg = Args.text({ name: "project" }).pipe(Args.withDescription("The
 const entityArg = Args.text({ name: "entity" }).pipe(Args.withDescription("The entity, e.g. \"note\"."))
 const keyArg = Args.text({ name: "key" }).pipe(Args.withDescription("The document's key."))
 
+// The server (HTTP, PostgreSQL) and the demo load only for the commands that use them: every
+// other command starts faster without them.
+const loadServer = Effect.promise(() => import("@autosync/server"))
+const loadDemo = Effect.promise(() => import("./Demo.js"))
+
 // Errors of the layers below become one-line messages with an exit code.
 const explain = <A, R>(effect: Effect.Effect<A, unknown, R>): Effect.Effect<A, CliError.CliError, R> =>
   Effect.mapError(effect, (error) => {
@@ -153,6 +156,7 @@ const serve = Command.make(
   (opts) =>
     Effect.gen(function*() {
       const where = yield* serverStore(opts.db, opts.databaseUrl)
+      const { SyncServer } = yield* loadServer
       const options = { port: opts.port, host: opts.host, bodyLimit: opts.bodyLimit }
       const server = where._tag === "sqlite"
         ? SyncServer.layerSqlite({ ...options, file: where.file })
@@ -184,6 +188,7 @@ const tokenCreate = Command.make(
     Effect.gen(function*() {
       if (opts.projects.length === 0) return yield* CliError.usage("token create needs at least one --project")
       const where = yield* serverStore(opts.db, opts.databaseUrl)
+      const { PgMutationLog, SqliteMutationLog, Tokens } = yield* loadServer
       const client = where._tag === "sqlite"
         ? SqliteMutationLog.layerClient({ file: where.file })
         : PgMutationLog.layerClient({ url: where.url })
@@ -421,7 +426,7 @@ const demo = Command.make(
     ),
     json: Options.boolean("json").pipe(Options.withDescription("Print the figures as one JSON object at the end."))
   },
-  (opts) => Demo.run(opts).pipe(explain)
+  (opts) => Effect.flatMap(loadDemo, (Demo) => Demo.run(opts)).pipe(explain)
 ).pipe(
   Command.withDescription(
     "Start a server and two replicas in a temporary directory, write on A, watch B catch up, print the timings."
