@@ -1,8 +1,8 @@
 /**
  * The lease under contention, across real processes: four processes on one replica file, each
  * running a SyncManager with a 1 s lease while writing, for about 9 s; every couple of seconds
- * one of them is SIGKILLed (whatever it is doing, possibly mid-push, holding the lease) and a
- * fresh one (a new lease owner) takes its place. Each push is logged as an interval by the
+ * one of them is SIGKILLed (every other time the one holding the lease, possibly mid-push; else a
+ * random one) and a fresh one (a new lease owner) takes its place. Each push is logged as an interval by the
  * worker's transport; a push cut short by a kill ends when the process was seen dead.
  *
  * Proves: never two holders at once (no two push intervals overlap), while the lease does move
@@ -51,9 +51,16 @@ describe("the lease across processes", () => {
     const runFor = 9_000
     const began = Date.now()
     let kills = 0
-    while (Date.now() - began < runFor) {
+    const lastPusher = () => {
+      const lines = existsSync(log) ? readFileSync(log, "utf8").trim().split("\n") : []
+      const last = lines.reverse().find((l) => l.startsWith("start "))
+      return last?.split(" ")[1]
+    }
+    while (Date.now() - began < runFor || kills < 4) {
       await sleep(random.int(1_200, 2_200))
-      const slot = random.int(0, workerCount - 1)
+      // Every other kill hits the current holder (the last one to push), so the lease must move.
+      const holder = kills % 2 === 0 ? owners.indexOf(lastPusher() ?? "") : -1
+      const slot = holder >= 0 ? holder : random.int(0, workerCount - 1)
       for (const w of workers) expect(w.running, w.describe()).toBe(true)
       await workers[slot].kill("SIGKILL")
       kills++

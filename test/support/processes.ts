@@ -8,11 +8,10 @@ import { type ChildProcess, spawn } from "node:child_process"
 import { existsSync, mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { fileURLToPath, pathToFileURL } from "node:url"
+import { fileURLToPath } from "node:url"
 
 export const repoRoot = fileURLToPath(new URL("../../", import.meta.url))
 export const cliBin = join(repoRoot, "packages/cli/bin/autosync.js")
-const registerHook = pathToFileURL(fileURLToPath(new URL("./register.mjs", import.meta.url))).href
 export const fixture = (name: string) => fileURLToPath(new URL(`../fixtures/${name}`, import.meta.url))
 
 /** The packages must be built (`pnpm exec tsc -b tsconfig.build.json`; `pnpm test` does it). */
@@ -177,18 +176,14 @@ export class Processes {
     return this.spawn(name, [cliBin, ...args], env)
   }
 
-  /** `node [flags] --import register.mjs test/fixtures/<script> …args`. */
+  /** `node [flags] test/fixtures/<script> …args`. */
   fixture(
     name: string,
     script: string,
     args: ReadonlyArray<string>,
     options: { readonly nodeFlags?: ReadonlyArray<string>; readonly env?: Record<string, string> } = {}
   ): Proc {
-    return this.spawn(
-      name,
-      [...(options.nodeFlags ?? []), "--import", registerHook, fixture(script), ...args],
-      options.env
-    )
+    return this.spawn(name, [...(options.nodeFlags ?? []), fixture(script), ...args], options.env)
   }
 
   /** Waits for a process to end, SIGKILLing it (and failing) after `timeoutMs`. */
@@ -236,8 +231,8 @@ export class Processes {
 }
 
 /** A fresh temporary directory and its removal. */
-export const tempDir = (prefix: string) => {
-  const dir = mkdtempSync(join(tmpdir(), `autosync-${prefix}-`))
+export const tempDir = (prefix: string, parent: string = tmpdir()) => {
+  const dir = mkdtempSync(join(parent, `autosync-${prefix}-`))
   return { dir, file: (name: string) => join(dir, name), remove: () => rmSync(dir, { recursive: true, force: true }) }
 }
 
