@@ -38,14 +38,13 @@ export const layerLocal = (file: string) =>
  */
 export const layerExisting = (file: string) =>
   Layer.unwrapEffect(
-    Effect.flatMap(FileSystem.FileSystem, (fs) => fs.exists(file)).pipe(
-      Effect.orElseSucceed(() => false),
-      Effect.flatMap((exists) =>
-        exists
-          ? Effect.succeed(layerLocal(file))
-          : Effect.fail(
-            CliError.notFound(`no replica at ${file} (give --db; \`autosync enroll\` or \`put\` creates one)`)
-          )
+    Effect.flatMap(FileSystem.FileSystem, (fs) => Effect.option(fs.stat(file))).pipe(
+      Effect.flatMap((info) =>
+        info._tag === "None"
+          ? Effect.fail(CliError.notFound(`no replica at ${file} (give --db; \`autosync init\` creates one)`))
+          : info.value.size === BigInt(0) // a file truncated to nothing is damage, not a new replica
+          ? Effect.fail(CliError.failure(`${file} is empty: not an autosync replica (was it truncated?)`))
+          : Effect.succeed(layerLocal(file))
       )
     )
   )

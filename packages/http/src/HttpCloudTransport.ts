@@ -97,7 +97,11 @@ const truncate = (s: string, max = 500) => s.length > max ? `${s.slice(0, max)}â
 const classify = (error: unknown, status: number | undefined): CloudTransport.TransportError => {
   if (error instanceof CloudTransport.TransportError) return error
   if (ParseResult.isParseError(error)) {
-    const detail = truncate(ParseResult.TreeFormatter.formatErrorSync(error))
+    // Name the bad fields (`mutations.0.seq: Expected an integerâ€¦`), not the schema's structure.
+    const issues = ParseResult.ArrayFormatter.formatErrorSync(error)
+    const detail = truncate(
+      issues.slice(0, 3).map((i) => `${i.path.length > 0 ? i.path.join(".") : "body"}: ${i.message}`).join("; ")
+    )
     return fromStatus(status, `malformed response from the server${status ? ` (${status})` : ""}: ${detail}`)
   }
   const e = error as { readonly _tag?: string; readonly message?: string; readonly response?: { status: number } }
