@@ -34,6 +34,8 @@ const usage = `usage: pnpm bench [-- options]
   --idle-seconds S       idle: measured seconds (default 60)
   --cost-requests N      cost: sequential pushes and pulls per backend (default 500)
   --stall-seconds S      give up on a scenario whose replica makes no progress this long (default 60)
+  --server-build DIR     run the servers from this build of @autosync/server (its dist/ copied somewhere
+                         under packages/server/, so that its imports resolve), to compare two versions
   --profile DIR          write a --cpu-prof profile of every server and replica process into DIR
   --sql-stats            print each replica's SQLite statements by total time (stderr)
   --help`
@@ -58,6 +60,7 @@ const { values } = parseArgs({
     "cost-requests": { type: "string" },
     "stall-seconds": { type: "string" },
     profile: { type: "string" },
+    "server-build": { type: "string" },
     "sql-stats": { type: "boolean" },
     help: { type: "boolean" }
   }
@@ -101,6 +104,7 @@ const flags = {
   costRequests: positive("cost-requests", quick ? 100 : 500),
   stallSeconds: positive("stall-seconds", 60),
   profile: values.profile === undefined ? undefined : resolve(values.profile),
+  serverBuild: values["server-build"] === undefined ? undefined : resolve(values["server-build"]),
   sqlStats: values["sql-stats"] === true
 }
 if (flags.batches.some((b) => !Number.isInteger(b) || b < 1 || b > 1000)) fail("--batches: integers from 1 to 1000")

@@ -1,15 +1,19 @@
 // A sync server in its own process: `SyncServer.layerSqlite` on a file or `layerPg` on a URL,
 // on 127.0.0.1 and a free port. With `createToken`, first creates a token for `projects`.
-import { SqliteMutationLog, SyncServer, Tokens } from "@autosync/server"
 import * as HttpServer from "@effect/platform/HttpServer"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Scope from "effect/Scope"
+import { pathToFileURL } from "node:url"
 import { options, serve } from "../lib/child.mjs"
 
 const opts = options()
+// Another build of @autosync/server (e.g. last commit's, to compare before and after a change).
+const { SqliteMutationLog, SyncServer, Tokens } = await import(
+  opts.serverBuild ? pathToFileURL(`${opts.serverBuild}/index.js`).href : "@autosync/server"
+)
 if (opts.sqlStats) (await import("../lib/sqlstats.mjs")).install()
 const common = { port: 0, host: "127.0.0.1", logRequests: false }
 

@@ -13,7 +13,12 @@ export const profileArgs = (ctx, label) =>
 
 /** A sync server on SQLite (`file`) or PostgreSQL (`url`); with `createToken`, a token for "bench". */
 export const startServer = (ctx, label, options) =>
-  start(join(children, "server.mjs"), { projects: ["bench"], sqlStats: ctx.flags.sqlStats, ...options }, {
+  start(join(children, "server.mjs"), {
+    projects: ["bench"],
+    sqlStats: ctx.flags.sqlStats,
+    serverBuild: ctx.flags.serverBuild,
+    ...options
+  }, {
     name: label,
     execArgv: profileArgs(ctx, label)
   })

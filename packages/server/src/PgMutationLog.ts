@@ -2,8 +2,9 @@
  * The `MutationLog` in PostgreSQL, for when one machine is not enough: several server processes
  * may share one database.
  *
- * - Every append takes a transaction-scoped advisory lock before it reads anything, and assigns
- *   seqs as `max(seq) + 1…` under it. Appends therefore commit one at a time, in seq order: when
+ * - Every append transaction (one per group of appends waiting in this process: group commit)
+ *   takes a transaction-scoped advisory lock before it reads anything, and assigns seqs as
+ *   `max(seq) + 1…` under it. Appends therefore commit one group at a time, in seq order: when
  *   a puller sees seq `n`, every seq below `n` is already visible, so no cursor skips one, and
  *   there are no gaps (not even after refused batches or retries, which a sequence would leave).
  * - A committed append is announced with `pg_notify` (sent inside the transaction, so it is

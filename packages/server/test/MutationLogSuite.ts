@@ -6,7 +6,7 @@
 import type { Mutation } from "@autosync/core"
 import { MutationLog } from "@autosync/server"
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Exit, FastCheck as fc, Fiber, Layer, Option, TestClock } from "effect"
+import { Effect, Either, Exit, FastCheck as fc, Fiber, Layer, Option, TestClock } from "effect"
 
 const entry = (clientSeq: number, overrides: Partial<Mutation.MutationEntry> = {}): Mutation.MutationEntry => ({
   clientSeq,
@@ -276,6 +276,39 @@ export const MutationLogSuite = (name: string, layer: Layer.Layer<MutationLog.Mu
             }
           }
         }
+      })
+    )
+
+    test(
+      "appends at the same moment (stored together by the SQL logs) each get their own outcome",
+      Effect.gen(function*() {
+        const log = yield* MutationLog.MutationLog
+        const results = yield* Effect.all([
+          Effect.either(log.append("a", [entry(1), entry(2)])),
+          Effect.either(log.append("b", [entry(1)])),
+          // The same push twice at once (a retry while the first is in flight): the same seqs.
+          Effect.either(log.append("a", [entry(1), entry(2)])),
+          // A reused identity with other content: refused alone, nothing of it stored.
+          Effect.either(log.append("a", [entry(3), entry(2, { payload: { other: true } })])),
+          Effect.either(log.append("b", [entry(2), entry(2)])),
+          Effect.either(log.append("c", []))
+        ], { concurrency: "unbounded" })
+        const [first, second, retry, conflict, repeated, empty] = results
+        assert.deepStrictEqual(first, Either.right([1, 2]))
+        assert.deepStrictEqual(second, Either.right([3]))
+        assert.deepStrictEqual(retry, Either.right([1, 2]))
+        assert.isTrue(Either.isLeft(conflict))
+        if (Either.isLeft(conflict)) {
+          assert.strictEqual(conflict.left.reason, "conflict")
+          assert.strictEqual(conflict.left.seq, 2)
+        }
+        assert.deepStrictEqual(repeated, Either.right([4, 4]))
+        assert.deepStrictEqual(empty, Either.right([]))
+        const page = yield* log.since(0, undefined, 100)
+        assert.deepStrictEqual(page.mutations.map((m) => m.entityKey), ["k1", "k2", "k1", "k2"])
+        assert.strictEqual(yield* log.latestSeq, 4)
+        // The refused push left nothing behind: its new identity is free.
+        assert.deepStrictEqual(yield* log.append("a", [entry(3)]), [5])
       })
     )
 

@@ -1,15 +1,21 @@
 /**
  * The `MutationLog` over `@effect/sql`, shared by the SQLite and PostgreSQL backends. What
  * differs between them comes in as a `Dialect`: how seq assignment is serialised, how other
- * processes are told about new seqs, and how this process hears about theirs.
+ * processes are told about new seqs, and how this process hears about theirs. Appends are
+ * group-committed: one writer fiber stores all the appends waiting, in one transaction.
  */
 import type { Mutation } from "@autosync/core"
 import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
+import * as Cause from "effect/Cause"
+import * as Chunk from "effect/Chunk"
 import * as Clock from "effect/Clock"
+import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
 import type * as ParseResult from "effect/ParseResult"
+import * as Queue from "effect/Queue"
 import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
@@ -90,6 +96,42 @@ const storage = (what: string) => (cause: SqlError | ParseResult.ParseError | Mu
 const logWarning = (message: string, cause: unknown) =>
   Effect.logWarning(message, cause).pipe(Effect.annotateLogs({ package: "@autosync/server", module: "MutationLog" }))
 
+/** An append waiting for the writer. */
+interface Pending {
+  readonly clientId: string
+  readonly entries: ReadonlyArray<Mutation.MutationEntry>
+  readonly payloads: ReadonlyMap<number, string>
+  readonly done: Deferred.Deferred<ReadonlyArray<number>, MutationLogError>
+}
+
+/** What an identity was stored with. */
+interface Stored {
+  readonly seq: number
+  readonly project: string
+  readonly entity: string
+  readonly entityKey: string
+  readonly op: string
+  readonly payloadJson: string
+}
+
+/** A row of `autosync_log` (a type, not an interface: `sql.insert` wants a record). */
+type LogRow = {
+  readonly seq: number
+  readonly client_id: string
+  readonly client_seq: number
+  readonly project: string
+  readonly entity: string
+  readonly entity_key: string
+  readonly op: string
+  readonly payload: string
+  readonly occurred_at: number
+}
+
+const identity = (clientId: string, clientSeq: number) => `${clientSeq}:${clientId}`
+
+/** The most appends one transaction stores. */
+const maxGroup = 64
+
 /** @internal */
 export const make = (
   dialect: Dialect,
@@ -130,72 +172,126 @@ export const make = (
           pages.flat()
         ))
 
-    const append = (clientId: string, entries: ReadonlyArray<Mutation.MutationEntry>) =>
-      Effect.gen(function*() {
-        if (entries.length === 0) return []
-        const payloads = yield* checkBatch(clientId, entries)
-        const distinct = [...new Map(entries.map((e) => [e.clientSeq, e] as const)).values()]
-        const occurredAt = yield* Clock.currentTimeMillis
+    // Group commit: appends queue up and one writer fiber stores everything waiting in one
+    // transaction (one lock, one identity lookup per client, one insert per 500 rows, one
+    // announcement, one commit), with exactly the outcome each append would have had alone, in
+    // queue order. While a transaction runs the next group gathers, so an idle log adds no delay.
+    const queue = yield* Queue.unbounded<Pending>()
 
-        const { announced, seqs } = yield* sql.withTransaction(Effect.gen(function*() {
+    const writeGroup = (group: ReadonlyArray<Pending>) =>
+      Effect.gen(function*() {
+        const occurredAt = yield* Clock.currentTimeMillis
+        const { announced, outcomes } = yield* sql.withTransaction(Effect.gen(function*() {
           yield* dialect.lock
-          const existing = new Map((yield* selectIdentities(clientId, distinct.map((e) => e.clientSeq))).map((row) =>
-            [row.client_seq, row] as const
-          ))
-          for (const entry of distinct) {
-            const row = existing.get(entry.clientSeq)
-            if (
-              row && !sameContent(
-                {
-                  project: row.project,
-                  entity: row.entity,
-                  entityKey: row.entity_key,
-                  op: row.op,
-                  payloadJson: row.payload
-                },
-                { ...entry, payloadJson: payloads.get(entry.clientSeq)! }
-              )
-            ) {
-              return yield* conflictError(clientId, entry.clientSeq, row.seq)
+          const wanted = new Map<string, Set<number>>()
+          for (const { clientId, entries } of group) {
+            const seqs = wanted.get(clientId) ?? new Set<number>()
+            for (const entry of entries) seqs.add(entry.clientSeq)
+            wanted.set(clientId, seqs)
+          }
+          // What is stored already, then what this group stores, by identity.
+          const known = new Map<string, Stored>()
+          for (const [clientId, clientSeqs] of wanted) {
+            for (const row of yield* selectIdentities(clientId, [...clientSeqs])) {
+              known.set(identity(clientId, row.client_seq), {
+                seq: row.seq,
+                project: row.project,
+                entity: row.entity,
+                entityKey: row.entity_key,
+                op: row.op,
+                payloadJson: row.payload
+              })
             }
           }
-          const fresh = distinct.filter((e) =>
-            !existing.has(e.clientSeq)
-          )
-          let announced: number | undefined = undefined
           // Under the lock, so max(seq) + 1 is ours: gap-free, and in commit order. The new rows
           // get exactly these seqs (nothing else can insert meanwhile), so they are not read back.
-          const assigned = new Map<number, number>()
-          if (fresh.length > 0) {
-            const base = yield* readLatest
-            const rows = fresh.map((entry, i) => {
-              assigned.set(entry.clientSeq, base + i + 1)
-              return {
-                seq: base + i + 1,
+          const base = yield* readLatest
+          let next = base
+          const rows: Array<LogRow> = []
+          const outcomes = group.map(({ clientId, entries, payloads }): ReadonlyArray<number> | MutationLogError => {
+            for (const entry of entries) {
+              const before = known.get(identity(clientId, entry.clientSeq))
+              if (before && !sameContent(before, { ...entry, payloadJson: payloads.get(entry.clientSeq)! })) {
+                return conflictError(clientId, entry.clientSeq, before.seq)
+              }
+            }
+            return entries.map((entry) => {
+              const key = identity(clientId, entry.clientSeq)
+              const before = known.get(key)
+              if (before) return before.seq
+              const payloadJson = payloads.get(entry.clientSeq)!
+              const seq = ++next
+              known.set(key, { ...entry, seq, payloadJson })
+              rows.push({
+                seq,
                 client_id: clientId,
                 client_seq: entry.clientSeq,
                 project: entry.project,
                 entity: entry.entity,
                 entity_key: entry.entityKey,
                 op: entry.op,
-                payload: payloads.get(entry.clientSeq)!,
+                payload: payloadJson,
                 occurred_at: occurredAt
-              }
+              })
+              return seq
             })
-            for (const chunk of chunks(rows)) {
-              yield* sql`INSERT INTO autosync_log ${sql.insert(chunk)}`
-            }
-            announced = base + fresh.length
-            yield* dialect.announce(announced)
+          })
+          for (const chunk of chunks(rows)) {
+            yield* sql`INSERT INTO autosync_log ${sql.insert(chunk)}`
           }
-          const seqs = entries.map((entry) => existing.get(entry.clientSeq)?.seq ?? assigned.get(entry.clientSeq)!)
-          return { announced, seqs }
+          if (rows.length > 0) yield* dialect.announce(next)
+          return { announced: rows.length > 0 ? next : undefined, outcomes }
         }))
-        if (announced !== undefined) {
-          yield* bump(announced)
-        }
-        return seqs
-      }).pipe(Effect.mapError(storage("append")))
+        if (announced !== undefined) yield* bump(announced)
+        yield* Effect.forEach(group, ({ done }, i) => {
+          const outcome = outcomes[i]
+          return outcome instanceof MutationLogError ? Deferred.fail(done, outcome) : Deferred.succeed(done, outcome)
+        }, { discard: true })
+      }).pipe(
+        // The whole group failed (storage): each of its appends fails with that error.
+        Effect.catchAllCause((cause) => {
+          const error = Cause.failureOption(cause).pipe(
+            Option.map(storage("append")),
+            Option.getOrElse(() =>
+              new MutationLogError({
+                reason: "storage",
+                message: `append failed: ${Cause.pretty(cause).split("\n")[0]}`
+              })
+            )
+          )
+          return Effect.forEach(group, ({ done }) => Deferred.fail(done, error), { discard: true })
+        })
+      )
+
+    // A group once taken is written to the end, even when the log is closing.
+    yield* Queue.takeBetween(queue, 1, maxGroup).pipe(
+      Effect.flatMap((group) => Effect.uninterruptible(writeGroup(Chunk.toReadonlyArray(group)))),
+      Effect.forever,
+      Effect.forkScoped
+    )
+    // Appends still waiting when the log closes fail instead of hanging; later ones are refused.
+    yield* Effect.addFinalizer(() =>
+      Queue.takeAll(queue).pipe(
+        Effect.flatMap((left) =>
+          Effect.forEach(
+            left,
+            ({ done }) =>
+              Deferred.fail(done, new MutationLogError({ reason: "storage", message: "the log is closed" })),
+            { discard: true }
+          )
+        ),
+        Effect.zipRight(Queue.shutdown(queue))
+      )
+    )
+
+    const append = (clientId: string, entries: ReadonlyArray<Mutation.MutationEntry>) =>
+      Effect.gen(function*() {
+        if (entries.length === 0) return []
+        const payloads = yield* checkBatch(clientId, entries)
+        const done = yield* Deferred.make<ReadonlyArray<number>, MutationLogError>()
+        yield* Queue.offer(queue, { clientId, entries, payloads, done })
+        return yield* Deferred.await(done)
+      })
 
     const sinceStored = (sinceSeq: number, projects: ReadonlyArray<string> | undefined, limit: number) =>
       Effect.gen(function*() {
