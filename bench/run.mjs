@@ -11,9 +11,18 @@ import * as Cost from "./scenarios/cost.mjs"
 import * as Idle from "./scenarios/idle.mjs"
 import * as Latency from "./scenarios/latency.mjs"
 import * as Scale from "./scenarios/scale.mjs"
+import * as Store from "./scenarios/store.mjs"
 import * as Throughput from "./scenarios/throughput.mjs"
 
-const scenarios = { throughput: Throughput, latency: Latency, backlog: Backlog, scale: Scale, idle: Idle, cost: Cost }
+const scenarios = {
+  throughput: Throughput,
+  latency: Latency,
+  backlog: Backlog,
+  scale: Scale,
+  idle: Idle,
+  cost: Cost,
+  store: Store
+}
 
 const usage = `usage: pnpm bench [-- options]
 
@@ -33,9 +42,11 @@ const usage = `usage: pnpm bench [-- options]
   --pg-url URL           scale: PostgreSQL (default $AUTOSYNC_TEST_PG_URL or postgres://postgres@127.0.0.1:5432/test)
   --idle-seconds S       idle: measured seconds (default 60)
   --cost-requests N      cost: sequential pushes and pulls per backend (default 500)
+  --store-rows N         store: rows through each LocalStore step (default 20000)
   --stall-seconds S      give up on a scenario whose replica makes no progress this long (default 60)
-  --server-build DIR     run the servers from this build of @autosync/server (its dist/ copied somewhere
-                         under packages/server/, so that its imports resolve), to compare two versions
+  --server-build DIR     run the servers from another build of @autosync/server, to compare two versions
+                         (its dist/ copied under packages/server/, e.g. to packages/server/build/before,
+                         so that its imports resolve)
   --profile DIR          write a --cpu-prof profile of every server and replica process into DIR
   --sql-stats            print each replica's SQLite statements by total time (stderr)
   --help`
@@ -58,6 +69,7 @@ const { values } = parseArgs({
     "pg-url": { type: "string" },
     "idle-seconds": { type: "string" },
     "cost-requests": { type: "string" },
+    "store-rows": { type: "string" },
     "stall-seconds": { type: "string" },
     profile: { type: "string" },
     "server-build": { type: "string" },
@@ -102,6 +114,7 @@ const flags = {
   pgUrl: values["pg-url"] ?? process.env.AUTOSYNC_TEST_PG_URL ?? "postgres://postgres@127.0.0.1:5432/test",
   idleSeconds: positive("idle-seconds", quick ? 5 : 60),
   costRequests: positive("cost-requests", quick ? 100 : 500),
+  storeRows: positive("store-rows", quick ? 2000 : 20_000),
   stallSeconds: positive("stall-seconds", 60),
   profile: values.profile === undefined ? undefined : resolve(values.profile),
   serverBuild: values["server-build"] === undefined ? undefined : resolve(values["server-build"]),
