@@ -442,7 +442,7 @@ export const make: Effect.Effect<LocalStore.LocalStore["Type"], LocalStore.Local
      * Applies a page in the caller's write transaction: the cursor is read once and written once,
      * each mutation runs in a savepoint, and a failure keeps the ones before it.
      */
-    const applyPage = (targetKey: string, mutations: ReadonlyArray<Mutation.PulledMutation>, at: number) =>
+    const applyOneByOne = (targetKey: string, mutations: ReadonlyArray<Mutation.PulledMutation>, at: number) =>
       Effect.gen(function*() {
         let cursor = Option.match(yield* findState(targetKey), { onNone: () => 0, onSome: (s) => s.lastPulledSeq })
         const unacked = yield* unackedKeys(targetKey, mutations)
@@ -474,6 +474,72 @@ export const make: Effect.Effect<LocalStore.LocalStore["Type"], LocalStore.Local
           findState(targetKey),
           Option.getOrElse(() => LocalStore.emptyState(targetKey, new Date(at)))
         ))
+
+    const remoteRow = (targetKey: string, m: Mutation.PulledMutation, status: string) => ({
+      target_key: targetKey,
+      source: "remote",
+      seq: m.seq,
+      project: m.project,
+      entity: m.entity,
+      entity_key: m.entityKey,
+      op: m.op,
+      payload: m.payload === undefined ? null : JSON.stringify(m.payload),
+      occurred_at: m.occurredAt.getTime(),
+      status
+    })
+
+    /**
+     * The whole page in a few statements, for a page where nothing fails: the same decisions as
+     * {@link applyOneByOne}, the applies batched per applier, the journal rows in one insert.
+     */
+    const applyPageAtOnce = (targetKey: string, mutations: ReadonlyArray<Mutation.PulledMutation>, at: number) =>
+      Effect.gen(function*() {
+        let cursor = Option.match(yield* findState(targetKey), { onNone: () => 0, onSome: (s) => s.lastPulledSeq })
+        const unacked = yield* unackedKeys(targetKey, mutations)
+        const results: Array<Mutation.ApplyResult> = []
+        const rows: Array<ReturnType<typeof remoteRow>> = []
+        const changes: Array<Applier.Change> = []
+        for (const m of mutations) {
+          if (m.seq <= cursor) {
+            results.push("duplicate")
+            continue
+          }
+          cursor = m.seq
+          const shape = Schema.decodeUnknownEither(PulledShape)(m)
+          const problem = Either.isLeft(shape)
+            ? `invalid mutation: ${ParseResult.TreeFormatter.formatErrorSync(shape.left)}`
+            : (appliers.get(m.entity).validate(m) ??
+              (m.payload === undefined ? undefined : Mutation.payloadProblem(m.payload)))
+          if (problem !== undefined) {
+            yield* insertDeadLetter(targetKey, m.seq, problem, m, at)
+            results.push("dead_letter")
+          } else if (unacked.has(keyOf(m.project, m.entity, m.entityKey))) {
+            rows.push(remoteRow(targetKey, m, "kept_aside"))
+            results.push("kept_aside")
+          } else {
+            changes.push({ ...m, targetKey, source: "remote" })
+            rows.push(remoteRow(targetKey, m, "applied"))
+            results.push("applied")
+          }
+        }
+        yield* Applier.applyAll(appliers, changes).pipe(Effect.provideService(SqlClient.SqlClient, sql))
+        for (const chunk of Applier.inChunks(rows)) yield* sql`INSERT INTO sync_mutations ${sql.insert(chunk)}`
+        yield* touchState(targetKey, at)
+        yield* sql`UPDATE sync_state SET last_pulled_seq = MAX(last_pulled_seq, ${cursor}) WHERE target_key = ${targetKey}`
+        return results
+      })
+
+    // A page at once in a savepoint; if anything in it fails (an applier refuses, a statement
+    // fails), that is rolled back and the page goes one mutation at a time, which records dead
+    // letters precisely and keeps the prefix before a failure.
+    const applyPage = (targetKey: string, mutations: ReadonlyArray<Mutation.PulledMutation>, at: number) =>
+      Effect.flatMap(
+        Effect.either(sql.withTransaction(applyPageAtOnce(targetKey, mutations, at))),
+        (atOnce) =>
+          Either.isRight(atOnce)
+            ? Effect.succeed([atOnce.right, Option.none<SqlError>()] as const)
+            : applyOneByOne(targetKey, mutations, at)
+      )
 
     const applyPulledMutations = Effect.fn("SqliteLocalStore.applyPulledMutations")(function*(
       targetKey: string,
@@ -522,14 +588,16 @@ export const make: Effect.Effect<LocalStore.LocalStore["Type"], LocalStore.Local
         const at = yield* now
         const serverSeqs = new Map(acks.map((a) => [a.seq, a.serverSeq] as const))
         yield* writeTransaction(Effect.gen(function*() {
-          const rows: Array<typeof AckedRow.Type> = []
-          for (const [seq, serverSeq] of serverSeqs) {
-            const updated = yield* sql`UPDATE sync_mutations
-              SET acked_at = ${at}, server_seq = COALESCE(${serverSeq ?? null}, server_seq)
-              WHERE target_key = ${targetKey} AND source = 'local' AND acked_at IS NULL AND seq = ${seq}
-              RETURNING seq, project, entity, entity_key`.pipe(Effect.flatMap(decodeAcked))
-            rows.push(...updated)
-          }
+          // One statement for the batch: the seqs and their server seqs travel as two JSON values.
+          const seqs = JSON.stringify([...serverSeqs.keys()])
+          const bySeq = JSON.stringify(
+            Object.fromEntries([...serverSeqs].map(([seq, server]) => [seq, server ?? null]))
+          )
+          const rows = yield* sql`UPDATE sync_mutations
+            SET acked_at = ${at}, server_seq = COALESCE(json_extract(${bySeq}, '$."' || seq || '"'), server_seq)
+            WHERE target_key = ${targetKey} AND source = 'local' AND acked_at IS NULL
+              AND seq IN (SELECT value FROM json_each(${seqs}))
+            RETURNING seq, project, entity, entity_key`.pipe(Effect.flatMap(decodeAcked))
           yield* markAcked(targetKey, rows, serverSeqs, at)
         })).pipe(Effect.mapError(fail("acking mutations")))
       }),
@@ -601,21 +669,30 @@ export const make: Effect.Effect<LocalStore.LocalStore["Type"], LocalStore.Local
         const at = yield* now
         return yield* writeTransaction(Effect.gen(function*() {
           const last = yield* count(sql`SELECT COALESCE(MAX(seq), 0) AS n FROM sync_mutations WHERE source = 'local'`)
-          const seqs: Array<number> = []
-          for (const [i, w] of writes.entries()) {
-            const seq = last + 1 + i
-            yield* appliers.get(w.entity).apply({ ...w, targetKey, source: "local", seq }).pipe(
+          const seqs = writes.map((_, i) => last + 1 + i)
+          // The whole batch in a few statements: appliers that can take many changes at once do.
+          yield* Applier.applyAll(appliers, writes.map((w, i) => ({ ...w, targetKey, source: "local", seq: seqs[i] })))
+            .pipe(
               Effect.provideService(SqlClient.SqlClient, sql),
               Effect.catchTag(
                 "ApplyRejected",
                 (rejected) => new LocalStore.LocalStoreError({ reason: "invalid_input", message: rejected.reason })
               )
             )
-            yield* sql`INSERT INTO sync_mutations
-              (target_key, source, seq, project, entity, entity_key, op, payload, occurred_at)
-              VALUES (${targetKey}, 'local', ${seq}, ${w.project}, ${w.entity}, ${w.entityKey}, ${w.op},
-                ${JSON.stringify(w.payload)}, ${at})`
-            seqs.push(seq)
+          for (const rows of Applier.inChunks(writes.map((w, i) => ({ w, seq: seqs[i] })))) {
+            yield* sql`INSERT INTO sync_mutations ${
+              sql.insert(rows.map(({ seq, w }) => ({
+                target_key: targetKey,
+                source: "local",
+                seq,
+                project: w.project,
+                entity: w.entity,
+                entity_key: w.entityKey,
+                op: w.op,
+                payload: JSON.stringify(w.payload),
+                occurred_at: at
+              })))
+            }`
           }
           yield* touchState(targetKey, at)
           yield* sql`UPDATE sync_state SET last_enqueued_seq = ${seqs[seqs.length - 1]} WHERE target_key = ${targetKey}`
