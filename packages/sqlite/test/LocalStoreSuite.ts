@@ -289,6 +289,34 @@ export const localStoreSuite = (
         assert.deepStrictEqual(yield* store.applyPulledMutations("cloud", [pulled(7, "d", 0)]), ["duplicate"])
       })))
 
+    it.effect("one key written several times in one batch or one page ends at the last write", () =>
+      run(Effect.gen(function*() {
+        const store = yield* LocalStore.LocalStore
+        const del = (entityKey: string): Mutation.LocalWrite => ({ ...write(entityKey, null), op: "delete" })
+        yield* store.appendLocal("cloud", [
+          write("x", 1),
+          write("y", 1),
+          write("x", 2),
+          del("y"),
+          write("z", 1),
+          del("z")
+        ])
+        yield* store.appendLocal("cloud", [write("z", 3)])
+        assert.deepStrictEqual(yield* doc("x"), Option.some(2))
+        assert.deepStrictEqual(yield* doc("y"), Option.none())
+        assert.deepStrictEqual(yield* doc("z"), Option.some(3))
+        const results = yield* store.applyPulledMutations("cloud", [
+          pulled(1, "p1", "a"),
+          pulled(2, "p2", "a"),
+          pulled(3, "p1", null, "delete"),
+          pulled(4, "p2", "b"),
+          pulled(5, "p1", "c")
+        ])
+        assert.deepStrictEqual(results, ["applied", "applied", "applied", "applied", "applied"])
+        assert.deepStrictEqual(yield* doc("p1"), Option.some("c"))
+        assert.deepStrictEqual(yield* doc("p2"), Option.some("b"))
+      })))
+
     it.effect("a mutation that cannot be applied goes to the dead letters with the reason; sync goes on", () =>
       run(Effect.gen(function*() {
         const store = yield* LocalStore.LocalStore
