@@ -417,14 +417,19 @@ export const make: Effect.Effect<LocalStore.LocalStore["Type"], LocalStore.Local
         Effect.map((rows) => new Set(rows.map((r) => keyOf(r.project, r.entity, r.entity_key))))
       )
 
+    /** Why a pulled mutation must go to the dead letters, or `undefined`. */
+    const problemOf = (m: Mutation.PulledMutation): string | undefined => {
+      const shape = Schema.decodeUnknownEither(PulledShape)(m)
+      return Either.isLeft(shape)
+        ? `invalid mutation: ${ParseResult.TreeFormatter.formatErrorSync(shape.left)}`
+        : (appliers.get(m.entity).validate(m) ??
+          (m.payload === undefined ? undefined : Mutation.payloadProblem(m.payload)))
+    }
+
     /** Applies one pulled mutation (cursor excluded); runs inside the caller's transaction. */
     const applyOne = (targetKey: string, m: Mutation.PulledMutation, unacked: ReadonlySet<string>, at: number) =>
       Effect.gen(function*() {
-        const shape = Schema.decodeUnknownEither(PulledShape)(m)
-        const problem = Either.isLeft(shape)
-          ? `invalid mutation: ${ParseResult.TreeFormatter.formatErrorSync(shape.left)}`
-          : (appliers.get(m.entity).validate(m) ??
-            (m.payload === undefined ? undefined : Mutation.payloadProblem(m.payload)))
+        const problem = problemOf(m)
         if (problem !== undefined) {
           yield* insertDeadLetter(targetKey, m.seq, problem, m, at)
           return "dead_letter" as const
@@ -505,11 +510,7 @@ export const make: Effect.Effect<LocalStore.LocalStore["Type"], LocalStore.Local
             continue
           }
           cursor = m.seq
-          const shape = Schema.decodeUnknownEither(PulledShape)(m)
-          const problem = Either.isLeft(shape)
-            ? `invalid mutation: ${ParseResult.TreeFormatter.formatErrorSync(shape.left)}`
-            : (appliers.get(m.entity).validate(m) ??
-              (m.payload === undefined ? undefined : Mutation.payloadProblem(m.payload)))
+          const problem = problemOf(m)
           if (problem !== undefined) {
             yield* insertDeadLetter(targetKey, m.seq, problem, m, at)
             results.push("dead_letter")
