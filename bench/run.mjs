@@ -24,16 +24,16 @@ const scenarios = {
   store: Store
 }
 
-const usage = `usage: pnpm bench [-- options]
+const usage = `usage: pnpm bench [options]      (or node bench/run.mjs [options], without the build)
 
   --only LIST            scenarios to run, comma-separated (${Object.keys(scenarios).join(",")}); default all
   --quick                small sizes, for a smoke run (each flag below still wins)
-  --rows N               throughput: documents written on A (default 20000)
+  --rows N               throughput: documents written on A (default 100000)
   --batches LIST         throughput: write/push/pull batch sizes (default 100,1000)
   --rate N               latency: documents per second on A (default 1000)
   --latency-seconds S    latency: how long A writes (default 20)
   --debounces LIST       latency: A's debounce in ms; "50:100" also sets debounceMaxWait (default 0,50,50:100)
-  --backlog-rows N       backlog: pending rows when the server comes back (default 100000)
+  --backlog-rows N       backlog: pending rows when the server comes back (default 1000000)
   --backlog-batch N      backlog: pushBatchSize (default 1000)
   --clients N            scale: simulated clients (default 100)
   --scale-seconds S      scale: measured seconds per backend, after 1 s of warm-up (default 10)
@@ -51,7 +51,10 @@ const usage = `usage: pnpm bench [-- options]
   --sql-stats            print each replica's SQLite statements by total time (stderr)
   --help`
 
+// `pnpm bench -- --flag` passes the "--" on: skip it.
+const args = process.argv.slice(2)
 const { values } = parseArgs({
+  args: args[0] === "--" ? args.slice(1) : args,
   options: {
     only: { type: "string" },
     quick: { type: "boolean" },
@@ -97,7 +100,7 @@ const list = (name, fallback) => values[name] === undefined ? fallback : values[
 
 const quick = values.quick === true
 const flags = {
-  rows: positive("rows", quick ? 2000 : 20_000),
+  rows: positive("rows", quick ? 2000 : 100_000),
   batches: list("batches", ["100", "1000"]).map(Number),
   rate: positive("rate", 1000),
   latencySeconds: positive("latency-seconds", quick ? 3 : 20),
@@ -105,7 +108,7 @@ const flags = {
     const [debounce, maxWait] = v.split(":").map(Number)
     return maxWait === undefined ? { debounce } : { debounce, maxWait }
   }),
-  backlogRows: positive("backlog-rows", quick ? 5000 : 100_000),
+  backlogRows: positive("backlog-rows", quick ? 5000 : 1_000_000),
   backlogBatch: positive("backlog-batch", 1000),
   clients: positive("clients", quick ? 20 : 100),
   scaleSeconds: positive("scale-seconds", quick ? 3 : 10),

@@ -130,12 +130,23 @@ serve({ syncStartedAt, ...memory() }, {
     return {}
   },
   pending: async () => ({ pending: await run(raw.countPending("cloud")) }),
-  /** Resolves when nothing is pending any more; samples the peak RSS meanwhile. */
+  /** Resolves when nothing is pending any more; the largest heap and RSS seen meanwhile, in MiB. */
   awaitPushed: async ({ pollMs = 100 }) => {
-    while (true) {
-      const pending = await run(raw.countPending("cloud"))
-      if (pending === 0) return { at: Date.now() }
-      await sleep(pollMs)
+    const peak = { rss: 0, heapUsed: 0, heapTotal: 0, external: 0 }
+    const sample = () => {
+      const m = process.memoryUsage()
+      for (const k of Object.keys(peak)) peak[k] = Math.max(peak[k], m[k] / 2 ** 20)
+    }
+    const sampler = setInterval(sample, 50)
+    try {
+      while (true) {
+        sample()
+        const pending = await run(raw.countPending("cloud"))
+        if (pending === 0) return { at: Date.now(), peakMiB: peak }
+        await sleep(pollMs)
+      }
+    } finally {
+      clearInterval(sampler)
     }
   },
   status: async () => ({ status: manager ? await run(manager.status) : undefined })

@@ -47,6 +47,8 @@ export const run = async (ctx) => {
       push_ms: ms,
       rows_per_s: round(ours),
       peak_rss_mib: round(aStats.peakRssMiB, 1),
+      peak_heap_used_mib: round(pushed.peakMiB.heapUsed, 1),
+      peak_heap_total_mib: round(pushed.peakMiB.heapTotal, 1),
       rss_after_start_mib: round(a.info.rssMiB, 1),
       server_peak_rss_mib: round(serverStats.peakRssMiB, 1),
       floor_ms: round(floorMs),
