@@ -10,6 +10,7 @@ const opts = options()
 const token = "floor-token"
 const db = new Database(opts.file)
 db.pragma("journal_mode = WAL")
+db.pragma("synchronous = FULL")
 db.exec(`CREATE TABLE IF NOT EXISTS autosync_log (
   seq INTEGER PRIMARY KEY, client_id TEXT NOT NULL, client_seq BIGINT NOT NULL, project TEXT NOT NULL,
   entity TEXT NOT NULL, entity_key TEXT NOT NULL, op TEXT NOT NULL, payload TEXT NOT NULL,

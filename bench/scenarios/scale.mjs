@@ -1,11 +1,12 @@
 // 4. Server scale: `clients` simulated clients (raw fetch, one process: children/load.mjs), each
 // pushing `pushBatch` documents then pulling a page of `pullLimit` from its cursor, in a loop, for
 // `seconds`; against one server on SQLite, one on PostgreSQL and two on one PostgreSQL schema
-// (half the clients each). Floor: raw-server.mjs (node:http + better-sqlite3) under the same load.
+// (half the clients each). Floors: raw-server.mjs (node:http + better-sqlite3) and
+// raw-pg-server.mjs (node:http + node-postgres) under the same load.
 import { logSqlStats, startChild, startRawServer, startServer } from "../lib/cluster.mjs"
 import * as Pg from "../lib/pg.mjs"
 import { removeDir, tempDir } from "../lib/proc.mjs"
-import { cpuMs } from "../lib/stats.mjs"
+import { cpuMs, round } from "../lib/stats.mjs"
 
 const load = async (ctx, label, servers) => {
   const { clients, scaleSeconds: seconds, scalePullLimit: pullLimit, scalePushBatch: pushBatch } = ctx.flags
@@ -73,7 +74,7 @@ export const run = async (ctx) => {
     record({
       ...ours,
       floor_mutations_per_s: floor.mutations_per_s,
-      ratio_to_floor: ours.mutations_per_s / floor.mutations_per_s
+      ratio_to_floor: round(ours.mutations_per_s / floor.mutations_per_s, 4)
     })
   } finally {
     removeDir(dir)
@@ -88,6 +89,20 @@ export const run = async (ctx) => {
     return results
   }
   try {
+    ctx.log(`scale: floor on PostgreSQL (node:http + node-postgres), ${ctx.flags.clients} clients…`)
+    const floorSchema = await Pg.freshSchema(pgUrl)
+    let pgFloor
+    try {
+      const raw = await startChild(ctx, "raw-pg-server.mjs", "scale-floor-pg", { url: floorSchema.url })
+      try {
+        pgFloor = await load(ctx, "floor-pg", [raw])
+      } finally {
+        await raw.stop()
+      }
+      record(pgFloor)
+    } finally {
+      await Pg.dropSchema(pgUrl, floorSchema.name)
+    }
     for (const count of [1, 2]) {
       ctx.log(`scale: ${count} PostgreSQL server(s), ${ctx.flags.clients} clients…`)
       const schema = await Pg.freshSchema(pgUrl)
@@ -99,7 +114,12 @@ export const run = async (ctx) => {
             await startServer(ctx, `scale-pg-${i + 1}of${count}`, { url: schema.url, token: servers[0].info.token })
           )
         }
-        record(await load(ctx, count === 1 ? "pg" : "pg-2-servers", servers))
+        const figures = await load(ctx, count === 1 ? "pg" : "pg-2-servers", servers)
+        record({
+          ...figures,
+          floor_mutations_per_s: pgFloor.mutations_per_s,
+          ratio_to_floor: round(figures.mutations_per_s / pgFloor.mutations_per_s, 4)
+        })
       } finally {
         await Promise.all(servers.map((s) => s.stop()))
         await Pg.dropSchema(pgUrl, schema.name)
@@ -112,16 +132,19 @@ export const run = async (ctx) => {
 }
 
 export const tableRows = (results) => {
-  const floor = results.find((r) => r.backend === "floor-sqlite")
-  return results.filter((r) => r.backend !== "floor-sqlite").map((r) =>
-    r.skipped
-      ? [`scale, ${r.backend}`, "skipped", "", "", r.skipped]
-      : [
-        `scale, ${r.backend}, ${r.clients} clients`,
-        `${r.mutations_per_s} mut/s, p99 push ${r.push_p99_ms} / pull ${r.pull_p99_ms} ms`,
-        floor ? `${floor.mutations_per_s} mut/s, p99 ${floor.push_p99_ms} / ${floor.pull_p99_ms} ms` : "",
-        floor ? `${((100 * r.mutations_per_s) / floor.mutations_per_s).toFixed(1)} %` : "",
-        r.errors > 0 ? `${r.errors} errors` : ""
-      ]
-  )
+  const floors = {
+    sqlite: results.find((r) => r.backend === "floor-sqlite"),
+    pg: results.find((r) => r.backend === "floor-pg")
+  }
+  return results.filter((r) => !r.backend.startsWith("floor-")).map((r) => {
+    if (r.skipped) return [`scale, ${r.backend}`, "skipped", "", "", r.skipped]
+    const floor = r.backend === "sqlite" ? floors.sqlite : floors.pg
+    return [
+      `scale, ${r.backend}, ${r.clients} clients`,
+      `${r.mutations_per_s} mut/s, p99 push ${r.push_p99_ms} / pull ${r.pull_p99_ms} ms`,
+      floor ? `${floor.mutations_per_s} mut/s, p99 ${floor.push_p99_ms} / ${floor.pull_p99_ms} ms` : "",
+      floor ? `${((100 * r.mutations_per_s) / floor.mutations_per_s).toFixed(1)} %` : "",
+      r.errors > 0 ? `${r.errors} errors` : ""
+    ]
+  })
 }

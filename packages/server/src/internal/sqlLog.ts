@@ -265,7 +265,12 @@ export const make = (
 
     // A group once taken is written to the end, even when the log is closing.
     yield* Queue.takeBetween(queue, 1, maxGroup).pipe(
-      Effect.flatMap((group) => Effect.uninterruptible(writeGroup(Chunk.toReadonlyArray(group)))),
+      Effect.flatMap((group) =>
+        writeGroup(Chunk.toReadonlyArray(group)).pipe(
+          Effect.withSpan("MutationLog.writeGroup", { attributes: { appends: group.length } }),
+          Effect.uninterruptible
+        )
+      ),
       Effect.forever,
       Effect.forkScoped
     )
