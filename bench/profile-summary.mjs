@@ -1,5 +1,7 @@
-// Summarises a V8 .cpuprofile (from `node --cpu-prof`, e.g. `pnpm bench --profile`): the
-// functions with the most self time, and the most inclusive time among the given packages.
+// Summarises a V8 .cpuprofile (from `node --cpu-prof`, e.g. `pnpm bench --profile`): self time
+// by package, the functions with the most self time, and the most inclusive time among frames
+// matching --match. A profile samples wall time: on a busy machine, time the process spent
+// descheduled shows up in whatever it was doing (often writev), so compare with CPU figures.
 // Usage: node bench/profile-summary.mjs FILE.cpuprofile [--top 25] [--match autosync]
 import { readFileSync } from "node:fs"
 
@@ -54,11 +56,28 @@ for (const [id, us] of selfUs) {
   }
 }
 
+const packageOf = (n) => {
+  const { functionName, url } = n.callFrame
+  if (!url) return functionName.startsWith("(") ? functionName : `native ${functionName}`
+  const workspace = /\/packages\/([^/]+)\//.exec(url)
+  if (workspace && !url.includes("node_modules")) return `@autosync/${workspace[1]}`
+  if (/ParseResult|Schema(AST)?\.js/.test(url)) return "effect (Schema)"
+  const pkg = /node_modules\/((?:@[^/]+\/)?[^/]+)\/(?!.*node_modules)/.exec(url)
+  if (pkg) return pkg[1]
+  return url.startsWith("node:") ? "node internals" : url
+}
+const byPackage = new Map()
+for (const [id, us] of selfUs) {
+  const key = packageOf(byId.get(id))
+  byPackage.set(key, (byPackage.get(key) ?? 0) + us)
+}
+
 const pct = (us) => `${((100 * us) / total).toFixed(1).padStart(5)} %  ${(us / 1000).toFixed(0).padStart(7)} ms`
 const show = (title, map) => {
   console.log(`\n${title}`)
   for (const [k, us] of [...map].sort((a, b) => b[1] - a[1]).slice(0, top)) console.log(`${pct(us)}  ${k}`)
 }
 console.log(`${file}: ${(total / 1000).toFixed(0)} ms sampled`)
+show("self time by package", byPackage)
 show("self time", self)
 show(`inclusive time, frames matching ${JSON.stringify(match)}`, inclusive)
