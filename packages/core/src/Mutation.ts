@@ -33,35 +33,50 @@ const checkString = (s: string, path: string): string | undefined => {
  * @category models
  */
 export const payloadProblem = (value: unknown): string | undefined => {
-  // An explicit stack instead of recursion: the check itself must survive hostile nesting.
-  const stack: Array<readonly [unknown, string, number]> = [[value, "payload", 1]]
+  // An explicit stack instead of recursion: the check itself must survive hostile nesting. Paths
+  // are kept as parent links and spelled out only for a problem (this runs for every row).
+  interface Frame {
+    readonly value: unknown
+    readonly parent: Frame | undefined
+    readonly step: string
+    readonly depth: number
+  }
+  const pathOf = (frame: Frame): string => {
+    const steps: Array<string> = []
+    for (let f: Frame | undefined = frame; f !== undefined; f = f.parent) steps.push(f.step)
+    return steps.reverse().join("")
+  }
+  const stack: Array<Frame> = [{ value, parent: undefined, step: "payload", depth: 1 }]
   while (stack.length > 0) {
-    const [v, path, depth] = stack.pop()!
-    if (depth > maxPayloadDepth) return `payload nests deeper than ${maxPayloadDepth} levels`
+    const frame = stack.pop()!
+    const v = frame.value
+    if (frame.depth > maxPayloadDepth) return `payload nests deeper than ${maxPayloadDepth} levels`
     if (v === null || typeof v === "boolean") continue
     if (typeof v === "string") {
-      const problem = checkString(v, path)
-      if (problem) return problem
+      if (v.includes("\u0000") || loneSurrogate.test(v)) return checkString(v, pathOf(frame))
       continue
     }
     if (typeof v === "number") {
-      if (!Number.isFinite(v)) return `${path} is not a finite number`
-      if (Math.abs(v) > Number.MAX_SAFE_INTEGER) return `${path} is beyond the safe-integer range`
+      if (!Number.isFinite(v)) return `${pathOf(frame)} is not a finite number`
+      if (Math.abs(v) > Number.MAX_SAFE_INTEGER) return `${pathOf(frame)} is beyond the safe-integer range`
       continue
     }
     if (Array.isArray(v)) {
-      for (let i = 0; i < v.length; i++) stack.push([v[i], `${path}[${i}]`, depth + 1])
-      continue
-    }
-    if (typeof v === "object" && [Object.prototype, null].includes(Object.getPrototypeOf(v))) {
-      for (const [k, child] of Object.entries(v as object)) {
-        const keyProblem = checkString(k, `${path} key ${JSON.stringify(k)}`)
-        if (keyProblem) return keyProblem
-        stack.push([child, `${path}.${k}`, depth + 1])
+      for (let i = 0; i < v.length; i++) {
+        stack.push({ value: v[i], parent: frame, step: `[${i}]`, depth: frame.depth + 1 })
       }
       continue
     }
-    return `${path} is not JSON (${typeof v})`
+    if (typeof v === "object" && [Object.prototype, null].includes(Object.getPrototypeOf(v))) {
+      for (const k in v as object) {
+        if (k.includes("\u0000") || loneSurrogate.test(k)) {
+          return checkString(k, `${pathOf(frame)} key ${JSON.stringify(k)}`)
+        }
+        stack.push({ value: (v as Record<string, unknown>)[k], parent: frame, step: `.${k}`, depth: frame.depth + 1 })
+      }
+      continue
+    }
+    return `${pathOf(frame)} is not JSON (${typeof v})`
   }
   return undefined
 }

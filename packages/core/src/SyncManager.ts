@@ -154,8 +154,18 @@ export const make = (
       Effect.annotateLogs(effect, { package: "@autosync/core", module: "SyncManager", targetKey, leaseOwner })
 
     // Fenced writes: every batch and page first renews the lease, and stops if it was lost.
-    const ensureLease = Effect.flatMap(now, (at) => store.acquireLease(targetKey, leaseOwner, config.leaseInterval, at))
-      .pipe(Effect.flatMap((held) => held ? Effect.void : Effect.fail(new LeaseLost())))
+    // The lease is ours until `heldUntil`; nobody can take it before then, so within a cycle it is
+    // renewed only once less than half of it is left (each renewal is a durable write).
+    let heldUntil = 0
+    const leaseTtl = Duration.toMillis(config.leaseInterval)
+    const acquireLease = (at: Date) =>
+      Effect.tap(store.acquireLease(targetKey, leaseOwner, config.leaseInterval, at), (held) => {
+        heldUntil = held ? at.getTime() + leaseTtl : 0
+      })
+    const ensureLease = Effect.flatMap(now, (at) =>
+      heldUntil - at.getTime() > leaseTtl / 2
+        ? Effect.void
+        : Effect.flatMap(acquireLease(at), (held) => held ? Effect.void : Effect.fail(new LeaseLost())))
 
     const push = Effect.fn("SyncManager.push")(function*() {
       const failed = new Map<string, StepFailure>()
@@ -240,7 +250,10 @@ export const make = (
         const previous = yield* SubscriptionRef.get(statusRef)
         if (failure === undefined) {
           const nonEnrolledPending = yield* store.skipAckNonEnrolledMutations(targetKey)
-          yield* store.markHealthy(targetKey)
+          // A durable write only when there is a failure to clear (it may be another process's).
+          if (previous.consecutiveFailures > 0 || (yield* store.getSyncState(targetKey)).consecutiveFailures > 0) {
+            yield* store.markHealthy(targetKey)
+          }
           yield* SubscriptionRef.set(
             statusRef,
             Status.fromOutcome(previous, { _tag: "Synced", at, nonEnrolledPending }, config.maxConsecutiveFailures)
@@ -267,12 +280,13 @@ export const make = (
           yield* Queue.takeAll(wake) // wakes up to now are served by this cycle
           const at = yield* now
           if (Option.isSome(yield* Ref.get(disabled))) {
-            yield* store.acquireLease(targetKey, leaseOwner, config.leaseInterval, at)
+            yield* acquireLease(at)
             return
           }
           const current = yield* SubscriptionRef.get(statusRef)
           if (!force && current.consecutiveFailures > 0 && current.backoffUntil && at < current.backoffUntil) return
-          if (!(yield* store.acquireLease(targetKey, leaseOwner, config.leaseInterval, at))) {
+          const held = heldUntil - at.getTime() > leaseTtl / 2 || (yield* acquireLease(at))
+          if (!held) {
             yield* Effect.logDebug("lease held by another worker; cycle skipped")
             return
           }
@@ -391,10 +405,11 @@ export const make = (
       if (current.consecutiveFailures > 0 && left > 0) yield* Effect.sleep(Duration.millis(left))
     })
 
-    const releaseLease = store.releaseLease(targetKey, leaseOwner).pipe(
-      Effect.catchAll((e) => Effect.logWarning(`could not release the lease: ${e.message}`)),
-      logged
-    )
+    const releaseLease = Effect.zipRight(Effect.sync(() => heldUntil = 0), store.releaseLease(targetKey, leaseOwner))
+      .pipe(
+        Effect.catchAll((e) => Effect.logWarning(`could not release the lease: ${e.message}`)),
+        logged
+      )
 
     const run = Effect.gen(function*() {
       const handle = { stop: yield* Deferred.make<void>(), done: yield* Deferred.make<void>() }
