@@ -589,16 +589,16 @@ export const make: Effect.Effect<LocalStore.LocalStore["Type"], LocalStore.Local
         const at = yield* now
         const serverSeqs = new Map(acks.map((a) => [a.seq, a.serverSeq] as const))
         yield* writeTransaction(Effect.gen(function*() {
-          // One statement for the batch: the seqs and their server seqs travel as one JSON object,
-          // joined once (json_each) rather than searched per row.
+          // One statement for the batch: the seqs and their server seqs travel as two JSON values.
+          // The seq list drives the index (a join on json_each would scan the journal instead).
+          const seqs = JSON.stringify([...serverSeqs.keys()])
           const bySeq = JSON.stringify(
             Object.fromEntries([...serverSeqs].map(([seq, server]) => [seq, server ?? null]))
           )
-          const rows = yield* sql`UPDATE sync_mutations AS m
-            SET acked_at = ${at}, server_seq = COALESCE(j.value, m.server_seq)
-            FROM json_each(${bySeq}) AS j
-            WHERE m.seq = CAST(j.key AS INTEGER) AND m.target_key = ${targetKey} AND m.source = 'local'
-              AND m.acked_at IS NULL
+          const rows = yield* sql`UPDATE sync_mutations
+            SET acked_at = ${at}, server_seq = COALESCE(json_extract(${bySeq}, '$."' || seq || '"'), server_seq)
+            WHERE target_key = ${targetKey} AND source = 'local' AND acked_at IS NULL
+              AND seq IN (SELECT value FROM json_each(${seqs}))
             RETURNING seq, project, entity, entity_key`.pipe(Effect.flatMap(decodeAcked))
           yield* markAcked(targetKey, rows, serverSeqs, at)
         })).pipe(Effect.mapError(fail("acking mutations")))
