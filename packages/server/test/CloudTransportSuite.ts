@@ -8,7 +8,8 @@
 import { CloudTransport } from "@autosync/core"
 import type { Mutation } from "@autosync/core"
 import { assert, describe, it } from "@effect/vitest"
-import { Context, Duration, Effect, Exit, Fiber, Layer, Option } from "effect"
+import { Context, Duration, Effect, Fiber, Layer, Option } from "effect"
+import { entry, failureOf } from "./helpers.js"
 
 /** A fresh server per build; `transport(projects)` talks to it with a token for those projects. */
 export class Harness extends Context.Tag("test/CloudTransportHarness")<Harness, {
@@ -23,21 +24,7 @@ export const layerMemoryHarness: Layer.Layer<Harness> = Layer.effect(
   }))
 )
 
-const entry = (clientSeq: number, overrides: Partial<Mutation.MutationEntry> = {}): Mutation.MutationEntry => ({
-  clientSeq,
-  project: "p1",
-  entity: "document",
-  entityKey: `k${clientSeq}`,
-  op: "upsert",
-  payload: { n: clientSeq },
-  ...overrides
-})
-
-const failure = <A>(effect: Effect.Effect<A, CloudTransport.TransportError>) =>
-  Effect.flatMap(Effect.exit(effect), (exit) =>
-    Exit.isFailure(exit) && exit.cause._tag === "Fail"
-      ? Effect.succeed(exit.cause.error)
-      : Effect.dieMessage(`expected a TransportError, got ${String(exit)}`))
+const failure = <A>(effect: Effect.Effect<A, CloudTransport.TransportError>) => failureOf(effect)
 
 const seqsOf = (page: Mutation.PullResponse) => page.mutations.map((m) => m.seq)
 

@@ -7,22 +7,9 @@ import type { Mutation } from "@autosync/core"
 import { MutationLog } from "@autosync/server"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Either, Exit, FastCheck as fc, Fiber, Layer, Option, TestClock } from "effect"
+import { entry, failureOf } from "./helpers.js"
 
-const entry = (clientSeq: number, overrides: Partial<Mutation.MutationEntry> = {}): Mutation.MutationEntry => ({
-  clientSeq,
-  project: "p1",
-  entity: "document",
-  entityKey: `k${clientSeq}`,
-  op: "upsert",
-  payload: { n: clientSeq },
-  ...overrides
-})
-
-const logError = <A>(effect: Effect.Effect<A, MutationLog.MutationLogError>) =>
-  Effect.flatMap(Effect.exit(effect), (exit) =>
-    Exit.isFailure(exit) && exit.cause._tag === "Fail"
-      ? Effect.succeed(exit.cause.error)
-      : Effect.dieMessage(`expected a MutationLogError, got ${String(exit)}`))
+const logError = <A>(effect: Effect.Effect<A, MutationLog.MutationLogError>) => failureOf(effect)
 
 const t0 = 1_700_000_000_123
 

@@ -3,7 +3,7 @@ import type { Mutation } from "@autosync/core"
 import { HttpCloudTransport } from "@autosync/http"
 import { MutationLog, SqliteMutationLog, SyncServer, Tokens } from "@autosync/server"
 import * as HttpServer from "@effect/platform/HttpServer"
-import { Context, Effect, Layer } from "effect"
+import { Context, Effect, Exit, Layer } from "effect"
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
@@ -90,6 +90,13 @@ export const entry = (
   payload: { n: clientSeq },
   ...overrides
 })
+
+/** The typed failure of an effect that must fail (a defect or success fails the test). */
+export const failureOf = <A, E>(effect: Effect.Effect<A, E>): Effect.Effect<E> =>
+  Effect.flatMap(Effect.exit(effect), (exit) =>
+    Exit.isFailure(exit) && exit.cause._tag === "Fail"
+      ? Effect.succeed(exit.cause.error)
+      : Effect.dieMessage(`expected a typed failure, got ${String(exit)}`))
 
 /** Raw HTTP, for what the typed client would refuse to send. */
 export const request = (
