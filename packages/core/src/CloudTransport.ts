@@ -113,7 +113,9 @@ export const makeMemoryServer: Effect.Effect<MemoryServer> = Effect.sync(() => {
 
   const push = (batch: PushBatch, allowed?: ReadonlySet<string>) =>
     Effect.gen(function*() {
-      const decoded = yield* Schema.decodeUnknown(Schema.typeSchema(PushBatch))(batch).pipe(
+      // Checked as the wire would check it: encoded (refinements), then decoded (a clean copy).
+      const decoded = yield* Schema.encodeUnknown(PushBatch)(batch).pipe(
+        Effect.flatMap(Schema.decode(PushBatch)),
         Effect.mapError((e) => badRequest(ParseResult.TreeFormatter.formatErrorSync(e)))
       )
       const forbidden = decoded.mutations.find((m) => allowed !== undefined && !allowed.has(m.project))

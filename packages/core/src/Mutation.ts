@@ -17,8 +17,11 @@ import * as Schema from "effect/Schema"
 export const maxPayloadDepth = 64
 
 const loneSurrogate = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/
+// A cheap first look (a plain character class): only strings it matches need the exact checks.
+const suspicious = /[\u0000\uD800-\uDFFF]/
 
 const checkString = (s: string, path: string): string | undefined => {
+  if (!suspicious.test(s)) return undefined
   if (s.includes("\u0000")) return `${path} contains a NUL character`
   if (loneSurrogate.test(s)) return `${path} contains a lone UTF-16 surrogate`
   return undefined
@@ -53,7 +56,8 @@ export const payloadProblem = (value: unknown): string | undefined => {
     if (frame.depth > maxPayloadDepth) return `payload nests deeper than ${maxPayloadDepth} levels`
     if (v === null || typeof v === "boolean") continue
     if (typeof v === "string") {
-      if (v.includes("\u0000") || loneSurrogate.test(v)) return checkString(v, pathOf(frame))
+      const problem = suspicious.test(v) ? checkString(v, pathOf(frame)) : undefined
+      if (problem !== undefined) return problem
       continue
     }
     if (typeof v === "number") {
@@ -69,9 +73,8 @@ export const payloadProblem = (value: unknown): string | undefined => {
     }
     if (typeof v === "object" && [Object.prototype, null].includes(Object.getPrototypeOf(v))) {
       for (const k in v as object) {
-        if (k.includes("\u0000") || loneSurrogate.test(k)) {
-          return checkString(k, `${pathOf(frame)} key ${JSON.stringify(k)}`)
-        }
+        const problem = suspicious.test(k) ? checkString(k, `${pathOf(frame)} key ${JSON.stringify(k)}`) : undefined
+        if (problem !== undefined) return problem
         stack.push({ value: (v as Record<string, unknown>)[k], parent: frame, step: `.${k}`, depth: frame.depth + 1 })
       }
       continue
@@ -125,7 +128,12 @@ export const Op = NonEmptyText("op")
  * @since 0.1.0
  * @category models
  */
-export const Seq = Schema.Int.pipe(Schema.positive(), Schema.lessThanOrEqualTo(Number.MAX_SAFE_INTEGER))
+export const Seq = Schema.Number.pipe(
+  // One refinement, not Int + positive + lessThanOrEqualTo: this runs for every row on the wire.
+  Schema.filter((n) => Number.isSafeInteger(n) && n > 0 ? true : `Expected a positive safe integer, actual ${n}`, {
+    jsonSchema: { type: "integer", minimum: 1, maximum: Number.MAX_SAFE_INTEGER }
+  })
+)
 
 /**
  * A cursor: 0 before anything was seen, else the last seq seen.
@@ -133,10 +141,53 @@ export const Seq = Schema.Int.pipe(Schema.positive(), Schema.lessThanOrEqualTo(N
  * @since 0.1.0
  * @category models
  */
-export const Cursor = Schema.Int.pipe(Schema.nonNegative(), Schema.lessThanOrEqualTo(Number.MAX_SAFE_INTEGER))
+export const Cursor = Schema.Number.pipe(
+  Schema.filter((n) => Number.isSafeInteger(n) && n >= 0 ? true : `Expected a non-negative safe integer, actual ${n}`, {
+    jsonSchema: { type: "integer", minimum: 0, maximum: Number.MAX_SAFE_INTEGER }
+  })
+)
 
 const snake = <S extends Schema.Schema.Any, K extends string>(schema: S, key: K) =>
   Schema.propertySignature(schema).pipe(Schema.fromKey(key))
+
+// The wire schemas below are transformations from the JSON struct (snake_case, every refinement,
+// so problems are named as they are spelled on the wire) to a plain type-side struct, renaming by
+// hand. `fromKey` property signatures would check each refinement on both sides, and a struct
+// holding them checks its nested structs twice again: four passes over every row of a page
+// instead of one. To check a value of the type side, encode it.
+
+const EntryJson = Schema.Struct({
+  client_seq: Seq,
+  project: Project,
+  entity: Entity,
+  entity_key: EntityKey,
+  op: Op,
+  payload: Payload
+})
+const EntryType = Schema.Struct({
+  clientSeq: Schema.Number,
+  project: Schema.String,
+  entity: Schema.String,
+  entityKey: Schema.String,
+  op: Schema.String,
+  payload: Schema.Unknown
+})
+const entryFromJson = (w: typeof EntryJson.Type): typeof EntryType.Encoded => ({
+  clientSeq: w.client_seq,
+  project: w.project,
+  entity: w.entity,
+  entityKey: w.entity_key,
+  op: w.op,
+  payload: w.payload
+})
+const entryToJson = (e: typeof EntryType.Type): typeof EntryJson.Type => ({
+  client_seq: e.clientSeq,
+  project: e.project,
+  entity: e.entity,
+  entity_key: e.entityKey,
+  op: e.op,
+  payload: e.payload
+})
 
 /**
  * One local write as pushed. `clientSeq` is the row's local journal seq: unique and increasing
@@ -145,13 +196,10 @@ const snake = <S extends Schema.Schema.Any, K extends string>(schema: S, key: K)
  * @since 0.1.0
  * @category models
  */
-export const MutationEntry = Schema.Struct({
-  clientSeq: snake(Seq, "client_seq"),
-  project: Project,
-  entity: Entity,
-  entityKey: snake(EntityKey, "entity_key"),
-  op: Op,
-  payload: Payload
+export const MutationEntry = Schema.transform(EntryJson, EntryType, {
+  strict: true,
+  decode: entryFromJson,
+  encode: entryToJson
 })
 /**
  * @since 0.1.0
@@ -175,10 +223,15 @@ export const ClientId = Schema.String.pipe(
  * @since 0.1.0
  * @category models
  */
-export const PushBatch = Schema.Struct({
-  clientId: snake(ClientId, "client_id"),
-  mutations: Schema.Array(MutationEntry)
-})
+export const PushBatch = Schema.transform(
+  Schema.Struct({ client_id: ClientId, mutations: Schema.Array(EntryJson) }),
+  Schema.Struct({ clientId: Schema.String, mutations: Schema.Array(EntryType) }),
+  {
+    strict: true,
+    decode: (w) => ({ clientId: w.client_id, mutations: w.mutations.map(entryFromJson) }),
+    encode: (b) => ({ client_id: b.clientId, mutations: b.mutations.map(entryToJson) })
+  }
+)
 /**
  * @since 0.1.0
  * @category models
@@ -191,14 +244,60 @@ export interface PushBatch extends Schema.Schema.Type<typeof PushBatch> {}
  * @since 0.1.0
  * @category models
  */
-export const PushResult = Schema.Struct({
-  acceptedSeqs: snake(Schema.Array(Seq), "accepted_seqs")
-})
+export const PushResult = Schema.transform(
+  Schema.Struct({ accepted_seqs: Schema.Array(Seq) }),
+  Schema.Struct({ acceptedSeqs: Schema.Array(Schema.Number) }),
+  {
+    strict: true,
+    decode: (w) => ({ acceptedSeqs: w.accepted_seqs }),
+    encode: (r) => ({ accepted_seqs: r.acceptedSeqs })
+  }
+)
 /**
  * @since 0.1.0
  * @category models
  */
 export interface PushResult extends Schema.Schema.Type<typeof PushResult> {}
+
+const DateText = Schema.String.pipe(
+  Schema.filter((s) => Number.isNaN(new Date(s).getTime()) ? `Expected a date, actual ${JSON.stringify(s)}` : true)
+)
+const PulledJson = Schema.Struct({
+  seq: Seq,
+  project: Project,
+  entity: Entity,
+  entity_key: EntityKey,
+  op: Op,
+  payload: Payload,
+  occurred_at: DateText
+})
+const PulledType = Schema.Struct({
+  seq: Schema.Number,
+  project: Schema.String,
+  entity: Schema.String,
+  entityKey: Schema.String,
+  op: Schema.String,
+  payload: Schema.Unknown,
+  occurredAt: Schema.DateFromSelf
+})
+const pulledFromJson = (w: typeof PulledJson.Type): typeof PulledType.Encoded => ({
+  seq: w.seq,
+  project: w.project,
+  entity: w.entity,
+  entityKey: w.entity_key,
+  op: w.op,
+  payload: w.payload,
+  occurredAt: new Date(w.occurred_at)
+})
+const pulledToJson = (m: typeof PulledType.Type): typeof PulledJson.Type => ({
+  seq: m.seq,
+  project: m.project,
+  entity: m.entity,
+  entity_key: m.entityKey,
+  op: m.op,
+  payload: m.payload,
+  occurred_at: m.occurredAt.toISOString()
+})
 
 /**
  * A mutation from the server's log, with the seq the server gave it.
@@ -206,14 +305,10 @@ export interface PushResult extends Schema.Schema.Type<typeof PushResult> {}
  * @since 0.1.0
  * @category models
  */
-export const PulledMutation = Schema.Struct({
-  seq: Seq,
-  project: Project,
-  entity: Entity,
-  entityKey: snake(EntityKey, "entity_key"),
-  op: Op,
-  payload: Payload,
-  occurredAt: snake(Schema.Date, "occurred_at")
+export const PulledMutation = Schema.transform(PulledJson, PulledType, {
+  strict: true,
+  decode: pulledFromJson,
+  encode: pulledToJson
 })
 /**
  * @since 0.1.0
@@ -225,11 +320,15 @@ export interface PulledMutation extends Schema.Schema.Type<typeof PulledMutation
  * @since 0.1.0
  * @category models
  */
-export const PullResponse = Schema.Struct({
-  mutations: Schema.Array(PulledMutation),
-  hasMore: snake(Schema.Boolean, "has_more"),
-  latestSeq: snake(Cursor, "latest_seq")
-})
+export const PullResponse = Schema.transform(
+  Schema.Struct({ mutations: Schema.Array(PulledJson), has_more: Schema.Boolean, latest_seq: Cursor }),
+  Schema.Struct({ mutations: Schema.Array(PulledType), hasMore: Schema.Boolean, latestSeq: Schema.Number }),
+  {
+    strict: true,
+    decode: (w) => ({ mutations: w.mutations.map(pulledFromJson), hasMore: w.has_more, latestSeq: w.latest_seq }),
+    encode: (p) => ({ mutations: p.mutations.map(pulledToJson), has_more: p.hasMore, latest_seq: p.latestSeq })
+  }
+)
 /**
  * @since 0.1.0
  * @category models

@@ -25,7 +25,6 @@ import { globalValue } from "effect/GlobalValue"
 import * as Layer from "effect/Layer"
 import * as ParseResult from "effect/ParseResult"
 import * as Redacted from "effect/Redacted"
-import * as Schema from "effect/Schema"
 import { maxWaitMs, SyncApi } from "./SyncApi.js"
 
 /**
@@ -93,8 +92,10 @@ const statusOf = (tag: string): number | undefined => {
 
 const truncate = (s: string, max = 500) => s.length > max ? `${s.slice(0, max)}…` : s
 
+const badRequest = (message: string) => failed(message, 400)
+
 /** Any failure of a generated client call, as a `TransportError`. */
-const classify = (error: unknown, status: number | undefined): CloudTransport.TransportError => {
+const classify = (what: string, error: unknown, status: number | undefined): CloudTransport.TransportError => {
   if (error instanceof CloudTransport.TransportError) return error
   if (ParseResult.isParseError(error)) {
     // Name the bad fields (`mutations.0.seq: Expected an integer…`), not the schema's structure.
@@ -102,7 +103,10 @@ const classify = (error: unknown, status: number | undefined): CloudTransport.Tr
     const detail = truncate(
       issues.slice(0, 3).map((i) => `${i.path.length > 0 ? i.path.join(".") : "body"}: ${i.message}`).join("; ")
     )
-    return fromStatus(status, `malformed response from the server${status ? ` (${status})` : ""}: ${detail}`)
+    // No response seen: the request itself could not be encoded (the client validates on the
+    // way out, so a bad batch never reaches the server).
+    if (status === undefined) return badRequest(`invalid ${what} request: ${detail}`)
+    return fromStatus(status, `malformed response from the server (${status}): ${detail}`)
   }
   const e = error as { readonly _tag?: string; readonly message?: string; readonly response?: { status: number } }
   switch (e._tag) {
@@ -115,10 +119,6 @@ const classify = (error: unknown, status: number | undefined): CloudTransport.Tr
   if (known !== undefined) return fromStatus(known, truncate(e.message ?? e._tag ?? "error"))
   return failed(`unexpected failure: ${truncate(String(e.message ?? error))}`, status)
 }
-
-const badRequest = (message: string) => failed(message, 400)
-
-const validateBatch = Schema.decodeUnknown(Schema.typeSchema(Mutation.PushBatch))
 
 /**
  * A `CloudTransport` over the `HttpClient` in the context.
@@ -144,7 +144,7 @@ export const make = (
     const call = <A, E>(what: string, effect: Effect.Effect<A, E>, limit: Duration.Duration) =>
       effect.pipe(
         Effect.catchAll((error) =>
-          Effect.flatMap(FiberRef.get(lastStatus), (status) => Effect.fail(classify(error, status)))
+          Effect.flatMap(FiberRef.get(lastStatus), (status) => Effect.fail(classify(what, error, status)))
         ),
         Effect.timeoutFail({
           duration: limit,
@@ -154,12 +154,7 @@ export const make = (
       )
 
     const push = Effect.fn("HttpCloudTransport.push")(function*(batch: Mutation.PushBatch) {
-      const valid = yield* validateBatch(batch).pipe(
-        Effect.mapError((e) =>
-          badRequest(`invalid push batch: ${truncate(ParseResult.TreeFormatter.formatErrorSync(e))}`)
-        )
-      )
-      return yield* call("push", client.sync.push({ payload: valid }), timeout)
+      return yield* call("push", client.sync.push({ payload: batch }), timeout)
     })
 
     const pull = Effect.fn("HttpCloudTransport.pull")(

@@ -167,17 +167,49 @@ const DeadLetterRow = Schema.Struct({
 })
 
 const CountRow = Schema.Struct({ n: Schema.Number })
+const decodeChanges = Schema.decodeUnknown(Schema.Struct({ changes: Schema.Number }))
 const MetaRow = Schema.Struct({ value: Schema.String })
 const ProjectRow = Schema.Struct({ project: Schema.String })
 const ValueRow = Schema.Struct({ value: Schema.parseJson() })
 
 /** A pulled mutation without its payload: checked first, so the applier names payload problems. */
-const PulledShape = Schema.typeSchema(Mutation.PulledMutation).pipe(Schema.omit("payload"))
+const PulledShape = Schema.Struct({
+  seq: Mutation.Seq,
+  project: Mutation.Project,
+  entity: Mutation.Entity,
+  entityKey: Mutation.EntityKey,
+  op: Mutation.Op,
+  occurredAt: Schema.ValidDateFromSelf
+})
+const decodePulledEither = Schema.decodeUnknownEither(Mutation.PulledMutation)
 
 const encodePulled = Schema.encodeUnknownEither(Mutation.PulledMutation)
 const decodePulled = Schema.decodeUnknownOption(Mutation.PulledMutation)
 
 const compare = (a: string, b: string) => a < b ? -1 : a > b ? 1 : 0
+
+/**
+ * Acks as runs of consecutive local seqs whose server seqs are consecutive too (`delta` =
+ * serverSeq − seq), or unknown throughout: one indexed range update per run. A push is stored
+ * in one piece, so a batch is usually a single run; a JSON lookup per row was quadratic in the
+ * batch (17 µs/row at 1,000).
+ */
+interface AckRun {
+  readonly from: number
+  to: number
+  readonly delta: number | undefined
+}
+const ackRuns = (serverSeqs: ReadonlyMap<number, number | undefined>) => {
+  const runs: Array<AckRun> = []
+  for (const seq of [...serverSeqs.keys()].sort((a, b) => a - b)) {
+    const server = serverSeqs.get(seq)
+    const delta = server === undefined ? undefined : server - seq
+    const last = runs[runs.length - 1]
+    if (last !== undefined && last.to === seq - 1 && last.delta === delta) last.to = seq
+    else runs.push({ from: seq, to: seq, delta })
+  }
+  return runs
+}
 
 const maxDateMillis = 8.64e15
 
@@ -352,14 +384,14 @@ export const make: Effect.Effect<LocalStore.LocalStore["Type"], LocalStore.Local
               yield* sql`UPDATE sync_mutations SET status = 'discarded' WHERE id = ${row.id}`
               continue
             }
-            const decoded = Schema.decodeUnknownEither(Schema.typeSchema(Mutation.PulledMutation))({
+            const decoded = decodePulledEither({
               seq: row.seq,
               project: row.project,
               entity: row.entity,
-              entityKey: row.entity_key,
+              entity_key: row.entity_key,
               op: row.op,
               payload: row.payload === null ? undefined : parseJsonOrUndefined(row.payload),
-              occurredAt: new Date(row.occurred_at)
+              occurred_at: new Date(row.occurred_at).toISOString()
             })
             if (Either.isLeft(decoded)) {
               const reason = `kept-aside row could not be decoded: ${
@@ -588,18 +620,45 @@ export const make: Effect.Effect<LocalStore.LocalStore["Type"], LocalStore.Local
       ackMutationSeqs: Effect.fn("SqliteLocalStore.ackMutationSeqs")(function*(targetKey, acks) {
         const at = yield* now
         const serverSeqs = new Map(acks.map((a) => [a.seq, a.serverSeq] as const))
+        const serverSeqOf = (run: AckRun) => run.delta === undefined ? sql`server_seq` : sql`seq + ${run.delta}`
         yield* writeTransaction(Effect.gen(function*() {
-          // One statement for the batch: the seqs and their server seqs travel as two JSON values.
-          // The seq list drives the index (a join on json_each would scan the journal instead).
-          const seqs = JSON.stringify([...serverSeqs.keys()])
-          const bySeq = JSON.stringify(
-            Object.fromEntries([...serverSeqs].map(([seq, server]) => [seq, server ?? null]))
-          )
-          const rows = yield* sql`UPDATE sync_mutations
-            SET acked_at = ${at}, server_seq = COALESCE(json_extract(${bySeq}, '$."' || seq || '"'), server_seq)
-            WHERE target_key = ${targetKey} AND source = 'local' AND acked_at IS NULL
-              AND seq IN (SELECT value FROM json_each(${seqs}))
-            RETURNING seq, project, entity, entity_key`.pipe(Effect.flatMap(decodeAcked))
+          const runs = ackRuns(serverSeqs)
+          if ((yield* keptAsideKeys(targetKey)).size === 0) {
+            // Nothing is kept aside, so no key needs settling and the rows need not be read back
+            // (RETURNING doubles the statement's cost). A run updated in full ends at `to`.
+            let maxSeq = 0
+            for (const run of runs) {
+              const { changes } = yield* sql`UPDATE sync_mutations
+                SET acked_at = ${at}, server_seq = ${serverSeqOf(run)}
+                WHERE target_key = ${targetKey} AND source = 'local' AND acked_at IS NULL
+                  AND seq BETWEEN ${run.from} AND ${run.to}`.raw.pipe(Effect.flatMap(decodeChanges))
+              if (changes === run.to - run.from + 1) maxSeq = Math.max(maxSeq, run.to)
+              else if (changes > 0) {
+                // Part of the run was unknown or acked before: the highest row now acked (rows
+                // acked before are at or below last_acked_seq already).
+                maxSeq = Math.max(
+                  maxSeq,
+                  yield* count(sql`SELECT COALESCE(MAX(seq), 0) AS n FROM sync_mutations
+                    WHERE target_key = ${targetKey} AND source = 'local' AND acked_at IS NOT NULL
+                      AND seq BETWEEN ${run.from} AND ${run.to}`)
+                )
+              }
+            }
+            yield* touchState(targetKey, at)
+            yield* sql`UPDATE sync_state SET last_acked_seq = MAX(last_acked_seq, ${maxSeq})
+              WHERE target_key = ${targetKey}`
+            return
+          }
+          const rows: Array<typeof AckedRow.Type> = []
+          for (const run of runs) {
+            rows.push(
+              ...(yield* sql`UPDATE sync_mutations
+                SET acked_at = ${at}, server_seq = ${serverSeqOf(run)}
+                WHERE target_key = ${targetKey} AND source = 'local' AND acked_at IS NULL
+                  AND seq BETWEEN ${run.from} AND ${run.to}
+                RETURNING seq, project, entity, entity_key`.pipe(Effect.flatMap(decodeAcked)))
+            )
+          }
           yield* markAcked(targetKey, rows, serverSeqs, at)
         })).pipe(Effect.mapError(fail("acking mutations")))
       }),

@@ -136,6 +136,47 @@ export const localStoreSuite = (
         assert.strictEqual((yield* Effect.flip(store.unenroll("a\u0000b"))).reason, "invalid_input")
         assert.deepStrictEqual(yield* store.listEnrolled, ["alpha"])
       })))
+    it.effect("ackMutationSeqs over rows acked before and seqs that do not exist: lastAckedSeq is the highest real one", () =>
+      run(Effect.gen(function*() {
+        const store = yield* LocalStore.LocalStore
+        yield* store.enroll("p")
+        const seqs = yield* store.appendLocal("cloud", ["a", "b", "c", "d"].map((k) => write(k, 1)))
+        yield* store.ackMutationSeqs("cloud", [{ seq: seqs[1], serverSeq: 11 }])
+        yield* store.ackMutationSeqs("cloud", [0, 1, 2].map((i) => ({ seq: seqs[i], serverSeq: 10 + i })))
+        assert.strictEqual((yield* store.getSyncState("cloud")).lastAckedSeq, seqs[2])
+        yield* store.ackMutationSeqs("cloud", [{ seq: seqs[3], serverSeq: 13 }, { seq: seqs[3] + 1, serverSeq: 14 }])
+        assert.strictEqual((yield* store.getSyncState("cloud")).lastAckedSeq, seqs[3])
+        assert.deepStrictEqual(yield* pendingSeqs(), [])
+      })))
+
+    it.effect("ackMutationSeqs in any order, with gaps and scattered server seqs: each row settles with its own", () =>
+      run(Effect.gen(function*() {
+        const store = yield* LocalStore.LocalStore
+        yield* store.enroll("p")
+        const seqs = yield* store.appendLocal(
+          "cloud",
+          ["k1", "k2", "k3", "k4", "k5", "k6"].map((k) => write(k, "mine"))
+        )
+        // Another replica's writes, kept aside; each sits just between two of our server seqs.
+        for (const [seq, key] of [[9, "k2"], [11, "k1"], [21, "k3"], [40, "k5"], [41, "k6"]] as const) {
+          assert.strictEqual(yield* store.applyPulledMutation("cloud", pulled(seq, key, "theirs")), "kept_aside")
+        }
+        // Server seqs 10, 12, 20 (k1..k3), k4 not acked, 42 and 43 (k5, k6), given out of order.
+        yield* store.ackMutationSeqs("cloud", [
+          { seq: seqs[4], serverSeq: 42 },
+          { seq: seqs[1], serverSeq: 12 },
+          { seq: seqs[0], serverSeq: 10 },
+          { seq: seqs[5], serverSeq: 43 },
+          { seq: seqs[2], serverSeq: 20 }
+        ])
+        assert.deepStrictEqual(yield* pendingSeqs(), [seqs[3]])
+        assert.deepStrictEqual(yield* doc("k1"), Option.some("theirs")) // 11 after our 10
+        assert.deepStrictEqual(yield* doc("k2"), Option.some("mine")) // 9 before our 12
+        assert.deepStrictEqual(yield* doc("k3"), Option.some("theirs")) // 21 after our 20
+        assert.deepStrictEqual(yield* doc("k4"), Option.some("mine")) // still pending
+        assert.deepStrictEqual(yield* doc("k5"), Option.some("mine")) // 40 before our 42
+        assert.deepStrictEqual(yield* doc("k6"), Option.some("mine")) // 41 before our 43
+      })))
 
     it.effect("ackMutationSeqs acks exactly the given rows; ackMutations acks up to a seq", () =>
       run(Effect.gen(function*() {
