@@ -51,8 +51,8 @@ const store = {
         wake()
       })),
   ...(raw.applyPulledMutations === undefined ? {} : {
-    applyPulledMutations: (targetKey, mutations) =>
-      Effect.tap(raw.applyPulledMutations(targetKey, mutations), (results) =>
+    applyPulledMutations: (targetKey, mutations, options) =>
+      Effect.tap(raw.applyPulledMutations(targetKey, mutations, options), (results) =>
         Effect.sync(() => {
           results.forEach((result, i) => record(mutations[i], result))
           wake()

@@ -8,6 +8,7 @@
  *
  * @since 0.1.0
  */
+import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
@@ -38,8 +39,14 @@ export class TransportError extends Schema.TaggedError<TransportError>()("Transp
  * @category models
  */
 export interface PullOptions {
-  /** Hold the request until a newer seq exists or this long has passed (long-poll). */
+  /** Hold the request until there is something to return or this long has passed (long-poll). */
   readonly wait?: Duration.DurationInput
+  /**
+   * Leave out the mutations this client pushed (its `PushBatch.clientId`): a replica does not
+   * need its own writes back. The page then may skip seqs; when `hasMore` is false it holds
+   * every other mutation up to `latestSeq`, so the cursor can move on to `latestSeq`.
+   */
+  readonly excludeClientId?: string
 }
 
 /**
@@ -182,12 +189,13 @@ export const makeMemoryServer: Effect.Effect<MemoryServer> = Effect.sync(() => {
       return { acceptedSeqs }
     })
 
-  const page = (sinceSeq: number, limit: number, allowed?: ReadonlySet<string>): PullResponse => {
+  const page = (sinceSeq: number, limit: number, allowed?: ReadonlySet<string>, exclude?: string): PullResponse => {
     const mutations: Array<PulledMutation> = []
     let hasMore = false
     for (let i = sinceSeq; i < log.length; i++) {
       const m = log[i].mutation
       if (allowed !== undefined && !allowed.has(m.project)) continue
+      if (exclude !== undefined && log[i].clientId === exclude) continue
       if (mutations.length === limit) {
         hasMore = true
         break
@@ -202,14 +210,21 @@ export const makeMemoryServer: Effect.Effect<MemoryServer> = Effect.sync(() => {
       if (!Number.isSafeInteger(sinceSeq) || sinceSeq < 0) return yield* badRequest(`since_seq must be an integer >= 0`)
       if (!Number.isSafeInteger(limit) || limit < 1) return yield* badRequest(`limit must be an integer >= 1`)
       const size = Math.min(limit, maxPullLimit)
-      const first = page(sinceSeq, size, allowed)
-      if (first.mutations.length > 0 || options?.wait === undefined) return first
-      // Long-poll: wait for the next push (or the deadline), then answer from the log.
-      const wake = yield* Deferred.make<void>()
-      waiters.push(wake)
-      yield* Deferred.await(wake).pipe(Effect.timeoutOption(options.wait))
-      waiters = waiters.filter((d) => d !== wake)
-      return page(sinceSeq, size, allowed)
+      const read = () => page(sinceSeq, size, allowed, options?.excludeClientId)
+      let current = read()
+      if (current.mutations.length > 0 || options?.wait === undefined) return current
+      // Long-poll: wait for pushes until one brings something to return, or the deadline.
+      const deadline = (yield* Clock.currentTimeMillis) + Duration.toMillis(Duration.decode(options.wait))
+      while (current.mutations.length === 0) {
+        const remaining = deadline - (yield* Clock.currentTimeMillis)
+        if (remaining <= 0) break
+        const wake = yield* Deferred.make<void>()
+        waiters.push(wake)
+        yield* Deferred.await(wake).pipe(Effect.timeoutOption(Duration.millis(remaining)))
+        waiters = waiters.filter((d) => d !== wake)
+        current = read()
+      }
+      return current
     })
 
   return {

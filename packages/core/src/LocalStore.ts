@@ -73,6 +73,19 @@ export interface ListPendingOptions {
 
 /**
  * @since 0.1.0
+ * @category models
+ */
+export interface ApplyPageOptions {
+  /**
+   * The page holds every mutation up to this seq that the pull did not leave out: the cursor
+   * moves on to it after the page. A pull that leaves out the replica's own writes relies on
+   * their server seqs (`ackMutationSeqs`) to settle a key they decided.
+   */
+  readonly throughSeq?: number | undefined
+}
+
+/**
+ * @since 0.1.0
  * @category tags
  */
 export class LocalStore extends Context.Tag("@autosync/core/LocalStore")<LocalStore, {
@@ -120,11 +133,14 @@ export class LocalStore extends Context.Tag("@autosync/core/LocalStore")<LocalSt
   /**
    * Applies a page of pulled mutations in seq order, each exactly as `applyPulledMutation`,
    * in one transaction (one commit per page, not per row). When one fails, those before it stay
-   * applied (with the cursor at the last of them) and the error is returned.
+   * applied (with the cursor at the last of them) and the error is returned. With `throughSeq`
+   * (the page was the whole log up to it, less this replica's own writes), the cursor then
+   * moves on to it, even for an empty page.
    */
   readonly applyPulledMutations: (
     targetKey: string,
-    mutations: ReadonlyArray<PulledMutation>
+    mutations: ReadonlyArray<PulledMutation>,
+    options?: ApplyPageOptions
   ) => Effect.Effect<ReadonlyArray<ApplyResult>, LocalStoreError>
   /** Records a failed cycle: one more consecutive failure, the error and the retry deadline. */
   readonly markFailure: (
@@ -299,6 +315,13 @@ export const makeMemory = (options: MemoryOptions = {}): Effect.Effect<LocalStor
       return maxSeq
     }
 
+    // An acked write of ours with a higher server seq decided the key after `seq`.
+    const supersededBy = (targetKey: string, key: string, seq: number) =>
+      journal.some((j) =>
+        j.row.targetKey === targetKey && j.row.source === "local" && (j.serverSeq ?? 0) > seq &&
+        docKey(j.row.project, j.row.entity, j.row.entityKey) === key
+      )
+
     const applyOne = (targetKey: string, m: PulledMutation): Effect.Effect<ApplyResult> =>
       Effect.gen(function*() {
         const at = yield* now
@@ -315,6 +338,8 @@ export const makeMemory = (options: MemoryOptions = {}): Effect.Effect<LocalStor
           held.push(m)
           keptAside.set(`${targetKey}\u0000${key}`, held)
           result = "kept_aside"
+        } else if (supersededBy(targetKey, key, m.seq)) {
+          result = "superseded"
         } else {
           applyToDocuments(m.project, m.entity, m.entityKey, m.op, m.payload)
           result = "applied"
@@ -375,7 +400,24 @@ export const makeMemory = (options: MemoryOptions = {}): Effect.Effect<LocalStor
           })
         }),
       applyPulledMutation: (targetKey, m) => applyOne(targetKey, m),
-      applyPulledMutations: (targetKey, ms) => Effect.forEach(ms, (m) => applyOne(targetKey, m)),
+      applyPulledMutations: (targetKey, ms, options) => {
+        const through = options?.throughSeq
+        if (through !== undefined && !(Number.isSafeInteger(through) && through >= 0)) {
+          return Effect.fail(
+            new LocalStoreError({
+              reason: "invalid_input",
+              message: `throughSeq must be an integer >= 0, got ${String(through)}`
+            })
+          )
+        }
+        return Effect.tap(
+          Effect.forEach(ms, (m) => applyOne(targetKey, m)),
+          () =>
+            through === undefined
+              ? Effect.void
+              : update(targetKey, (s) => ({ lastPulledSeq: Math.max(s.lastPulledSeq, through) }))
+        )
+      },
       markFailure: (targetKey, message, backoffUntil, reasonCode) =>
         update(targetKey, (s) => ({
           consecutiveFailures: s.consecutiveFailures + 1,

@@ -427,8 +427,10 @@ export interface MutationAck {
  * - `kept_aside`: its key has an un-acked local write; held until that write is acked.
  * - `duplicate`: its seq was already pulled; nothing changed.
  * - `dead_letter`: it could not be decoded or applied; recorded with the reason.
+ * - `superseded`: a write of this replica to the same key, acked with a higher server seq,
+ *   already decided the key (pulls leave out a replica's own writes); nothing changed.
  *
  * @since 0.1.0
  * @category models
  */
-export type ApplyResult = "applied" | "kept_aside" | "duplicate" | "dead_letter"
+export type ApplyResult = "applied" | "kept_aside" | "duplicate" | "dead_letter" | "superseded"

@@ -170,12 +170,22 @@ export const make = (
     const push = Effect.fn("SyncManager.push")(function*() {
       const failed = new Map<string, StepFailure>()
       let highestAcked = 0
+      // What was written before the cycle began; later writes wait for the next cycle (which is
+      // due at once), so a replica that writes without pause still pulls.
+      let highWater = (yield* store.getSyncState(targetKey)).lastEnqueuedSeq
+      let firstPage = true
       while (true) {
         yield* ensureLease
         const rows = yield* store.listPendingMutations(targetKey, config.pushBatchSize, {
           excludeProjects: [...failed.keys()]
         })
         if (rows.length === 0) break
+        if (firstPage) highWater = Math.max(highWater, rows[rows.length - 1].seq)
+        firstPage = false
+        if (rows[0].seq > highWater) {
+          yield* Queue.offer(wake, undefined)
+          break
+        }
         // A row we acked in this cycle listed again means the store lost the ack: stop, never loop.
         if (rows[0].seq <= highestAcked) {
           return yield* new LocalStoreError({
@@ -209,13 +219,17 @@ export const make = (
       let cursor = (yield* store.getSyncState(targetKey)).lastPulledSeq
       while (true) {
         yield* ensureLease
-        const page = yield* transport.pull(cursor, config.pullBatchSize)
+        // Our own writes are left out: they are in our tables already.
+        const page = yield* transport.pull(cursor, config.pullBatchSize, { excludeClientId: store.clientId })
         const problem = pageProblem(cursor, page.mutations.map((m) => m.seq), page.hasMore)
         if (problem) return yield* new TransportError({ reason: "transport_failed", message: problem })
-        if (page.mutations.length > 0) {
+        // The last page holds everything up to latestSeq but our writes: the cursor moves there.
+        const lastSeq = page.mutations.length > 0 ? page.mutations[page.mutations.length - 1].seq : cursor
+        const throughSeq = page.hasMore || page.latestSeq < lastSeq ? undefined : page.latestSeq
+        if (page.mutations.length > 0 || (throughSeq !== undefined && throughSeq > cursor)) {
           // One transaction per page; on a failure the store keeps the applied prefix and its cursor.
-          yield* store.applyPulledMutations(targetKey, page.mutations)
-          cursor = page.mutations[page.mutations.length - 1].seq
+          yield* store.applyPulledMutations(targetKey, page.mutations, { throughSeq })
+          cursor = lastSeq
           yield* Metric.incrementBy(pulledTotal, page.mutations.length)
         }
         if (!page.hasMore) return
@@ -345,7 +359,7 @@ export const make = (
       while (true) {
         const started = yield* Clock.currentTimeMillis
         const cursor = Math.max(seen, (yield* store.getSyncState(targetKey)).lastPulledSeq)
-        const page = yield* transport.pull(cursor, 1, { wait: config.longPollWait })
+        const page = yield* transport.pull(cursor, 1, { wait: config.longPollWait, excludeClientId: store.clientId })
         if (page.mutations.length > 0) {
           seen = Math.max(cursor, page.latestSeq, page.mutations[page.mutations.length - 1].seq)
           yield* Queue.offer(remoteNews, undefined)

@@ -116,8 +116,8 @@ const recording = (inner: CloudTransport.CloudTransport["Type"], identities: Map
 /** Counts the pulled mutations the store kept aside (a pull over an un-acked local write of the same key). */
 const spying = (store: LocalStore.LocalStore["Type"]): LocalStore.LocalStore["Type"] => ({
   ...store,
-  applyPulledMutations: (targetKey, mutations) =>
-    Effect.tap(store.applyPulledMutations(targetKey, mutations), (results) =>
+  applyPulledMutations: (targetKey, mutations, options) =>
+    Effect.tap(store.applyPulledMutations(targetKey, mutations, options), (results) =>
       Effect.sync(() => {
         tally.keptAside += results.filter((r) => r === "kept_aside").length
       }))

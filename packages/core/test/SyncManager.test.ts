@@ -71,6 +71,25 @@ describe("SyncManager", () => {
         assert.isAtMost(fake.pulls.length, 10)
       }))
 
+    it.scoped("a replica's own writes are not pulled back; its cursor moves past them to the log's end", () =>
+      Effect.gen(function*() {
+        const server = yield* CloudTransport.makeMemoryServer
+        const other = yield* makeReplica({ server, clientId: "other" })
+        const { fake, manager, store } = yield* makeReplica({ server, clientId: "me" })
+        yield* put(store, "k1", 1)
+        yield* put(store, "k2", 2)
+        yield* manager.syncNow // pushes 1, 2; pulls nothing
+        yield* put(other.store, "j", "theirs")
+        yield* other.manager.syncNow // 3
+        yield* put(store, "k3", 3)
+        yield* manager.syncNow // pushes 4; pulls 3 only
+        yield* manager.syncNow
+        assert.deepStrictEqual(fake.pulls, [0, 2, 4])
+        assert.strictEqual((yield* store.getSyncState("cloud")).lastPulledSeq, 4)
+        assert.deepStrictEqual(Option.getOrUndefined(yield* store.getDocument("p", "doc", "j")), "theirs")
+        assert.deepStrictEqual(server.log().map((m) => m.seq), [1, 2, 3, 4])
+      }))
+
     it.scoped("writes made during a cycle get a cycle of their own", () =>
       Effect.gen(function*() {
         const server = yield* CloudTransport.makeMemoryServer
@@ -216,9 +235,9 @@ describe("SyncManager", () => {
         // The disk fills up at seq 15, once: the store keeps 11..14 applied and reports the error.
         const failing = LocalStore.LocalStore.of({
           ...store,
-          applyPulledMutations: (target, ms) => {
+          applyPulledMutations: (target, ms, options) => {
             const at = ms.findIndex((m) => m.seq === 15)
-            if (at < 0 || failures++ > 0) return store.applyPulledMutations(target, ms)
+            if (at < 0 || failures++ > 0) return store.applyPulledMutations(target, ms, options)
             return Effect.zipRight(
               store.applyPulledMutations(target, ms.slice(0, at)),
               Effect.fail(new LocalStore.LocalStoreError({ reason: "storage", message: "disk full" }))

@@ -168,7 +168,14 @@ export const make = (
           : Math.min(maxWaitMs, Math.max(0, Math.ceil(Duration.toMillis(Duration.decode(pullOptions.wait)))))
         return yield* call(
           "pull",
-          client.sync.pull({ urlParams: { sinceSeq, limit, waitMs } }),
+          client.sync.pull({
+            urlParams: {
+              sinceSeq,
+              limit,
+              waitMs,
+              ...(pullOptions?.excludeClientId === undefined ? {} : { excludeClientId: pullOptions.excludeClientId })
+            }
+          }),
           Duration.sum(timeout, Duration.millis(waitMs))
         )
       }

@@ -201,7 +201,9 @@ export const PullParams = Schema.Struct({
     intParam("limit").pipe(Schema.positive({ message: () => "limit must be >= 1" })),
     { default: () => defaultPullLimit, exact: true }
   ),
-  waitMs: Schema.optionalWith(intParam("wait_ms"), { default: () => 0, exact: true }).pipe(Schema.fromKey("wait_ms"))
+  waitMs: Schema.optionalWith(intParam("wait_ms"), { default: () => 0, exact: true }).pipe(Schema.fromKey("wait_ms")),
+  // The puller's own client id: its own writes are left out of the page.
+  excludeClientId: Schema.optionalWith(Mutation.ClientId, { exact: true }).pipe(Schema.fromKey("exclude_client_id"))
 })
 
 /**

@@ -54,18 +54,22 @@ export class MutationLog extends Context.Tag("@autosync/server/MutationLog")<Mut
   ) => Effect.Effect<ReadonlyArray<number>, MutationLogError>
   /**
    * At most `limit` mutations with a seq greater than `sinceSeq`, of the given projects (all
-   * projects when `undefined`), in seq order. `latestSeq` is the last seq of the whole log.
+   * projects when `undefined`), in seq order, less those `excludeClientId` pushed. `latestSeq`
+   * is the last seq of the whole log; when `hasMore` is false, the page holds every mutation up
+   * to it that was not left out.
    */
   readonly since: (
     sinceSeq: number,
     projects: ReadonlyArray<string> | undefined,
-    limit: number
+    limit: number,
+    excludeClientId?: string
   ) => Effect.Effect<Mutation.PullResponse, MutationLogError>
   /** The page of `since`, with each payload as the JSON text it was stored as. */
   readonly sinceStored: (
     sinceSeq: number,
     projects: ReadonlyArray<string> | undefined,
-    limit: number
+    limit: number,
+    excludeClientId?: string
   ) => Effect.Effect<StoredPage, MutationLogError>
   /** The last seq assigned (0 when the log is empty). */
   readonly latestSeq: Effect.Effect<number, MutationLogError>
@@ -250,7 +254,12 @@ export const makeMemory: Effect.Effect<MutationLog["Type"]> = Effect.gen(functio
       return seqs
     })
 
-  const sinceStored = (sinceSeq: number, projects: ReadonlyArray<string> | undefined, limit: number) =>
+  const sinceStored = (
+    sinceSeq: number,
+    projects: ReadonlyArray<string> | undefined,
+    limit: number,
+    excludeClientId?: string
+  ) =>
     Effect.sync((): StoredPage => {
       const allowed = projects === undefined ? undefined : new Set(projects)
       const mutations: Array<StoredMutation> = []
@@ -258,6 +267,7 @@ export const makeMemory: Effect.Effect<MutationLog["Type"]> = Effect.gen(functio
       for (let i = Math.max(0, sinceSeq); i < log.length; i++) {
         const row = log[i]
         if (allowed !== undefined && !allowed.has(row.mutation.project)) continue
+        if (row.clientId === excludeClientId) continue
         if (mutations.length === limit) {
           hasMore = true
           break
@@ -278,7 +288,8 @@ export const makeMemory: Effect.Effect<MutationLog["Type"]> = Effect.gen(functio
 
   return MutationLog.of({
     append,
-    since: (sinceSeq, projects, limit) => Effect.map(sinceStored(sinceSeq, projects, limit), toPullResponse),
+    since: (sinceSeq, projects, limit, excludeClientId) =>
+      Effect.map(sinceStored(sinceSeq, projects, limit, excludeClientId), toPullResponse),
     sinceStored,
     latestSeq: Effect.sync(() => log.length),
     awaitAfter: (seq) => awaitAbove(latest, seq)

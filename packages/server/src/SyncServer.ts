@@ -203,7 +203,9 @@ export const layerHandlers: Layer.Layer<HttpApiGroup.ApiGroup<"autosync", "sync"
           const projects = [...(yield* SyncApi.AllowedProjects)]
           const limit = Math.min(params.limit, SyncApi.maxPullLimit)
           const wait = Math.min(params.waitMs, SyncApi.maxWaitMs)
-          const read = log.sinceStored(params.sinceSeq, projects, limit).pipe(Effect.catchAll(storageFailed))
+          const read = log.sinceStored(params.sinceSeq, projects, limit, params.excludeClientId).pipe(
+            Effect.catchAll(storageFailed)
+          )
           let page = yield* read
           if (page.mutations.length === 0 && wait > 0) {
             const deadline = (yield* Clock.currentTimeMillis) + wait

@@ -250,4 +250,43 @@ export const CloudTransportSuite = (name: string, layer: Layer.Layer<Harness>) =
         assert.isBelow(Duration.toMillis(elapsed), 2000)
       })
     )
+
+    test(
+      "excludeClientId leaves out that client's writes; the last page covers the log up to latestSeq",
+      Effect.gen(function*() {
+        const t = yield* (yield* Harness).transport(["p1"])
+        yield* t.push({ clientId: "mine", mutations: [entry(1), entry(2)] }) // seqs 1, 2
+        yield* t.push({ clientId: "theirs", mutations: [entry(1)] }) // 3
+        yield* t.push({ clientId: "mine", mutations: [entry(3)] }) // 4
+        yield* t.push({ clientId: "theirs", mutations: [entry(2)] }) // 5
+        yield* t.push({ clientId: "mine", mutations: [entry(4)] }) // 6
+        const first = yield* t.pull(0, 1, { excludeClientId: "mine" })
+        assert.deepStrictEqual(seqsOf(first), [3])
+        assert.strictEqual(first.hasMore, true)
+        const last = yield* t.pull(3, 1, { excludeClientId: "mine" })
+        assert.deepStrictEqual(seqsOf(last), [5])
+        assert.strictEqual(last.hasMore, false)
+        assert.strictEqual(last.latestSeq, 6)
+        const nothing = yield* t.pull(5, 10, { excludeClientId: "mine" })
+        assert.deepStrictEqual([seqsOf(nothing), nothing.hasMore, nothing.latestSeq], [[], false, 6])
+        // Without the option, everything.
+        assert.deepStrictEqual(seqsOf(yield* t.pull(0, 10)), [1, 2, 3, 4, 5, 6])
+      })
+    )
+
+    test(
+      "a long-poll pull that leaves out its own writes keeps waiting through them, and answers another's",
+      Effect.gen(function*() {
+        const t = yield* (yield* Harness).transport(["p1"])
+        const held = yield* Effect.fork(Effect.timed(t.pull(0, 10, { wait: "5 seconds", excludeClientId: "mine" })))
+        yield* Effect.sleep("100 millis")
+        yield* t.push({ clientId: "mine", mutations: [entry(1)] })
+        yield* Effect.sleep("200 millis")
+        assert.isTrue(Option.isNone(yield* Fiber.poll(held)), "answered for its own write")
+        yield* t.push({ clientId: "theirs", mutations: [entry(1)] })
+        const [elapsed, page] = yield* Fiber.join(held)
+        assert.deepStrictEqual(seqsOf(page), [2])
+        assert.isBelow(Duration.toMillis(elapsed), 4000)
+      })
+    )
   })

@@ -55,6 +55,22 @@ export const MutationLogSuite = (name: string, layer: Layer.Layer<MutationLog.Mu
     )
 
     test(
+      "since leaves out the writes of excludeClientId, with the projects filter too; stored pages alike",
+      Effect.gen(function*() {
+        const log = yield* MutationLog.MutationLog
+        yield* log.append("mine", [entry(1), entry(2, { project: "p2" })]) // 1, 2
+        yield* log.append("theirs", [entry(1), entry(2, { project: "p2" }), entry(3)]) // 3, 4, 5
+        yield* log.append("mine", [entry(3)]) // 6
+        assert.deepStrictEqual(seqs(yield* log.since(0, undefined, 10, "mine")), [3, 4, 5])
+        assert.deepStrictEqual(seqs(yield* log.since(0, ["p1"], 10, "mine")), [3, 5])
+        const page = yield* log.since(3, ["p1"], 1, "mine")
+        assert.deepStrictEqual([seqs(page), page.hasMore, page.latestSeq], [[5], false, 6])
+        const stored = yield* log.sinceStored(0, undefined, 2, "theirs")
+        assert.deepStrictEqual([stored.mutations.map((m) => m.seq), stored.hasMore], [[1, 2], true])
+      })
+    )
+
+    test(
       "append assigns 1, 2, 3… in batch order; since returns the mutations with the time of the append",
       Effect.gen(function*() {
         const log = yield* MutationLog.MutationLog

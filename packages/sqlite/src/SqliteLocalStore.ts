@@ -168,6 +168,12 @@ const DeadLetterRow = Schema.Struct({
 
 const CountRow = Schema.Struct({ n: Schema.Number })
 const decodeChanges = Schema.decodeUnknown(Schema.Struct({ changes: Schema.Number }))
+const decodeSuperseding = Schema.decodeUnknown(Schema.Array(Schema.Struct({
+  project: Schema.String,
+  entity: Schema.String,
+  entity_key: Schema.String,
+  n: Schema.Number
+})))
 const MetaRow = Schema.Struct({ value: Schema.String })
 const ProjectRow = Schema.Struct({ project: Schema.String })
 const ValueRow = Schema.Struct({ value: Schema.parseJson() })
@@ -449,6 +455,20 @@ export const make: Effect.Effect<LocalStore.LocalStore["Type"], LocalStore.Local
         Effect.map((rows) => new Set(rows.map((r) => keyOf(r.project, r.entity, r.entity_key))))
       )
 
+    // For the page's keys, the highest server seq of our acked writes above the page's first
+    // seq: a pulled mutation below it was decided by our write (pulls leave our writes out).
+    const supersedingSeqs = (targetKey: string, mutations: ReadonlyArray<Mutation.PulledMutation>) =>
+      sql`SELECT project, entity, entity_key, MAX(server_seq) AS n FROM sync_mutations
+        WHERE target_key = ${targetKey} AND source = 'local' AND server_seq IS NOT NULL
+          AND entity_key IN ${sql.in([...new Set(mutations.map((m) => m.entityKey))])}
+          AND server_seq > ${mutations[0].seq}
+        GROUP BY project, entity, entity_key`.pipe(
+        Effect.flatMap(decodeSuperseding),
+        Effect.map((rows) => new Map(rows.map((r) => [keyOf(r.project, r.entity, r.entity_key), r.n])))
+      )
+    const isSuperseded = (superseding: ReadonlyMap<string, number>, m: Mutation.PulledMutation) =>
+      (superseding.get(keyOf(m.project, m.entity, m.entityKey)) ?? 0) > m.seq
+
     /** Why a pulled mutation must go to the dead letters, or `undefined`. */
     const problemOf = (m: Mutation.PulledMutation): string | undefined => {
       const shape = Schema.decodeUnknownEither(PulledShape)(m)
@@ -459,7 +479,13 @@ export const make: Effect.Effect<LocalStore.LocalStore["Type"], LocalStore.Local
     }
 
     /** Applies one pulled mutation (cursor excluded); runs inside the caller's transaction. */
-    const applyOne = (targetKey: string, m: Mutation.PulledMutation, unacked: ReadonlySet<string>, at: number) =>
+    const applyOne = (
+      targetKey: string,
+      m: Mutation.PulledMutation,
+      unacked: ReadonlySet<string>,
+      superseding: ReadonlyMap<string, number>,
+      at: number
+    ) =>
       Effect.gen(function*() {
         const problem = problemOf(m)
         if (problem !== undefined) {
@@ -469,6 +495,10 @@ export const make: Effect.Effect<LocalStore.LocalStore["Type"], LocalStore.Local
         if (unacked.has(keyOf(m.project, m.entity, m.entityKey))) {
           yield* insertRemote(targetKey, m, "kept_aside")
           return "kept_aside" as const
+        }
+        if (isSuperseded(superseding, m)) {
+          yield* insertRemote(targetKey, m, "discarded")
+          return "superseded" as const
         }
         const result = yield* applyRemote(targetKey, m, at)
         yield* insertRemote(targetKey, m, result)
@@ -483,6 +513,7 @@ export const make: Effect.Effect<LocalStore.LocalStore["Type"], LocalStore.Local
       Effect.gen(function*() {
         let cursor = Option.match(yield* findState(targetKey), { onNone: () => 0, onSome: (s) => s.lastPulledSeq })
         const unacked = yield* unackedKeys(targetKey, mutations)
+        const superseding = yield* supersedingSeqs(targetKey, mutations)
         const results: Array<Mutation.ApplyResult> = []
         let failure = Option.none<SqlError>()
         for (const m of mutations) {
@@ -490,7 +521,7 @@ export const make: Effect.Effect<LocalStore.LocalStore["Type"], LocalStore.Local
             results.push("duplicate")
             continue
           }
-          const applied = yield* Effect.either(sql.withTransaction(applyOne(targetKey, m, unacked, at)))
+          const applied = yield* Effect.either(sql.withTransaction(applyOne(targetKey, m, unacked, superseding, at)))
           if (Either.isLeft(applied)) {
             failure = Option.some(applied.left)
             break
@@ -533,6 +564,7 @@ export const make: Effect.Effect<LocalStore.LocalStore["Type"], LocalStore.Local
       Effect.gen(function*() {
         let cursor = Option.match(yield* findState(targetKey), { onNone: () => 0, onSome: (s) => s.lastPulledSeq })
         const unacked = yield* unackedKeys(targetKey, mutations)
+        const superseding = yield* supersedingSeqs(targetKey, mutations)
         const results: Array<Mutation.ApplyResult> = []
         const rows: Array<ReturnType<typeof remoteRow>> = []
         const changes: Array<Applier.Change> = []
@@ -549,6 +581,9 @@ export const make: Effect.Effect<LocalStore.LocalStore["Type"], LocalStore.Local
           } else if (unacked.has(keyOf(m.project, m.entity, m.entityKey))) {
             rows.push(remoteRow(targetKey, m, "kept_aside"))
             results.push("kept_aside")
+          } else if (isSuperseded(superseding, m)) {
+            rows.push(remoteRow(targetKey, m, "discarded"))
+            results.push("superseded")
           } else {
             changes.push({ ...m, targetKey, source: "remote" })
             rows.push(remoteRow(targetKey, m, "applied"))
@@ -576,14 +611,30 @@ export const make: Effect.Effect<LocalStore.LocalStore["Type"], LocalStore.Local
 
     const applyPulledMutations = Effect.fn("SqliteLocalStore.applyPulledMutations")(function*(
       targetKey: string,
-      mutations: ReadonlyArray<Mutation.PulledMutation>
+      mutations: ReadonlyArray<Mutation.PulledMutation>,
+      options?: LocalStore.ApplyPageOptions
     ) {
       yield* checkSeqs(mutations)
-      if (mutations.length === 0) return []
+      const through = options?.throughSeq
+      if (through !== undefined && !(Number.isSafeInteger(through) && through >= 0)) {
+        return yield* new LocalStore.LocalStoreError({
+          reason: "invalid_input",
+          message: `throughSeq must be an integer >= 0, got ${String(through)}`
+        })
+      }
+      if (mutations.length === 0 && through === undefined) return []
       const at = yield* now
-      const [results, failure] = yield* writeTransaction(applyPage(targetKey, mutations, at)).pipe(
-        Effect.mapError(fail("applying pulled mutations"))
-      )
+      const [results, failure] = yield* writeTransaction(Effect.gen(function*() {
+        const applied = mutations.length === 0
+          ? [[], Option.none<SqlError>()] as const
+          : yield* applyPage(targetKey, mutations, at)
+        if (through !== undefined && Option.isNone(applied[1])) {
+          yield* touchState(targetKey, at)
+          yield* sql`UPDATE sync_state SET last_pulled_seq = MAX(last_pulled_seq, ${through})
+            WHERE target_key = ${targetKey}`
+        }
+        return applied
+      })).pipe(Effect.mapError(fail("applying pulled mutations")))
       if (Option.isSome(failure)) return yield* fail("applying a pulled mutation")(failure.value)
       return results
     })

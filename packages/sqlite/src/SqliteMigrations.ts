@@ -109,6 +109,15 @@ const init = Effect.gen(function*() {
   yield* sql`INSERT INTO sync_meta (key, value) VALUES ('schema_version', ${String(schemaVersion)})`
 })
 
+// Pulls leave out the replica's own writes, so applying a pulled mutation asks whether one of
+// ours, acked with a higher server seq, already decided its key: found by key, then server seq.
+const ownServerSeqIndex = Effect.gen(function*() {
+  const sql = yield* SqlClient.SqlClient
+  yield* sql`CREATE INDEX IF NOT EXISTS sync_mutations_local_server_seq
+    ON sync_mutations (target_key, entity_key, server_seq)
+    WHERE source = 'local' AND server_seq IS NOT NULL`
+})
+
 /**
  * The migrations, keyed `<id>_<name>` as `Migrator.fromRecord` expects.
  *
@@ -116,7 +125,8 @@ const init = Effect.gen(function*() {
  * @category models
  */
 export const migrations: Record<string, Effect.Effect<void, unknown, SqlClient.SqlClient>> = {
-  "0001_init": init
+  "0001_init": init,
+  "0002_own_server_seq_index": ownServerSeqIndex
 }
 
 /**

@@ -136,6 +136,43 @@ export const localStoreSuite = (
         assert.strictEqual((yield* Effect.flip(store.unenroll("a\u0000b"))).reason, "invalid_input")
         assert.deepStrictEqual(yield* store.listEnrolled, ["alpha"])
       })))
+    it.effect("a pulled write older than our acked write of the same key is superseded; a newer one applies", () =>
+      run(Effect.gen(function*() {
+        const store = yield* LocalStore.LocalStore
+        yield* store.enroll("p")
+        const [seq] = yield* store.appendLocal("cloud", [write("k", "mine")])
+        yield* store.ackMutationSeqs("cloud", [{ seq, serverSeq: 10 }])
+        // Our own write (10) is not pulled back: 9 comes before it in the log, so ours stands.
+        assert.deepStrictEqual(
+          yield* store.applyPulledMutations("cloud", [pulled(9, "k", "theirs"), pulled(11, "j", "other")]),
+          ["superseded", "applied"]
+        )
+        assert.deepStrictEqual(yield* doc("k"), Option.some("mine"))
+        assert.strictEqual(yield* store.applyPulledMutation("cloud", pulled(12, "k", "later")), "applied")
+        assert.deepStrictEqual(yield* doc("k"), Option.some("later"))
+      })))
+
+    it.effect("throughSeq moves the cursor on after the page, even an empty one; never back; bad ones change nothing", () =>
+      run(Effect.gen(function*() {
+        const store = yield* LocalStore.LocalStore
+        const cursor = Effect.map(store.getSyncState("cloud"), (s) => s.lastPulledSeq)
+        yield* store.applyPulledMutations("cloud", [pulled(3, "a", 1)], { throughSeq: 7 })
+        assert.strictEqual(yield* cursor, 7)
+        yield* store.applyPulledMutations("cloud", [], { throughSeq: 9 })
+        assert.strictEqual(yield* cursor, 9)
+        yield* store.applyPulledMutations("cloud", [], { throughSeq: 5 })
+        assert.strictEqual(yield* cursor, 9)
+        assert.strictEqual(yield* store.applyPulledMutation("cloud", pulled(8, "b", 1)), "duplicate")
+        for (const bad of [-1, 1.5, Number.NaN]) {
+          const error = yield* Effect.flip(
+            store.applyPulledMutations("cloud", [pulled(10, "c", 1)], { throughSeq: bad })
+          )
+          assert.strictEqual(error.reason, "invalid_input")
+        }
+        assert.strictEqual(yield* cursor, 9)
+        assert.deepStrictEqual(yield* doc("c"), Option.none())
+      })))
+
     it.effect("ackMutationSeqs over rows acked before and seqs that do not exist: lastAckedSeq is the highest real one", () =>
       run(Effect.gen(function*() {
         const store = yield* LocalStore.LocalStore

@@ -113,7 +113,7 @@ describe("SqliteLocalStore", () => {
           assert.strictEqual(meta[1].value, String(SqliteMigrations.schemaVersion))
           assert.deepStrictEqual(
             yield* sqlRows("SELECT migration_id, name FROM autosync_migrations"),
-            [{ migration_id: 1, name: "init" }]
+            [{ migration_id: 1, name: "init" }, { migration_id: 2, name: "own_server_seq_index" }]
           )
           assert.deepStrictEqual(yield* sqlRows("PRAGMA journal_mode"), [{ journal_mode: "wal" }])
           assert.deepStrictEqual(yield* sqlRows("PRAGMA busy_timeout"), [{ timeout: 5000 }])
@@ -171,11 +171,11 @@ describe("SqliteLocalStore", () => {
   it.scoped("a file migrated by a newer autosync (unknown migration) is refused as incompatible", () =>
     Effect.gen(function*() {
       const path = join(yield* tempDir, "newer-migration.db")
-      yield* withFile(path, sqlRows("INSERT INTO autosync_migrations (migration_id, name) VALUES (2, 'future')"))
+      yield* withFile(path, sqlRows("INSERT INTO autosync_migrations (migration_id, name) VALUES (99, 'future')"))
       const before = readFileSync(path)
       const error = yield* openError(path)
       assert.strictEqual(error.reason, "incompatible")
-      assert.include(error.message, "migration 2")
+      assert.include(error.message, "migration 99")
       assert.isTrue(readFileSync(path).equals(before))
     }))
 

@@ -298,20 +298,23 @@ export const make = (
         return yield* Deferred.await(done)
       })
 
-    const sinceStored = (sinceSeq: number, projects: ReadonlyArray<string> | undefined, limit: number) =>
+    const sinceStored = (
+      sinceSeq: number,
+      projects: ReadonlyArray<string> | undefined,
+      limit: number,
+      excludeClientId?: string
+    ) =>
       Effect.gen(function*() {
         // The latest seq first: every seq up to it is committed, so it never runs ahead of the page.
         const latestSeq = yield* readLatest
         if (projects !== undefined && projects.length === 0) {
           return { mutations: [], hasMore: false, latestSeq } satisfies StoredPage
         }
-        const rows = yield* (projects === undefined
-          ? sql`SELECT seq, project, entity, entity_key, op, payload, occurred_at FROM autosync_log
-                WHERE seq > ${sinceSeq} ORDER BY seq LIMIT ${limit + 1}`
-          : sql`SELECT seq, project, entity, entity_key, op, payload, occurred_at FROM autosync_log
-                WHERE seq > ${sinceSeq} AND project IN ${sql.in(projects)} ORDER BY seq LIMIT ${limit + 1}`).pipe(
-            Effect.flatMap(decodeStored)
-          )
+        const rows = yield* sql`SELECT seq, project, entity, entity_key, op, payload, occurred_at FROM autosync_log
+          WHERE seq > ${sinceSeq}
+            ${projects === undefined ? sql`` : sql`AND project IN ${sql.in(projects)}`}
+            ${excludeClientId === undefined ? sql`` : sql`AND client_id <> ${excludeClientId}`}
+          ORDER BY seq LIMIT ${limit + 1}`.pipe(Effect.flatMap(decodeStored))
         const mutations = rows.slice(0, limit).map((row): StoredMutation => ({
           seq: row.seq,
           project: row.project,
@@ -331,7 +334,8 @@ export const make = (
 
     return MutationLog.of({
       append,
-      since: (sinceSeq, projects, limit) => Effect.map(sinceStored(sinceSeq, projects, limit), toPullResponse),
+      since: (sinceSeq, projects, limit, excludeClientId) =>
+        Effect.map(sinceStored(sinceSeq, projects, limit, excludeClientId), toPullResponse),
       sinceStored,
       latestSeq: Effect.mapError(readLatest, storage("reading the latest seq")),
       awaitAfter: (seq) => awaitAbove(latest, seq)
