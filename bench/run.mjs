@@ -32,7 +32,7 @@ const usage = `usage: pnpm bench [options]      (or node bench/run.mjs [options]
   --batches LIST         throughput: write/push/pull batch sizes (default 100,1000)
   --rate N               latency: documents per second on A (default 1000)
   --latency-seconds S    latency: how long A writes (default 20)
-  --debounces LIST       latency: A's debounce in ms; "50:100" also sets debounceMaxWait (default 0,50,50:100)
+  --debounces LIST       latency: A's debounce in ms; "50:100" also sets debounceMaxWait (default 0,50,50:50)
   --backlog-rows N       backlog: pending rows when the server comes back (default 1000000)
   --backlog-batch N      backlog: pushBatchSize (default 1000)
   --clients N            scale: simulated clients (default 100)
@@ -104,7 +104,7 @@ const flags = {
   batches: list("batches", ["100", "1000"]).map(Number),
   rate: positive("rate", 1000),
   latencySeconds: positive("latency-seconds", quick ? 3 : 20),
-  latencyVariants: list("debounces", ["0", "50", "50:100"]).map((v) => {
+  latencyVariants: list("debounces", ["0", "50", "50:50"]).map((v) => {
     const [debounce, maxWait] = v.split(":").map(Number)
     return maxWait === undefined ? { debounce } : { debounce, maxWait }
   }),

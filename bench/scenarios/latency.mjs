@@ -48,18 +48,16 @@ export const run = async (ctx) => {
         file: `${dir}/server.db`,
         createToken: true
       })
+      // Both live, as `autosync agent` runs them.
       const config = {
         debounce: variant.debounce,
         ...(variant.maxWait ? { debounceMaxWait: variant.maxWait } : {}),
         pushBatchSize: 1000,
-        pullBatchSize: 1000
+        pullBatchSize: 1000,
+        longPollWait: "25 seconds"
       }
       const a = await startReplica(ctx, `a-d${variant.debounce}`, { file: `${dir}/a.db`, server, config })
-      const b = await startReplica(ctx, `b-d${variant.debounce}`, {
-        file: `${dir}/b.db`,
-        server,
-        config: { ...config, longPollWait: "25 seconds" }
-      })
+      const b = await startReplica(ctx, `b-d${variant.debounce}`, { file: `${dir}/b.db`, server, config })
       // Warm-up: one document through, so both managers hold their lease and B's long-poll is open.
       await a.call("write", { rows: 1, batch: 1, from: 9_000_000 })
       await b.call("awaitApplied", { count: 1 }, 60_000)
@@ -78,7 +76,7 @@ export const run = async (ctx) => {
       const target = 100 + variant.debounce
       const result = {
         scenario: "latency",
-        processes: "server, A and B in three processes; B with longPollWait 25 s",
+        processes: "server, A and B in three processes; both with longPollWait 25 s",
         rate_per_s: rate,
         seconds,
         write_tick_ms: tickMs,

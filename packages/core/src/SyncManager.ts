@@ -13,7 +13,8 @@
  *
  *  cycle = skip if disabled (renew the lease) or before backoffUntil
  *        → lease (else skip) → push groups by project → ack accepted seqs
- *        → pull pages until has_more is false → healthy | push_failed | pull_failed | backoff
+ *        → pull pages until has_more is false (with longPollWait: only on news from the watcher,
+ *          on syncNow, or once a poll interval passed) → healthy | push_failed | pull_failed | backoff
  * ```
  *
  * A defect inside a cycle never kills the loop: the phase becomes `backoff` with reason
@@ -43,6 +44,7 @@ import { CloudTransport, TransportError } from "./CloudTransport.js"
 import { DirtySignal } from "./DirtySignal.js"
 import { ackPlan, groupByProject, pageProblem, toEntry } from "./internal/plan.js"
 import { LocalStore, LocalStoreError } from "./LocalStore.js"
+import type { PullResponse } from "./Mutation.js"
 import * as Status from "./Status.js"
 import type { Input as SyncConfigInput, SyncConfig } from "./SyncConfig.js"
 import { fromEnv } from "./SyncConfig.js"
@@ -215,12 +217,22 @@ export const make = (
       return [...failed.entries()]
     })
 
+    // A page the long-poll watcher brought back: the next cycle applies it instead of asking the
+    // server again, when it starts where the cycle's cursor is (else it is stale and dropped).
+    let prefetched: { readonly sinceSeq: number; readonly page: PullResponse } | undefined
+    const takePrefetched = (cursor: number) => {
+      const taken = prefetched?.sinceSeq === cursor ? prefetched.page : undefined
+      prefetched = undefined
+      return taken
+    }
+
     const pull = Effect.fn("SyncManager.pull")(function*() {
       let cursor = (yield* store.getSyncState(targetKey)).lastPulledSeq
       while (true) {
         yield* ensureLease
         // Our own writes are left out: they are in our tables already.
-        const page = yield* transport.pull(cursor, config.pullBatchSize, { excludeClientId: store.clientId })
+        const page = takePrefetched(cursor) ??
+          (yield* transport.pull(cursor, config.pullBatchSize, { excludeClientId: store.clientId }))
         const problem = pageProblem(cursor, page.mutations.map((m) => m.seq), page.hasMore)
         if (problem) return yield* new TransportError({ reason: "transport_failed", message: problem })
         // The last page holds everything up to latestSeq but our writes: the cursor moves there.
@@ -237,26 +249,47 @@ export const make = (
     })
 
     // Push then pull; the outcome of the cycle, failures classified (defects are caught by the caller).
-    const pushThenPull = Effect.gen(function*() {
-      yield* setPhase("pushing")
-      const pushFailures = yield* push().pipe(
-        Effect.catchTag("LocalStoreError", (e) => Effect.succeed([["", classify(e)] as const]))
-      )
-      if (pushFailures.length > 0) {
-        const reasonCode = pushFailures.map(([, f]) => f.reasonCode).reduce(Status.mostSpecific)
-        const message = pushFailures.map(([project, f]) => project ? `${project}: ${f.message}` : f.message).join("; ")
-        return { step: "push" as const, reasonCode, message }
-      }
-      yield* setPhase("pulling")
-      return yield* pull().pipe(
-        Effect.as(undefined),
-        Effect.catchTag(
-          "TransportError",
-          "LocalStoreError",
-          (e) => Effect.succeed({ step: "pull" as const, ...classify(e) })
+    // With live sync, the watcher tells of every remote write: a cycle woken only by local
+    // writes pushes and skips the pull, unless the watcher brought news or a poll interval passed
+    // since the last pull (in case the watcher is down). Other cycles (`syncNow`, the poll, a
+    // retry, the first) always pull.
+    const live = Duration.toMillis(config.longPollWait) > 0
+    let remoteNewsPending = true
+    let lastPullAt = Number.NEGATIVE_INFINITY
+    const pullDue = (alwaysPull: boolean, at: number) =>
+      !live || alwaysPull || remoteNewsPending || at - lastPullAt >= Duration.toMillis(config.pollInterval)
+
+    const pushThenPull = (alwaysPull: boolean) =>
+      Effect.gen(function*() {
+        yield* setPhase("pushing")
+        const pushFailures = yield* push().pipe(
+          Effect.catchTag("LocalStoreError", (e) => Effect.succeed([["", classify(e)] as const]))
         )
-      )
-    })
+        if (pushFailures.length > 0) {
+          const reasonCode = pushFailures.map(([, f]) => f.reasonCode).reduce(Status.mostSpecific)
+          const message = pushFailures.map(([project, f]) => project ? `${project}: ${f.message}` : f.message).join(
+            "; "
+          )
+          return { step: "push" as const, reasonCode, message }
+        }
+        const at = yield* Clock.currentTimeMillis
+        if (!pullDue(alwaysPull, at)) return undefined
+        remoteNewsPending = false
+        lastPullAt = at
+        yield* setPhase("pulling")
+        return yield* pull().pipe(
+          Effect.as(undefined),
+          Effect.catchTag(
+            "TransportError",
+            "LocalStoreError",
+            (e) =>
+              Effect.sync(() => {
+                remoteNewsPending = true // the retry pulls again
+                return { step: "pull" as const, ...classify(e) }
+              })
+          )
+        )
+      })
 
     const settle = (failure: { step: "push" | "pull" | "cycle" } & StepFailure | undefined) =>
       Effect.gen(function*() {
@@ -288,7 +321,7 @@ export const make = (
         yield* Effect.flatMap(store.countPending(targetKey), (n) => Metric.set(pendingRows, n))
       })
 
-    const cycle = (force: boolean) =>
+    const cycle = (force: boolean, localOnly: boolean) =>
       cycleLock.withPermits(1)(
         Effect.gen(function*() {
           yield* Queue.takeAll(wake) // wakes up to now are served by this cycle
@@ -304,7 +337,7 @@ export const make = (
             yield* Effect.logDebug("lease held by another worker; cycle skipped")
             return
           }
-          const failure = yield* pushThenPull
+          const failure = yield* pushThenPull(force || !localOnly)
           yield* settle(failure)
         }).pipe(
           Effect.catchTag("LeaseLost", () => Effect.logInfo("lease lost to another worker mid-cycle")),
@@ -343,25 +376,36 @@ export const make = (
       const isDisabled = Option.isSome(yield* Ref.get(disabled))
       if (!isDisabled && current.consecutiveFailures > 0 && current.backoffUntil) {
         const left = current.backoffUntil.getTime() - at
-        if (left > 0) return yield* Effect.sleep(Duration.millis(left))
+        if (left > 0) return yield* Effect.as(Effect.sleep(Duration.millis(left)), false)
       }
       const timer = isDisabled
         ? Duration.min(config.pollInterval, Duration.unsafeDivide(config.leaseInterval, 2))
         : config.pollInterval
-      yield* Effect.raceAll([debounced, Effect.sleep(timer), Queue.take(remoteNews)])
+      // `true` when only local writes woke it (the cycle may then skip its pull, see `pullDue`).
+      return yield* Effect.raceAll([
+        Effect.as(debounced, true),
+        Effect.as(Effect.sleep(timer), false),
+        Effect.as(Queue.take(remoteNews), false)
+      ])
     })
 
     // Live sync: a pull held open on the server; news wakes the loop at once (no debounce: the
-    // remote writer already debounced). The watcher only looks: the cycle applies, under the lease.
+    // remote writer already debounced). The watcher only fetches: the cycle applies its page,
+    // under the lease.
     const watchRemote = Effect.gen(function*() {
       const wait = Duration.toMillis(config.longPollWait)
       let seen = 0
       while (true) {
         const started = yield* Clock.currentTimeMillis
         const cursor = Math.max(seen, (yield* store.getSyncState(targetKey)).lastPulledSeq)
-        const page = yield* transport.pull(cursor, 1, { wait: config.longPollWait, excludeClientId: store.clientId })
+        const page = yield* transport.pull(cursor, config.pullBatchSize, {
+          wait: config.longPollWait,
+          excludeClientId: store.clientId
+        })
         if (page.mutations.length > 0) {
           seen = Math.max(cursor, page.latestSeq, page.mutations[page.mutations.length - 1].seq)
+          prefetched = { sinceSeq: cursor, page }
+          remoteNewsPending = true
           yield* Queue.offer(remoteNews, undefined)
         } else {
           // A server that answers before the wait is over (or ignores it) must not make us spin.
@@ -408,9 +452,10 @@ export const make = (
       if (Duration.toMillis(config.longPollWait) > 0) yield* Effect.forkScoped(watchRemote)
       yield* restoreBackoff
       yield* waitForBackoffOnly
+      let localOnly = false
       while (true) {
-        yield* cycle(false)
-        yield* waitForWork
+        yield* cycle(false, localOnly)
+        localOnly = yield* waitForWork
       }
     })
     const waitForBackoffOnly = Effect.gen(function*() {
@@ -483,7 +528,7 @@ export const make = (
               )
           )
         ),
-      syncNow: Effect.zipRight(cycle(true), SubscriptionRef.get(statusRef))
+      syncNow: Effect.zipRight(cycle(true, false), SubscriptionRef.get(statusRef))
     })
   })
 

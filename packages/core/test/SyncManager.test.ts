@@ -65,10 +65,46 @@ describe("SyncManager", () => {
         yield* writer.manager.syncNow
         yield* TestClock.adjust("1 millis")
         assert.deepStrictEqual(Option.getOrUndefined(yield* store.getDocument("p", "doc", "k")), "remote")
-        // the cycle ran at 1000 ms, not at the 60 s poll; the watcher's own pulls are held for 20 s each
-        assert.include(cycles(fake.log), "pull@1000")
+        // applied at 1000 ms, not at the 60 s poll, from the page the watcher brought (no second
+        // request); the watcher's own pulls are held for 20 s each
+        assert.deepStrictEqual(cycles(fake.log), ["pull@0"])
         yield* TestClock.adjust("59 seconds")
         assert.isAtMost(fake.pulls.length, 10)
+      }))
+
+    it.scoped("live: a cycle woken by a local write only pushes; news, syncNow and the poll interval pull", () =>
+      Effect.gen(function*() {
+        const server = yield* CloudTransport.makeMemoryServer
+        const other = yield* makeReplica({ server, clientId: "other" })
+        const { fake, manager, store } = yield* makeReplica({
+          server,
+          clientId: "me",
+          config: { debounce: "100 millis", pollInterval: "60 seconds", longPollWait: "20 seconds" }
+        })
+        yield* Effect.forkScoped(manager.run)
+        yield* TestClock.adjust("1 seconds")
+        assert.deepStrictEqual(cycles(fake.log), ["pull@0"]) // the first cycle pulls
+        yield* put(store, "k", 1)
+        yield* manager.notifyDirty
+        yield* TestClock.adjust("1 seconds")
+        assert.deepStrictEqual(server.log().map((m) => m.entityKey), ["k"]) // pushed at 1100…
+        assert.deepStrictEqual(cycles(fake.log), ["pull@0"]) // …without a pull
+        // Another replica writes: the watcher brings the page, the cycle applies it as it is.
+        yield* put(other.store, "j", "theirs")
+        yield* other.manager.syncNow
+        yield* TestClock.adjust("1 millis")
+        assert.deepStrictEqual(Option.getOrUndefined(yield* store.getDocument("p", "doc", "j")), "theirs")
+        assert.deepStrictEqual(cycles(fake.log), ["pull@0"])
+        yield* manager.syncNow
+        assert.deepStrictEqual(cycles(fake.log), ["pull@0", "pull@2001"])
+        // Local writes keep coming, but a poll interval after the last pull, a cycle pulls anyway.
+        for (let i = 0; i < 62; i++) {
+          yield* put(store, `w${i}`, i)
+          yield* manager.notifyDirty
+          yield* TestClock.adjust("1 seconds")
+        }
+        assert.deepStrictEqual(cycles(fake.log).length, 3)
+        assert.isAtLeast(Number(cycles(fake.log)[2].slice(5)), 62_001)
       }))
 
     it.scoped("a replica's own writes are not pulled back; its cursor moves past them to the log's end", () =>

@@ -52,7 +52,8 @@ export const makeFake = (inner: CloudTransport.CloudTransport["Type"]): Fake => 
         }),
       pull: (sinceSeq, limit, options) =>
         Effect.gen(function*() {
-          fake.log.push(`pull@${yield* Clock.currentTimeMillis}`)
+          // A long-poll (the live-sync watcher) is logged apart from the cycles' pulls.
+          fake.log.push(`${options?.wait === undefined ? "pull" : "watch"}@${yield* Clock.currentTimeMillis}`)
           fake.pulls.push(sinceSeq)
           if (fake.failPull > 0) {
             fake.failPull--
