@@ -87,10 +87,18 @@ const StateFromRow = Schema.transform(StateRow, Schema.typeSchema(Mutation.SyncS
 })
 
 /** A JSON payload stored as TEXT; SQL `NULL` stands for a missing payload (JSON `null` is the text "null"). */
-const JsonText = Schema.Union(
-  Schema.transform(Schema.Null, Schema.Undefined, { strict: true, decode: () => undefined, encode: () => null }),
-  Schema.parseJson()
-)
+const JsonText = Schema.transformOrFail(Schema.NullOr(Schema.String), Schema.Unknown, {
+  strict: true,
+  decode: (text, _, ast) => {
+    if (text === null) return ParseResult.succeed(undefined)
+    try {
+      return ParseResult.succeed(JSON.parse(text) as unknown)
+    } catch (e) {
+      return ParseResult.fail(new ParseResult.Type(ast, text, `the payload is not JSON: ${(e as Error).message}`))
+    }
+  },
+  encode: (value) => ParseResult.succeed(value === undefined ? null : JSON.stringify(value))
+})
 
 const JournalRow = Schema.Struct({
   seq: Schema.Number,
@@ -105,7 +113,22 @@ const JournalRow = Schema.Struct({
   acked_at: OptionalDate
 })
 
-const SyncMutationFromRow = Schema.transform(JournalRow, Schema.typeSchema(Mutation.SyncMutation), {
+// The rows' content was checked when it was written; read back, each row is checked for its
+// shape only (the pushed entries are checked again on the way out, by the wire schema).
+const SyncMutationShape = Schema.Struct({
+  seq: Schema.Number,
+  targetKey: Schema.String,
+  project: Schema.String,
+  entity: Schema.String,
+  entityKey: Schema.String,
+  op: Schema.String,
+  payload: Schema.Unknown,
+  source: Mutation.Source,
+  occurredAt: Schema.DateFromSelf,
+  ackedAt: Schema.optionalWith(Schema.DateFromSelf, { exact: true })
+})
+
+const SyncMutationFromRow = Schema.transform(JournalRow, SyncMutationShape, {
   strict: true,
   decode: (row) => ({
     seq: row.seq,

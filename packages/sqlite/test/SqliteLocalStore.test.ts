@@ -149,6 +149,23 @@ describe("SqliteLocalStore", () => {
       assert.isFalse(existsSync(`${path}-wal`))
     }))
 
+  it.scoped("a journal row damaged in the file fails the read with a message naming it; nothing changes", () =>
+    Effect.gen(function*() {
+      const path = join(yield* tempDir, "damaged-row.db")
+      const error = yield* withFile(
+        path,
+        Effect.gen(function*() {
+          const s = yield* store
+          yield* s.enroll("p")
+          yield* s.appendLocal("cloud", [write("a", 1)])
+          yield* sqlRows("UPDATE sync_mutations SET payload = '{not json' WHERE source = 'local'")
+          return yield* Effect.flip(s.listPendingMutations("cloud", 10))
+        })
+      )
+      assert.strictEqual(error._tag, "LocalStoreError")
+      assert.include(error.message, "payload is not JSON")
+    }))
+
   it.scoped("a file written by a newer schema version is refused as incompatible and left unchanged", () =>
     Effect.gen(function*() {
       const path = join(yield* tempDir, "newer.db")
