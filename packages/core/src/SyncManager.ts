@@ -267,9 +267,8 @@ export const make = (
         )
         if (pushFailures.length > 0) {
           const reasonCode = pushFailures.map(([, f]) => f.reasonCode).reduce(Status.mostSpecific)
-          const message = pushFailures.map(([project, f]) => project ? `${project}: ${f.message}` : f.message).join(
-            "; "
-          )
+          const message = pushFailures.map(([project, f]) => project ? `${project}: ${f.message}` : f.message)
+            .join("; ")
           return { step: "push" as const, reasonCode, message }
         }
         const at = yield* Clock.currentTimeMillis

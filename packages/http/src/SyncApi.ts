@@ -6,11 +6,13 @@
  * - `POST /v1/push`, body `{ client_id, mutations: [{ client_seq, project, entity, entity_key, op, payload }] }`
  *   → `{ accepted_seqs }`, one server seq per entry, in order. A retried `(client_id, client_seq)`
  *   gets its first seq back; one that comes back with different content is refused with 409.
- * - `GET /v1/pull?since_seq=&limit=&wait_ms=` → `{ mutations, has_more, latest_seq }`, only the
- *   projects the token may read, in seq order. `limit` (default {@link defaultPullLimit}) is
- *   clamped to {@link maxPullLimit}; `wait_ms` (default 0) is clamped to {@link maxWaitMs}: with a
- *   positive wait and nothing to return, the server holds the request until a newer seq exists
- *   or the wait ends (long-poll).
+ * - `GET /v1/pull?since_seq=&limit=&wait_ms=&exclude_client_id=` → `{ mutations, has_more,
+ *   latest_seq }`, only the projects the token may read, in seq order, less the writes of
+ *   `exclude_client_id` (a replica leaves out its own). `limit` (default {@link defaultPullLimit})
+ *   is clamped to {@link maxPullLimit}; `wait_ms` (default 0) is clamped to {@link maxWaitMs}:
+ *   with a positive wait and nothing to return, the server holds the request until there is
+ *   something or the wait ends (long-poll). When `has_more` is false, the page holds every
+ *   mutation up to `latest_seq` that was not left out.
  * - `GET /v1/health` → `{ status: "ok" }`, without credentials.
  *
  * Push and pull need `Authorization: Bearer <token>`. Every error answer is JSON with a
@@ -190,7 +192,8 @@ const intParam = (key: string) =>
 /**
  * The query of `GET /v1/pull`. `since_seq` is required; `limit` (>= 1, default
  * {@link defaultPullLimit}) and `wait_ms` (>= 0, default 0) are optional and clamped by the
- * server to {@link maxPullLimit} and {@link maxWaitMs}.
+ * server to {@link maxPullLimit} and {@link maxWaitMs}; `exclude_client_id` (a client id) is
+ * optional.
  *
  * @since 0.1.0
  * @category models

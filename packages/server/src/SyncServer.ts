@@ -3,9 +3,10 @@
  *
  * - `push`: refuses (403) a batch with any project the token may not use, before anything is
  *   stored; else appends it to the log (409 on an identity conflict, naming the seq).
- * - `pull`: a page of the token's projects; with `wait_ms` and nothing to return, held until the
- *   log grows past the latest seq it saw (re-checked, since the new seq may be another project's)
- *   or the wait (at most `SyncApi.maxWaitMs`) ends, or the server shuts down.
+ * - `pull`: a page of the token's projects, less the writes of `exclude_client_id` (the puller's
+ *   own); with `wait_ms` and nothing to return, held until the log grows past the latest seq it
+ *   saw (re-checked, since the new seq may be another project's or the puller's own) or the wait
+ *   (at most `SyncApi.maxWaitMs`) ends, or the server shuts down.
  * - Bad input never reaches a handler as a defect: bodies over the limit get 413, bodies that are
  *   not JSON or do not match the schema get 400 `BadRequest` naming the field, unknown routes 404
  *   `NotFound`; every error answer is JSON with a `message`. Only storage failures give 500.

@@ -223,7 +223,8 @@ describe("SyncServer", () => {
         ["limit must be >= 1", pull("since_seq=0&limit=0")],
         ["limit", pull("since_seq=0&limit=-5")],
         ["limit", pull("since_seq=0&limit=ten")],
-        ["wait_ms must be >= 0", pull("since_seq=0&wait_ms=-1")]
+        ["wait_ms must be >= 0", pull("since_seq=0&wait_ms=-1")],
+        ["client_id must be 1-128 characters", pull("since_seq=0&exclude_client_id=%20bad%20id")]
       ]
       for (const [expected, c] of cases) {
         const res = yield* request(`${url}${c.path}`, {
