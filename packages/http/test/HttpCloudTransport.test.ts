@@ -236,11 +236,17 @@ describe("HttpCloudTransport", () => {
           mutations: [{ ...batch.mutations[0], payload: { deep: Number.POSITIVE_INFINITY } }]
         })
       ]
+      const errors = []
       for (const call of calls) {
         const error = yield* failureOf(call)
         assert.strictEqual(error.reason, "transport_failed")
         assert.strictEqual(error.status, 400)
+        errors.push(error.message)
       }
+      // A bad batch is named as the wire spells it.
+      assert.include(errors[3], "invalid push request: client_id: client_id must be")
+      assert.include(errors[4], "mutations.0.payload")
+      assert.include(errors[4], "not a finite number")
       assert.strictEqual(server.seen.length, 0)
     }).pipe(Effect.scoped))
 

@@ -694,7 +694,12 @@ export const make: Effect.Effect<LocalStore.LocalStore["Type"], LocalStore.Local
       ackMutationSeqs: Effect.fn("SqliteLocalStore.ackMutationSeqs")(function*(targetKey, acks) {
         const at = yield* now
         const serverSeqs = new Map(acks.map((a) => [a.seq, a.serverSeq] as const))
-        const serverSeqOf = (run: AckRun) => run.delta === undefined ? sql`server_seq` : sql`seq + ${run.delta}`
+        const updateRun = (run: AckRun, returning: boolean) =>
+          sql`UPDATE sync_mutations
+            SET acked_at = ${at}, server_seq = ${run.delta === undefined ? sql`server_seq` : sql`seq + ${run.delta}`}
+            WHERE target_key = ${targetKey} AND source = 'local' AND acked_at IS NULL
+              AND seq BETWEEN ${run.from} AND ${run.to}
+            ${returning ? sql`RETURNING seq, project, entity, entity_key` : sql``}`
         yield* writeTransaction(Effect.gen(function*() {
           const runs = ackRuns(serverSeqs)
           if ((yield* keptAsideKeys(targetKey)).size === 0) {
@@ -702,10 +707,7 @@ export const make: Effect.Effect<LocalStore.LocalStore["Type"], LocalStore.Local
             // (RETURNING doubles the statement's cost). A run updated in full ends at `to`.
             let maxSeq = 0
             for (const run of runs) {
-              const { changes } = yield* sql`UPDATE sync_mutations
-                SET acked_at = ${at}, server_seq = ${serverSeqOf(run)}
-                WHERE target_key = ${targetKey} AND source = 'local' AND acked_at IS NULL
-                  AND seq BETWEEN ${run.from} AND ${run.to}`.raw.pipe(Effect.flatMap(decodeChanges))
+              const { changes } = yield* updateRun(run, false).raw.pipe(Effect.flatMap(decodeChanges))
               if (changes === run.to - run.from + 1) maxSeq = Math.max(maxSeq, run.to)
               else if (changes > 0) {
                 // Part of the run was unknown or acked before: the highest row now acked (rows
@@ -724,15 +726,7 @@ export const make: Effect.Effect<LocalStore.LocalStore["Type"], LocalStore.Local
             return
           }
           const rows: Array<typeof AckedRow.Type> = []
-          for (const run of runs) {
-            rows.push(
-              ...(yield* sql`UPDATE sync_mutations
-                SET acked_at = ${at}, server_seq = ${serverSeqOf(run)}
-                WHERE target_key = ${targetKey} AND source = 'local' AND acked_at IS NULL
-                  AND seq BETWEEN ${run.from} AND ${run.to}
-                RETURNING seq, project, entity, entity_key`.pipe(Effect.flatMap(decodeAcked)))
-            )
-          }
+          for (const run of runs) rows.push(...(yield* updateRun(run, true).pipe(Effect.flatMap(decodeAcked))))
           yield* markAcked(targetKey, rows, serverSeqs, at)
         })).pipe(Effect.mapError(fail("acking mutations")))
       }),
