@@ -35,6 +35,8 @@ const usage = `usage: pnpm bench [options]      (or node bench/run.mjs [options]
   --debounces LIST       latency: A's debounce in ms; "50:100" also sets debounceMaxWait (default 0,50,50:50)
   --backlog-rows N       backlog: pending rows when the server comes back (default 1000000)
   --backlog-batch N      backlog: pushBatchSize (default 1000)
+  --backlog-heap-cap MIB backlog: also push min(rows, 200000) with A under --max-old-space-size=MIB,
+                         to tell V8's lazy collection from the working set (default 96; 0: skip)
   --clients N            scale: simulated clients (default 100)
   --scale-seconds S      scale: measured seconds per backend, after 1 s of warm-up (default 10)
   --scale-push-batch N   scale: documents per push (default 10)
@@ -65,6 +67,7 @@ const { values } = parseArgs({
     debounces: { type: "string" },
     "backlog-rows": { type: "string" },
     "backlog-batch": { type: "string" },
+    "backlog-heap-cap": { type: "string" },
     clients: { type: "string" },
     "scale-seconds": { type: "string" },
     "scale-push-batch": { type: "string" },
@@ -110,6 +113,7 @@ const flags = {
   }),
   backlogRows: positive("backlog-rows", quick ? 5000 : 1_000_000),
   backlogBatch: positive("backlog-batch", 1000),
+  backlogHeapCap: values["backlog-heap-cap"] === "0" ? 0 : positive("backlog-heap-cap", 96),
   clients: positive("clients", quick ? 20 : 100),
   scaleSeconds: positive("scale-seconds", quick ? 3 : 10),
   scalePushBatch: positive("scale-push-batch", 10),

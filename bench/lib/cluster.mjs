@@ -26,11 +26,11 @@ export const startServer = (ctx, label, options) =>
 export const startRawServer = (ctx, label, options) => start(join(children, "raw-server.mjs"), options, { name: label })
 
 /** A replica on `file` syncing with `server` (or not, with `sync: false`). */
-export const startReplica = (ctx, label, { config = {}, file, server, ...rest }) =>
+export const startReplica = (ctx, label, { config = {}, file, nodeArgs = [], server, ...rest }) =>
   start(
     join(children, "replica.mjs"),
     { file, serverUrl: server?.info.url, token: server?.info.token, config, sqlStats: ctx.flags.sqlStats, ...rest },
-    { name: label, execArgv: profileArgs(ctx, label) }
+    { name: label, execArgv: [...profileArgs(ctx, label), ...nodeArgs] }
   )
 
 /** A helper process (load generator, floor, idle baseline): never profiled. */
