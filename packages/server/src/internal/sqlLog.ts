@@ -105,14 +105,7 @@ interface Pending {
 }
 
 /** What an identity was stored with. */
-interface Stored {
-  readonly seq: number
-  readonly project: string
-  readonly entity: string
-  readonly entityKey: string
-  readonly op: string
-  readonly payloadJson: string
-}
+type Stored = Omit<StoredMutation, "occurredAt">
 
 /** A row of `autosync_log` (a type, not an interface: `sql.insert` wants a record). */
 type LogRow = {
