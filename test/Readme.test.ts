@@ -13,8 +13,15 @@
  * The walkthrough serves on a fixed port (8787, as a reader would type it). Runs of this test on
  * one machine take turns through a lock file, and the test waits for the port to be free, so a
  * busy port fails here with a message naming it rather than somewhere in the walkthrough.
+ *
+ * Also cheap checks that the rest of the README stays true: the Set-up's versions, scripts and CI
+ * script; every file it names or links; every `autosync …` command and flag it shows (against
+ * `autosync --help`); the Configuration table's defaults and variables (through
+ * `SyncConfig.make`/`fromEnv`); every other `AUTOSYNC_*` variable it names is read somewhere.
  */
-import { spawn } from "node:child_process"
+import { SyncConfig } from "@autosync/core"
+import { ConfigProvider, Duration, Effect } from "effect"
+import { execFileSync, spawn } from "node:child_process"
 import * as Fs from "node:fs"
 import * as Net from "node:net"
 import * as Os from "node:os"
@@ -243,6 +250,180 @@ describe("README: Running a server and agents", () => {
       console.log(`[e2e readme] ${blocks.length} blocks ran; ${reader} printed ${outputs[get.index]!.trim()}`)
     } finally {
       release()
+    }
+  })
+})
+
+// ---------------------------------------------------------------------------------------------
+// What the rest of the README names exists and its stated defaults hold (cheap checks)
+// ---------------------------------------------------------------------------------------------
+
+const readme = () => Fs.readFileSync(Path.join(repoRoot, "README.md"), "utf8")
+
+/** The README's code: every fenced block's lines and every inline code span. */
+const codeOf = (markdown: string): Array<string> => {
+  const code: Array<string> = []
+  let inFence = false
+  for (const line of markdown.split("\n")) {
+    if (/^```/.test(line)) inFence = !inFence
+    else if (inFence) code.push(line)
+    else for (const span of line.matchAll(/`([^`]+)`/g)) code.push(span[1])
+  }
+  return code
+}
+
+/** A section's text, from its heading to the next heading of the same or a higher level. */
+const section = (markdown: string, heading: string): string => {
+  const level = /^#+/.exec(heading)![0].length
+  const lines = markdown.split("\n")
+  const start = lines.indexOf(heading)
+  if (start < 0) throw new Error(`README.md has no section ${JSON.stringify(heading)}`)
+  const end = lines.findIndex((line, i) => i > start && new RegExp(`^#{1,${level}} `).test(line))
+  return lines.slice(start + 1, end < 0 ? undefined : end).join("\n")
+}
+
+/** The command paths of `autosync --help` ("serve", "token create", …), each with its flags. */
+const cliCommands = (): Map<string, Set<string>> => {
+  const help = execFileSync(process.execPath, [Path.join(repoRoot, "packages/cli/bin/autosync.js"), "--help"], {
+    encoding: "utf8",
+    env: freshEnv(Os.tmpdir())
+  }).replace(/\u001b\[[0-9;]*m/g, "")
+  const commands = new Map<string, Set<string>>()
+  for (const line of help.slice(help.indexOf("COMMANDS")).split("\n")) {
+    const usage = /^\s*- (.+?)(?:\s{2,}|$)/.exec(line)?.[1]
+    if (usage === undefined) continue
+    const words = usage.split(" ")
+    const path = words.slice(0, words.findIndex((w) => !/^[a-z][a-z-]*$/.test(w)) >>> 0).join(" ")
+    commands.set(path, new Set(Array.from(usage.matchAll(/--([a-z][a-z-]*)/g), (m) => m[1])))
+  }
+  return commands
+}
+
+/** The .ts and .mjs files under a directory, outside node_modules, dist and build. */
+const sourceFiles = (dir: string): Array<string> =>
+  Fs.readdirSync(dir, { withFileTypes: true }).flatMap((entry) => {
+    const path = Path.join(dir, entry.name)
+    if (entry.isDirectory()) return ["node_modules", "dist", "build"].includes(entry.name) ? [] : sourceFiles(path)
+    return /\.(ts|mjs)$/.test(entry.name) ? [path] : []
+  })
+
+// Flags every command accepts (@effect/cli's own).
+const builtinFlags = new Set(["help", "version", "log-level", "completions", "wizard"])
+
+describe("README: what it names exists", () => {
+  it("Set-up: the Node.js and pnpm versions, the pnpm scripts and the CI script", () => {
+    const pkg = JSON.parse(Fs.readFileSync(Path.join(repoRoot, "package.json"), "utf8")) as {
+      readonly engines: { readonly node: string }
+      readonly packageManager: string
+      readonly scripts: Record<string, string>
+    }
+    const setUp = section(readme(), "## Set-up")
+    expect(`>=${/Node\.js (\d+)\+/.exec(setUp)?.[1]}`).toBe(pkg.engines.node)
+    expect(pkg.packageManager).toMatch(new RegExp(`^pnpm@${/pnpm (\d+)/.exec(setUp)?.[1]}\\.`))
+    const builtins = new Set(["install", "exec", "add", "run", "dlx"])
+    const scripts = Array.from(codeOf(readme()).join("\n").matchAll(/(?<![\w-])pnpm ([a-z][\w-]*)/g), (m) => m[1])
+    expect(scripts.length).toBeGreaterThan(0)
+    for (const script of scripts) {
+      expect(builtins.has(script) || script in pkg.scripts, `\`pnpm ${script}\`: no such script`).toBe(true)
+    }
+    expect(setUp).toContain("`bash .ci/run`")
+    expect(Fs.existsSync(Path.join(repoRoot, ".ci/run"))).toBe(true)
+  })
+
+  it("every file it names or links exists, and every package it names is a workspace package", () => {
+    const text = readme()
+    const files = [
+      ...codeOf(text).filter((c) => /^[\w.-]+(\/[\w.-]+)+\.(ts|mjs|js|md|json)$/.test(c)),
+      ...Array.from(text.matchAll(/\]\(([^)#:]+)\)/g), (m) => m[1])
+    ]
+    expect(files.length).toBeGreaterThan(0)
+    for (const file of files) expect(Fs.existsSync(Path.join(repoRoot, file)), `${file} does not exist`).toBe(true)
+    const names = new Set(
+      Fs.readdirSync(Path.join(repoRoot, "packages")).map((dir) =>
+        (JSON.parse(Fs.readFileSync(Path.join(repoRoot, "packages", dir, "package.json"), "utf8")) as {
+          readonly name: string
+        }).name
+      )
+    )
+    for (const [name] of text.matchAll(/@autosync\/[a-z-]+/g)) expect(names, name).toContain(name)
+  })
+
+  it("every `autosync …` command it shows exists, with the flags it shows", () => {
+    const commands = cliCommands()
+    let seen = 0
+    for (const code of codeOf(readme())) {
+      for (const match of code.matchAll(/(?<![\w@/.-])autosync ([a-z][a-z-]*(?: [a-z][a-z-]*)?)(.*)/g)) {
+        const [first, second] = match[1].split(" ")
+        const path = commands.has(`${first} ${second}`) ? `${first} ${second}` : first
+        expect(commands.has(path), `\`autosync ${match[1]}\` in the README: no such command`).toBe(true)
+        if ([...commands.keys()].some((p) => p.startsWith(`${path} `))) {
+          expect(path, `\`autosync ${first}\` needs a subcommand`).not.toBe(first)
+        }
+        // The flags up to the end of this command (a `;`, `&&`, `|`, a comment or a background `&`).
+        const rest = `${path === first ? (second ?? "") : ""}${match[2]}`.split(/;|&&|\|| #| &(?:\s|$)/)[0]
+        for (const [, flag] of rest.matchAll(/(?:^|\s)--([a-z][a-z-]*)/g)) {
+          const known = commands.get(path)!.has(flag) || builtinFlags.has(flag)
+          expect(known, `\`autosync ${path} --${flag}\` in the README: no such flag`).toBe(true)
+        }
+        seen++
+      }
+    }
+    expect(seen).toBeGreaterThan(10)
+  })
+
+  it("Configuration: each field's environment variable and default", () => {
+    const rows = section(readme(), "### Configuration").split("\n").filter((line) => line.startsWith("| `"))
+    expect(rows.length).toBeGreaterThan(5)
+    const defaults = Effect.runSync(SyncConfig.make({}))
+    for (const row of rows) {
+      const [fieldsCell, envCell, defaultCell] = row.split(" | ")
+      const names = (cell: string) => Array.from(cell.matchAll(/`([^`]+)`/g), (m) => m[1])
+      const fields = names(fieldsCell) as Array<keyof SyncConfig.SyncConfig>
+      const envs = names(envCell)
+      expect(envs, row).toHaveLength(fields.length)
+      const stated = defaultCell.split(" / ")
+      fields.forEach((field, i) => {
+        const actual = defaults[field] as unknown
+        const text = stated.length === fields.length ? stated[i] : defaultCell
+        if (Duration.isDuration(actual)) {
+          const [, amount, unit] = /^([\d,]+)(?:\s*(ms|s|min))?/.exec(text) ?? []
+          const factor = unit === "min" ? 60_000 : unit === "s" ? 1_000 : 1
+          expect(Number(amount?.replace(/,/g, "")) * factor, `${field}'s default, stated as ${text}`)
+            .toBe(Duration.toMillis(actual))
+        } else if (typeof actual === "number") {
+          expect(Number(/^[\d,]+/.exec(text)?.[0].replace(/,/g, "")), `${field}'s default`).toBe(actual)
+        } else if (field === "leaseOwner") {
+          expect(text).toContain("random `worker-")
+          expect(actual).toMatch(/^worker-/)
+        } else {
+          expect(text, `${field}'s default`).toBe(`\`${String(actual)}\``)
+        }
+        // The variable sets the field.
+        const value = Duration.isDuration(actual) ? "1234 millis" : typeof actual === "number" ? "7" : "readme-check"
+        const read = Effect.runSync(
+          SyncConfig.fromEnv().pipe(
+            Effect.withConfigProvider(ConfigProvider.fromMap(new Map([[envs[i], value]]), { pathDelim: "_" }))
+          )
+        )
+        const got = read[field] as unknown
+        expect(Duration.isDuration(got) ? Duration.toMillis(got) : got, `${envs[i]}=${value} sets ${field}`)
+          .toBe(Duration.isDuration(actual) ? 1234 : typeof actual === "number" ? 7 : "readme-check")
+      })
+    }
+  })
+
+  it("every AUTOSYNC_* variable it names is read somewhere", () => {
+    const configured = new Set(
+      Array.from(section(readme(), "### Configuration").matchAll(/AUTOSYNC_[A-Z_]+/g), (m) => m[0])
+    )
+    const sources = ["packages", "test", "bench"].flatMap((dir) => sourceFiles(Path.join(repoRoot, dir)))
+      .map((file) => Fs.readFileSync(file, "utf8")).join("\n")
+    const named = new Set(Array.from(readme().matchAll(/AUTOSYNC_[A-Z][A-Z_]*[A-Z]/g), (m) => m[0]))
+    expect(named.size).toBeGreaterThan(5)
+    // The Configuration table's variables are checked above, through SyncConfig.fromEnv.
+    for (const name of named) {
+      if (configured.has(name)) continue
+      expect(new RegExp(`\\b${name}\\b`).test(sources), `${name} is named in the README but read nowhere`).toBe(true)
     }
   })
 })
