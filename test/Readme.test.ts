@@ -191,15 +191,14 @@ const runScript = (script: string, env: NodeJS.ProcessEnv, timeoutMs: number) =>
     })
   })
 
-describe("README: Running a server and agents", () => {
-  const tmp = tempDir("readme")
+const killGroups = () => {
+  for (const pgid of groups) if (groupAlive(pgid)) process.kill(-pgid, "SIGKILL")
+}
 
+describe("README: Running a server and agents", () => {
   beforeAll(() => assertBuilt())
-  afterAll(() => {
-    // Whatever the outcome, nothing the walkthrough started outlives the test.
-    for (const pgid of groups) if (groupAlive(pgid)) process.kill(-pgid, "SIGKILL")
-    tmp.remove()
-  })
+  // Also for a test body cut short by its timeout: nothing the walkthrough started outlives the file.
+  afterAll(killGroups)
 
   it("runs verbatim and the second replica prints the document", { timeout: 420_000 }, async () => {
     const blocks = walkthroughBlocks(Fs.readFileSync(Path.join(repoRoot, "README.md"), "utf8"))
@@ -230,6 +229,8 @@ describe("README: Running a server and agents", () => {
 
     const port = Number(/--port (\d+)/.exec(blocks.join("\n"))?.[1] ?? 8787)
     const release = await acquireLock(Path.join(Os.tmpdir(), `autosync-readme-walkthrough-${port}.lock`), 240_000)
+    // The walkthrough's `mktemp -d` lands here (TMPDIR), removed afterwards.
+    const tmp = tempDir("readme")
     try {
       const deadline = Date.now() + 30_000
       while (!(await portIsFree(port))) {
@@ -240,7 +241,9 @@ describe("README: Running a server and agents", () => {
         }
         await sleep(250)
       }
-      const ran = await runScript(scriptOf(blocks), freshEnv(tmp.dir), 150_000)
+      const ran = await runScript(scriptOf(blocks), freshEnv(tmp.dir), 150_000).catch((error: Error) => {
+        throw new Error(`${error.message}\n${logsUnder(tmp.dir)}`)
+      })
       const detail = `--- stdout\n${ran.stdout}\n--- stderr\n${ran.stderr}\n${logsUnder(tmp.dir)}`
       expect(ran.code, `the walkthrough failed (exit ${ran.code ?? ran.signal})\n${detail}`).toBe(0)
       const outputs = outputByBlock(ran.stdout, blocks.length)
@@ -249,6 +252,8 @@ describe("README: Running a server and agents", () => {
       expect(groupAlive(ran.pgid), `a process the walkthrough started still runs\n${detail}`).toBe(false)
       console.log(`[e2e readme] ${blocks.length} blocks ran; ${reader} printed ${outputs[get.index]!.trim()}`)
     } finally {
+      killGroups()
+      tmp.remove()
       release()
     }
   })
