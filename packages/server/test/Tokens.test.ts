@@ -3,7 +3,7 @@ import { HttpCloudTransport } from "@autosync/http"
 import { SqliteMutationLog, SyncServer, Tokens } from "@autosync/server"
 import * as SqlClient from "@effect/sql/SqlClient"
 import { assert, describe, it } from "@effect/vitest"
-import { Context, Effect, Exit, Layer, Redacted } from "effect"
+import { Context, Effect, Exit, Layer, Redacted, TestClock } from "effect"
 import { baseUrl, entry, tempDbFile } from "./helpers.js"
 import { describePg, freshSchema, schemaUrl } from "./pg.js"
 
@@ -37,12 +37,64 @@ const TokensSuite = (name: string, layer: Layer.Layer<Tokens.Tokens, unknown>) =
         assert.strictEqual((yield* tokensError(tokens.verify(""))).message, "missing bearer token")
       }).pipe(Effect.provide(Layer.orDie(layer))))
 
-    it.effect("a token needs at least one valid project", () =>
+    it.effect("a token needs at least one valid project, named in one line", () =>
       Effect.gen(function*() {
         const tokens = yield* Tokens.Tokens
         for (const projects of [[], [""], ["ok", "bad\u0000"]]) {
-          assert.strictEqual((yield* tokensError(tokens.create(projects))).reason, "invalid_projects")
+          const error = yield* tokensError(tokens.create(projects))
+          assert.strictEqual(error.reason, "invalid_projects")
+          assert.notInclude(error.message, "\n")
         }
+        assert.strictEqual((yield* tokensError(tokens.create([]))).message, "a token needs at least one project")
+        assert.strictEqual((yield* tokensError(tokens.create([""]))).message, "project must not be empty")
+        assert.deepStrictEqual(yield* tokens.list, [])
+      }).pipe(Effect.provide(Layer.orDie(layer))))
+
+    it.effect("list shows ids, projects and times, never the token; revoke refuses it from then on", () =>
+      Effect.gen(function*() {
+        const tokens = yield* Tokens.Tokens
+        yield* TestClock.setTime(1_000_000)
+        const a = yield* tokens.create(["p1", "p2"])
+        yield* TestClock.adjust("1 second")
+        const b = yield* tokens.create(["p3"])
+        const listed = yield* tokens.list
+        assert.deepStrictEqual(listed.map((t) => t.id), [Tokens.idOf(a), Tokens.idOf(b)])
+        assert.match(listed[0].id, /^tok_[0-9a-f]{12}$/)
+        assert.deepStrictEqual([...listed[0].projects].sort(), ["p1", "p2"])
+        assert.deepStrictEqual(listed.map((t) => t.createdAt.getTime()), [1_000_000, 1_001_000])
+        assert.deepStrictEqual(listed.map((t) => t.lastUsedAt), [undefined, undefined])
+        assert.notInclude(JSON.stringify(listed), a.slice(3))
+
+        const revoked = yield* tokens.revoke(Tokens.idOf(a))
+        assert.strictEqual(revoked.id, Tokens.idOf(a))
+        assert.strictEqual((yield* tokensError(tokens.verify(a))).reason, "unknown_token")
+        assert.deepStrictEqual((yield* tokens.list).map((t) => t.id), [Tokens.idOf(b)])
+        assert.deepStrictEqual(yield* tokens.verify(b), ["p3"])
+
+        const unknown = yield* tokensError(tokens.revoke(Tokens.idOf(a)))
+        assert.strictEqual(unknown.reason, "not_found")
+        assert.include(unknown.message, Tokens.idOf(a))
+      }).pipe(Effect.provide(Layer.orDie(layer))))
+
+    it.effect("verify records the last use, at most once per resolution period", () =>
+      Effect.gen(function*() {
+        const tokens = yield* Tokens.Tokens
+        yield* TestClock.setTime(5_000_000)
+        const token = yield* tokens.create(["p1"])
+        const lastUsed = Effect.map(tokens.list, (ts) => ts[0].lastUsedAt?.getTime())
+        yield* TestClock.adjust("2 seconds")
+        yield* tokens.verify(token)
+        assert.strictEqual(yield* lastUsed, 5_002_000)
+        yield* TestClock.adjust("9 seconds") // within the period: not written again
+        yield* tokens.verify(token)
+        assert.strictEqual(yield* lastUsed, 5_002_000)
+        yield* TestClock.adjust(Tokens.lastUsedResolution)
+        yield* tokens.verify(token)
+        assert.strictEqual(yield* lastUsed, 5_021_000)
+        // A refused token records nothing.
+        yield* TestClock.adjust("1 minute")
+        yield* Effect.exit(tokens.verify(`${token}x`))
+        assert.strictEqual(yield* lastUsed, 5_021_000)
       }).pipe(Effect.provide(Layer.orDie(layer))))
   })
 
@@ -57,9 +109,13 @@ describe("Tokens in SQLite", () => {
       const token = yield* tokens.create(["p1"])
       const sql = yield* SqlClient.SqlClient
       const rows = yield* sql<
-        { token_hash: string; projects: string }
-      >`SELECT token_hash, projects FROM autosync_tokens`
-      assert.deepStrictEqual(rows.map((r) => ({ ...r })), [{ token_hash: Tokens.hash(token), projects: "[\"p1\"]" }])
+        { token_hash: string; id: string; projects: string }
+      >`SELECT token_hash, id, projects FROM autosync_tokens`
+      assert.deepStrictEqual(rows.map((r) => ({ ...r })), [{
+        token_hash: Tokens.hash(token),
+        id: Tokens.idOf(token),
+        projects: "[\"p1\"]"
+      }])
       assert.match(rows[0].token_hash, /^[0-9a-f]{64}$/)
     }).pipe(
       Effect.provide(
