@@ -1,9 +1,11 @@
 import { CloudTransport } from "@autosync/core"
 import { HttpCloudTransport } from "@autosync/http"
 import { SqliteMutationLog, SyncServer, Tokens } from "@autosync/server"
+import * as Migrator from "@effect/sql/Migrator"
 import * as SqlClient from "@effect/sql/SqlClient"
 import { assert, describe, it } from "@effect/vitest"
 import { Context, Effect, Exit, Layer, Redacted, TestClock } from "effect"
+import * as Migrations from "../src/internal/migrations.js"
 import { baseUrl, entry, tempDbFile } from "./helpers.js"
 import { describePg, freshSchema, schemaUrl } from "./pg.js"
 
@@ -123,6 +125,30 @@ describe("Tokens in SQLite", () => {
           Tokens.layer.pipe(
             Layer.provideMerge(SqliteMutationLog.layerClient({ file }))
           ))).pipe(Layer.orDie)
+      )
+    ))
+
+  it.effect("tokens created before ids existed get theirs from the migration", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient.SqlClient
+      // The database as the previous release left it: migrations 0001 and 0002 only.
+      yield* Migrator.make({})({
+        loader: Effect.map(Migrations.loader, (all) => all.filter(([id]) => id <= 2)),
+        table: Migrations.migrationsTable
+      })
+      const token = "as_an-old-token"
+      yield* sql`INSERT INTO autosync_tokens ${
+        sql.insert({ token_hash: Tokens.hash(token), projects: "[\"p1\"]", created_at: 1000 })
+      }`
+      const tokens = yield* Tokens.make.pipe(Effect.provide(Layer.orDie(Migrations.layer)))
+      const [listed] = yield* tokens.list
+      assert.strictEqual(listed.id, Tokens.idOf(token))
+      assert.deepStrictEqual(yield* tokens.verify(token), ["p1"])
+      assert.strictEqual((yield* tokens.revoke(Tokens.idOf(token))).id, Tokens.idOf(token))
+      assert.deepStrictEqual(yield* tokens.list, [])
+    }).pipe(
+      Effect.provide(
+        Layer.unwrapScoped(Effect.map(tempDbFile, (file) => SqliteMutationLog.layerClient({ file }))).pipe(Layer.orDie)
       )
     ))
 
