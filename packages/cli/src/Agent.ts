@@ -13,6 +13,7 @@ import * as Console from "effect/Console"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
+import type * as Redacted from "effect/Redacted"
 import * as Ref from "effect/Ref"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
@@ -49,16 +50,17 @@ const counting = (moved: Ref.Ref<Moved>) => (store: LocalStore.LocalStore["Type"
 })
 
 /**
- * Says on stderr who holds the lease when it is refused (once per holder, not every cycle).
+ * Says on stderr who holds the lease when it is refused (once per holder, not every cycle), and
+ * remembers whether this agent ever held it (for the line it prints when it stops).
  */
 const reportingLease =
-  (file: string, reported: Ref.Ref<string | undefined>) =>
+  (file: string, reported: Ref.Ref<string | undefined>, everHeld: Ref.Ref<boolean>) =>
   (store: LocalStore.LocalStore["Type"]): LocalStore.LocalStore["Type"] => ({
     ...store,
     acquireLease: (targetKey, owner, ttl, now) =>
       Effect.tap(store.acquireLease(targetKey, owner, ttl, now), (held) =>
         held
-          ? Ref.set(reported, undefined)
+          ? Effect.zipRight(Ref.set(reported, undefined), Ref.set(everHeld, true))
           : Effect.flatMap(store.getSyncState(targetKey), (state) => {
             const holder = state.leaseOwner ?? "another process"
             return Effect.flatMap(Ref.getAndSet(reported, holder), (previous) =>
@@ -86,6 +88,51 @@ const statusLine = (s: Status.Status, at: Date, moved: Moved) =>
 
 const encodeStatus = Schema.encodeSync(Status.Status)
 
+interface AgentOptions {
+  readonly db: string
+  readonly server: string
+  readonly token: Redacted.Redacted
+  readonly json: boolean
+  readonly debounce: Option.Option<Duration.Duration>
+  readonly pollInterval: Option.Option<Duration.Duration>
+  readonly longPoll: Option.Option<Duration.Duration>
+}
+
+// Runs until interrupted; `everHeld` says whether the lease was ever this agent's.
+const agent = (opts: AgentOptions, everHeld: Ref.Ref<boolean>) =>
+  Effect.scoped(Effect.gen(function*() {
+    const overrides: SyncConfig.Input = {
+      longPollWait: Option.getOrElse(opts.longPoll, () => Duration.seconds(25)),
+      ...Option.match(opts.debounce, { onNone: () => ({}), onSome: (debounce) => ({ debounce }) }),
+      ...Option.match(opts.pollInterval, { onNone: () => ({}), onSome: (pollInterval) => ({ pollInterval }) })
+    }
+    const config = yield* SyncConfig.fromEnv(overrides)
+    const moved = yield* Ref.make<Moved>({ pushed: 0, pulled: 0 })
+    const leaseHolder = yield* Ref.make<string | undefined>(undefined)
+    // Writes by other processes (`autosync put`, another app on the file) wake it within 250 ms.
+    const replica = yield* Replica.run({
+      file: opts.db,
+      serverUrl: opts.server,
+      token: opts.token,
+      config,
+      watchJournal: "250 millis",
+      wrapStore: (store) => reportingLease(opts.db, leaseHolder, everHeld)(counting(moved)(store))
+    })
+    yield* Console.error(
+      `autosync agent: ${opts.db} ⇄ ${opts.server} as ${replica.store.clientId} (lease owner ${config.leaseOwner}); Ctrl-C stops it`
+    )
+    yield* Stream.runForEach(replica.manager.changes, (s) =>
+      Effect.gen(function*() {
+        const at = new Date(yield* Clock.currentTimeMillis)
+        const since = yield* Ref.getAndSet(moved, { pushed: 0, pulled: 0 })
+        yield* Console.log(
+          opts.json
+            ? JSON.stringify({ at: at.toISOString(), ...encodeStatus(s), ...since })
+            : statusLine(s, at, since)
+        )
+      }))
+  }))
+
 /**
  * @since 0.1.0
  * @category commands
@@ -105,42 +152,16 @@ export const command = Command.make(
     )
   },
   (opts) =>
-    Effect.scoped(Effect.gen(function*() {
-      const overrides: SyncConfig.Input = {
-        longPollWait: Option.getOrElse(opts.longPoll, () => Duration.seconds(25)),
-        ...Option.match(opts.debounce, { onNone: () => ({}), onSome: (debounce) => ({ debounce }) }),
-        ...Option.match(opts.pollInterval, { onNone: () => ({}), onSome: (pollInterval) => ({ pollInterval }) })
-      }
-      const config = yield* SyncConfig.fromEnv(overrides)
-      const moved = yield* Ref.make<Moved>({ pushed: 0, pulled: 0 })
-      const leaseHolder = yield* Ref.make<string | undefined>(undefined)
-      // Writes by other processes (`autosync put`, another app on the file) wake it within 250 ms.
-      const replica = yield* Replica.run({
-        file: opts.db,
-        serverUrl: opts.server,
-        token: opts.token,
-        config,
-        watchJournal: "250 millis",
-        wrapStore: (store) => reportingLease(opts.db, leaseHolder)(counting(moved)(store))
-      })
-      yield* Console.error(
-        `autosync agent: ${opts.db} ⇄ ${opts.server} as ${replica.store.clientId} (lease owner ${config.leaseOwner}); Ctrl-C stops it`
-      )
-      yield* Stream.runForEach(replica.manager.changes, (s) =>
-        Effect.gen(function*() {
-          const at = new Date(yield* Clock.currentTimeMillis)
-          const since = yield* Ref.getAndSet(moved, { pushed: 0, pulled: 0 })
-          yield* Console.log(
-            opts.json
-              ? JSON.stringify({ at: at.toISOString(), ...encodeStatus(s), ...since })
-              : statusLine(s, at, since)
+    Effect.flatMap(Ref.make(false), (everHeld) =>
+      agent(opts, everHeld).pipe(
+        // Runs after the scope closed, i.e. after the manager stopped and released the lease.
+        Effect.onInterrupt(() =>
+          Effect.flatMap(
+            Ref.get(everHeld),
+            (held) => Console.error(held ? "autosync agent: stopped, lease released" : "autosync agent: stopped")
           )
-        }))
-    })).pipe(
-      // Runs after the scope closed, i.e. after the manager stopped and released the lease.
-      Effect.onInterrupt(() => Console.error("autosync agent: stopped, lease released")),
-      CliError.explain
-    )
+        )
+      )).pipe(CliError.explain)
 ).pipe(
   Command.withDescription(
     "Sync a local file with a server until Ctrl-C, printing each status change on one line with the rows pushed and pulled since the last."

@@ -50,5 +50,7 @@ export const explain = <A, R>(effect: Effect.Effect<A, unknown, R>): Effect.Effe
     const message = typeof error === "object" && error !== null && "message" in error
       ? String(error.message)
       : String(error)
-    return failure(message)
+    // Never a bare "autosync: ": an error without a message is named by its tag at least.
+    const tag = typeof error === "object" && error !== null && "_tag" in error ? String(error._tag) : "error"
+    return failure(message.length > 0 ? message : `${tag} (no details)`)
   })

@@ -211,7 +211,9 @@ describe.concurrent("autosync", () => {
     const second = box.start(["agent", "--db", db, "--server", server.url, "--token", token, ...poll])
     const holder = await box.waitForOutput(second, /is being synced by (\S+) \(lease until \S+\)/)
     assert.strictEqual(holder[1], synced.lease_owner)
-    cleanExit(await box.stop(second, "SIGTERM"))
+    const secondExit = await box.stop(second, "SIGTERM")
+    cleanExit(secondExit)
+    assert.match(secondExit.stderr, /^autosync agent: stopped$/m) // it never held the lease
 
     cleanExit(await box.stop(agent, "SIGINT"))
     const [after, text] = await Promise.all([box.status(db), box.ok(["status", "--db", db])])
@@ -326,6 +328,11 @@ describe.concurrent("autosync", () => {
     // token create reads the URL from AUTOSYNC_DATABASE_URL; serve from --database-url.
     const created = await box.ok(["token", "create", "--project", "notes"], { env: { AUTOSYNC_DATABASE_URL: url } })
     const token = created.trim().split("\n").pop()!
+    const listed = JSON.parse(
+      await box.ok(["token", "list", "--json"], { env: { AUTOSYNC_DATABASE_URL: url } })
+    ) as ReadonlyArray<{ readonly id: string; readonly projects: ReadonlyArray<string> }>
+    assert.deepStrictEqual(listed.map((t) => t.projects), [["notes"]])
+    assert.match(listed[0].id, /^tok_[0-9a-f]{12}$/)
     const server = await box.serve(["--database-url", url])
     assert.include(server.child.stdout(), "(PostgreSQL)")
 
