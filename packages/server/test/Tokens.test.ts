@@ -5,8 +5,10 @@ import * as Migrator from "@effect/sql/Migrator"
 import * as SqlClient from "@effect/sql/SqlClient"
 import { assert, describe, it } from "@effect/vitest"
 import { Context, Effect, Exit, Layer, Redacted, TestClock } from "effect"
+import { readdirSync, readFileSync, writeFileSync } from "node:fs"
+import { join } from "node:path"
 import * as Migrations from "../src/internal/migrations.js"
-import { baseUrl, entry, tempDbFile } from "./helpers.js"
+import { baseUrl, entry, tempDbFile, tempDir } from "./helpers.js"
 import { describePg, freshSchema, schemaUrl } from "./pg.js"
 
 const tokensError = <A>(effect: Effect.Effect<A, Tokens.TokensError>) =>
@@ -190,5 +192,43 @@ describePg("Tokens in PostgreSQL", () => {
       )
       assert.deepStrictEqual((yield* transport.push({ clientId: "c1", mutations: [entry(1)] })).acceptedSeqs, [1])
       assert.deepStrictEqual((yield* transport.pull(0, 10)).mutations.map((m) => m.seq), [1])
+    }).pipe(Effect.scoped))
+})
+
+describe("the server's SQLite file", () => {
+  const refused = (file: string) =>
+    Effect.flatMap(
+      Effect.exit(Effect.scoped(Layer.build(Tokens.layerSqlite({ file })))),
+      (exit) =>
+        Exit.isFailure(exit) && exit.cause._tag === "Fail" && exit.cause.error._tag === "ServerFileError"
+          ? Effect.succeed(exit.cause.error.message)
+          : Effect.dieMessage(`expected a ServerFileError, got ${String(exit)}`)
+    )
+
+  it.live("a replica's file, a text file and a missing directory are refused, named and unchanged", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const replica = join(dir, "replica.db")
+      yield* Effect.scoped(
+        Effect.flatMap(
+          Layer.build(SqliteMutationLog.layerClient({ file: replica })),
+          (context) => Context.get(context, SqlClient.SqlClient)`CREATE TABLE sync_state (target_key TEXT PRIMARY KEY)`
+        )
+      ).pipe(Effect.orDie)
+      const text = join(dir, "notes.txt")
+      writeFileSync(text, "not a database\n")
+      const before = [readFileSync(replica), readFileSync(text)]
+      const files = readdirSync(dir).sort()
+
+      assert.strictEqual(
+        yield* refused(replica),
+        `"${replica}" is an autosync replica (it has the tables sync_state), not a server database: ` +
+          `give the server its own file (the default is ./autosync-server.db)`
+      )
+      assert.strictEqual(yield* refused(text), `"${text}" is not a SQLite database`)
+      assert.match(yield* refused(join(dir, "nope", "server.db")), /the directory .*nope does not exist$/)
+      assert.match(yield* refused(dir), /is a directory/)
+      assert.deepStrictEqual([readFileSync(replica), readFileSync(text)], before)
+      assert.deepStrictEqual(readdirSync(dir).sort(), files)
     }).pipe(Effect.scoped))
 })
