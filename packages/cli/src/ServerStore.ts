@@ -57,12 +57,11 @@ export const choose = (
  */
 export const describe = (where: Where): string => where._tag === "sqlite" ? where.file : "PostgreSQL"
 
-// SQLite's companions of a database file.
-const companions = (file: string) => [file, `${file}-wal`, `${file}-shm`, `${file}-journal`]
-
 /**
- * Runs `effect`; when it fails, removes the SQLite files it created (a command that failed leaves
- * nothing behind: not after a busy port, nor after a refused file).
+ * Runs `effect`; when it fails and the database file did not exist before, removes it and its
+ * companions (`-wal`, `-shm`, `-journal`): a command that failed leaves no new database behind,
+ * not after a busy port nor after bad input. The companions of a file that existed are left to
+ * SQLite (another process may be using them).
  *
  * @since 0.1.0
  * @category combinators
@@ -73,16 +72,16 @@ export const withoutLeftovers = <A, E, R>(
 ): Effect.Effect<A, E, R | FileSystem.FileSystem> =>
   where._tag === "pg" ? effect : Effect.gen(function*() {
     const fs = yield* FileSystem.FileSystem
-    const exists = (path: string) => Effect.orElseSucceed(fs.exists(path), () => true)
-    const before = yield* Effect.forEach(companions(where.file), (path) =>
-      Effect.map(exists(path), (e) => [path, e] as const))
-    const created = before.filter(([, existed]) =>
-      !existed
-    ).map(([path]) => path)
+    const file = where.file
+    if (yield* Effect.orElseSucceed(fs.exists(file), () => true)) return yield* effect
     return yield* Effect.tapErrorCause(effect, (cause) =>
       Cause.isInterruptedOnly(cause)
         ? Effect.void
-        : Effect.forEach(created, (path) => Effect.ignore(fs.remove(path)), { discard: true }))
+        : Effect.forEach(
+          [file, `${file}-wal`, `${file}-shm`, `${file}-journal`],
+          (path) => Effect.ignore(fs.remove(path)),
+          { discard: true }
+        ))
   })
 
 /**

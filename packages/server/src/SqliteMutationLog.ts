@@ -85,7 +85,8 @@ const tablesOf = (file: string) =>
 /**
  * Checks, before anything opens it for writing, that `file` may hold the server's tables: a
  * missing file in an existing directory, an empty file, or a SQLite database that is not a
- * replica.
+ * replica. The file is only read (a read-only connection; SQLite may still create the `-wal`
+ * and `-shm` files a reader of a WAL database needs beside it).
  *
  * @since 0.1.0
  * @category constructors
