@@ -6,7 +6,7 @@
  * ends, pass or fail. `pnpm test` builds `dist/` before vitest runs.
  */
 import { execFile } from "node:child_process"
-import { randomBytes } from "node:crypto"
+import { createHash, randomBytes } from "node:crypto"
 import * as Fs from "node:fs"
 import { afterAll, assert, beforeAll, describe, it } from "vitest"
 import {
@@ -42,6 +42,19 @@ const assertExit = (result: Exited, code: number, stderr?: RegExp) => {
   assert.strictEqual(result.code, code, `exit ${result.code ?? result.signal}\n${result.stdout}\n${result.stderr}`)
   if (stderr) assert.match(stripAnsi(result.stderr), stderr)
 }
+
+// The rows pushed and pulled, added up over an agent's status lines.
+const totals = (stdout: string) => {
+  let pushed = 0
+  let pulled = 0
+  for (const match of stdout.matchAll(/ pushed=(\d+) pulled=(\d+)/g)) {
+    pushed += Number(match[1])
+    pulled += Number(match[2])
+  }
+  return { pushed, pulled }
+}
+
+const sha256 = (file: string) => createHash("sha256").update(Fs.readFileSync(file)).digest("hex")
 
 const cleanExit = (result: Exited) =>
   assert.deepStrictEqual([result.code, result.signal], [0, null], `${result.stdout}\n${result.stderr}`)
@@ -89,16 +102,36 @@ describe.concurrent("autosync", () => {
     assert.isString(runningB.lease_owner)
     const banner = agentA.stderr().match(/autosync agent: .*a\.db ⇄ http:\/\/127\.0\.0\.1:\d+ as (replica-[0-9a-f]+) /)
     assert.strictEqual(banner?.[1], runningA.client_id, agentA.stderr())
-    assert.match(agentA.stdout(), /Z healthy$/m)
-    assert.match(agentB.stdout(), /Z healthy$/m)
+    assert.match(agentA.stdout(), /Z healthy pushed=\d+ pulled=\d+$/m)
+    assert.match(agentB.stdout(), /Z healthy pushed=\d+ pulled=\d+$/m)
+    // Each side pushed its one row and pulled the other's, as the lines' counts add up to.
+    await waitFor(
+      "the agents' lines to count one row pushed and one pulled each",
+      () =>
+        [agentA, agentB].every((agent) => {
+          const moved = totals(agent.stdout())
+          return moved.pushed === 1 && moved.pulled === 1
+        }) || undefined,
+      { detail: () => agentA.stdout() + agentB.stdout() }
+    )
 
     const [exitA, exitB] = await Promise.all([box.stop(agentA, "SIGINT"), box.stop(agentB, "SIGTERM")])
     cleanExit(exitA)
     cleanExit(exitB)
     // stdout is the status lines and nothing else (logs go to stderr).
     for (const line of [...exitA.stdout.trim().split("\n"), ...exitB.stdout.trim().split("\n")]) {
-      assert.match(line, /^\d{4}-\d\d-\d\dT[\d:.]+Z [a-z_]+( |$)/)
+      assert.match(line, /^\d{4}-\d\d-\d\dT[\d:.]+Z [a-z_]+ pushed=\d+ pulled=\d+( |$)/)
     }
+    // A clean stop says so, once, on stderr.
+    for (const exited of [exitA, exitB]) {
+      assert.lengthOf(exited.stderr.match(/^autosync agent: stopped, lease released$/gm) ?? [], 1, exited.stderr)
+    }
+    // The server logged one line per request: method, path, status, duration; never the token.
+    const serverLog = server.child.stderr()
+    assert.match(serverLog, /INFO \(#\d+\): POST \/v1\/push 200 \d+ms$/m)
+    assert.match(serverLog, /INFO \(#\d+\): GET \/v1\/pull\?\S+ 200 \d+ms$/m)
+    assert.notInclude(serverLog, token)
+    assert.notInclude(serverLog, "http.status")
 
     const [stoppedA, stoppedB] = await Promise.all([box.status(a), box.status(b)])
     for (const s of [stoppedA, stoppedB]) {
@@ -160,7 +193,7 @@ describe.concurrent("autosync", () => {
 
     const agent = box.start(["agent", "--db", db, "--server", server.url, "--token", token, ...poll])
     // Its first cycle pushes both rows and pulls them back; then the file says so.
-    await box.waitForOutput(agent, /Z healthy$/m)
+    await box.waitForOutput(agent, /Z healthy pushed=\d+ pulled=\d+$/m)
     const synced = await waitFor("the agent to push and pull", async () => {
       const s = await box.status(db)
       return s.pending === 0 && s.last_pulled_seq >= 2 ? s : undefined
@@ -173,6 +206,14 @@ describe.concurrent("autosync", () => {
     assert.strictEqual(synced.consecutive_failures, 0)
     assert.strictEqual(synced.reason_code, null)
     assert.isString(synced.lease_owner)
+
+    // A second agent on the same file says who holds the lease, and waits.
+    const second = box.start(["agent", "--db", db, "--server", server.url, "--token", token, ...poll])
+    const holder = await box.waitForOutput(second, /is being synced by (\S+) \(lease until \S+\)/)
+    assert.strictEqual(holder[1], synced.lease_owner)
+    const secondExit = await box.stop(second, "SIGTERM")
+    cleanExit(secondExit)
+    assert.match(secondExit.stderr, /^autosync agent: stopped$/m) // it never held the lease
 
     cleanExit(await box.stop(agent, "SIGINT"))
     const [after, text] = await Promise.all([box.status(db), box.ok(["status", "--db", db])])
@@ -187,6 +228,81 @@ describe.concurrent("autosync", () => {
     assert.match(text, /^last pulled seq\s+2$/m)
     assert.match(text, /^lease holder\s+\(free\)$/m)
   }, long)
+
+  // -------------------------------------------------------------------------------------------
+  // token list and revoke
+  // -------------------------------------------------------------------------------------------
+
+  it(
+    "token list shows ids and last use, never tokens; a revoked token's requests get 401",
+    async ({ onTestFinished }) => {
+      const box = sandbox(onTestFinished)
+      const serverDb = box.path("server.db")
+      const store = ["--db", serverDb]
+      const server = await box.serve()
+      const kept = await box.token(store, ["notes"])
+      const revoked = await box.token(store, ["notes", "other"])
+      const db = box.path("a.db")
+      await box.ok(["enroll", "notes", "--db", db])
+      await box.ok(["put", "notes", "note", "k1", "1", "--db", db])
+      const agent = box.start([
+        "agent",
+        "--db",
+        db,
+        "--server",
+        server.url,
+        "--token",
+        revoked,
+        "--long-poll",
+        "0",
+        ...poll
+      ])
+      await box.waitForOutput(agent, /Z healthy pushed=\d+ pulled=\d+$/m)
+
+      interface Listed {
+        readonly id: string
+        readonly projects: ReadonlyArray<string>
+        readonly created_at: string
+        readonly last_used_at: string | null
+      }
+      const listed = JSON.parse(await box.ok(["token", "list", ...store, "--json"])) as ReadonlyArray<Listed>
+      assert.lengthOf(listed, 2)
+      const [keptRow, revokedRow] = listed
+      assert.match(keptRow.id, /^tok_[0-9a-f]{12}$/)
+      assert.deepStrictEqual(revokedRow.projects, ["notes", "other"])
+      assert.isNull(keptRow.last_used_at) // never presented
+      assert.isString(revokedRow.last_used_at) // the agent's requests
+      const text = await box.ok(["token", "list", ...store])
+      assert.match(text, /^ID\s+PROJECTS\s+CREATED\s+LAST USED$/m)
+      assert.match(text, new RegExp(`^${keptRow.id}\\s+notes\\s+\\S+Z\\s+never$`, "m"))
+      for (const output of [text, JSON.stringify(listed)]) {
+        assert.notInclude(output, kept)
+        assert.notInclude(output, revoked)
+      }
+
+      const revokeResult = await box.run(["token", "revoke", revokedRow.id, ...store])
+      assertExit(revokeResult, 0)
+      assert.match(revokeResult.stdout, new RegExp(`^revoked ${revokedRow.id} \\(notes, other\\)`))
+      // The server remembers a verified token for 10 s: the agent is refused once that has passed.
+      await box.waitForOutput(agent, /Z (push|pull)_failed pushed=0 pulled=0 reason=auth_required /, 60_000)
+      const after = JSON.parse(await box.ok(["token", "list", ...store, "--json"])) as ReadonlyArray<Listed>
+      assert.deepStrictEqual(after.map((t) => t.id), [keptRow.id])
+
+      const again = await box.run(["token", "revoke", revokedRow.id, ...store])
+      assertExit(
+        again,
+        3,
+        new RegExp(
+          `^autosync: no token "${revokedRow.id}" in .*server\\.db \\(\`autosync token list\` shows the ids\\)\\n$`
+        )
+      )
+      const missing = await box.run(["token", "list", "--db", box.path("nothing.db")])
+      assertExit(missing, 3, /no server database at .*nothing\.db/)
+      assert.isFalse(Fs.existsSync(box.path("nothing.db")))
+      cleanExit(await box.stop(agent, "SIGTERM"))
+    },
+    long
+  )
 
   // -------------------------------------------------------------------------------------------
   // PostgreSQL
@@ -212,6 +328,11 @@ describe.concurrent("autosync", () => {
     // token create reads the URL from AUTOSYNC_DATABASE_URL; serve from --database-url.
     const created = await box.ok(["token", "create", "--project", "notes"], { env: { AUTOSYNC_DATABASE_URL: url } })
     const token = created.trim().split("\n").pop()!
+    const listed = JSON.parse(
+      await box.ok(["token", "list", "--json"], { env: { AUTOSYNC_DATABASE_URL: url } })
+    ) as ReadonlyArray<{ readonly id: string; readonly projects: ReadonlyArray<string> }>
+    assert.deepStrictEqual(listed.map((t) => t.projects), [["notes"]])
+    assert.match(listed[0].id, /^tok_[0-9a-f]{12}$/)
     const server = await box.serve(["--database-url", url])
     assert.include(server.child.stdout(), "(PostgreSQL)")
 
@@ -312,6 +433,115 @@ describe.concurrent("autosync", () => {
       assert.isFalse(Fs.existsSync(db), "a refused command created the file")
     }, long)
 
+    it("--help after options prints that command's help, exit 0", async ({ onTestFinished }) => {
+      const box = sandbox(onTestFinished)
+      const cases: ReadonlyArray<readonly [ReadonlyArray<string>, string]> = [
+        [["status", "--db", "./a.db", "--help"], "$ autosync status"],
+        [["agent", "--server", "http://x", "--help"], "$ autosync agent"],
+        [["token", "create", "--db", "./s.db", "--project", "p", "--help"], "$ autosync token create"],
+        [["put", "notes", "note", "k", "--db", "./a.db", "-h"], "$ autosync put"],
+        [["serve", "--port", "1", "--help"], "$ autosync serve"]
+      ]
+      const results = await Promise.all(cases.map(([args]) => box.run(args)))
+      cases.forEach(([args, usage], i) => {
+        assertExit(results[i], 0)
+        assert.include(results[i].stdout, usage, `autosync ${args.join(" ")}`)
+        assert.notInclude(results[i].stdout, "\u001b[", `autosync ${args.join(" ")}`)
+      })
+      assert.deepStrictEqual(Fs.readdirSync(box.dir), [], "--help created a file")
+    }, long)
+
+    it("bad values in one line each, exit code 2, nothing created", async ({ onTestFinished }) => {
+      const box = sandbox(onTestFinished)
+      const db = box.path("x.db")
+      const server = box.path("server.db")
+      const [emptyProject, emptyEntity, emptyToken, tokenProject, servePort] = await Promise.all([
+        box.run(["enroll", "", "--db", db]),
+        box.run(["put", "notes", "", "k", "1", "--db", db]),
+        box.run(["agent", "--db", db, "--server", "http://127.0.0.1:1", "--token", ""]),
+        box.run(["token", "create", "--db", server, "--project", ""]),
+        box.run(["serve", "--db", server, "--port", "-1"])
+      ])
+      assertExit(emptyProject, 2, /project must not be empty/)
+      assertExit(emptyEntity, 2, /entity must not be empty/)
+      assertExit(emptyToken, 2, /--token must not be empty/)
+      // (@effect/cli drops an empty value of a repeated flag: either message is the one line it deserves.)
+      assertExit(tokenProject, 2, /^autosync: (project must not be empty|token create needs at least one --project)\n$/)
+      assertExit(servePort, 2, /--port must be between 0 and 65535, got -1/)
+      for (const result of [emptyProject, emptyEntity, emptyToken, tokenProject, servePort]) {
+        assert.notMatch(result.stderr, /└─|\n\s+at \S/, "a Schema tree or a stack trace")
+      }
+      assert.deepStrictEqual(Fs.readdirSync(box.dir), [], "a refused command created a file")
+    }, long)
+
+    it(
+      "serve and token create refuse a replica, a text file, a missing directory: named, unchanged",
+      async ({ onTestFinished }) => {
+        const box = sandbox(onTestFinished)
+        const replica = box.path("replica.db")
+        await box.ok(["init", "--db", replica])
+        await box.ok(["enroll", "notes", "--db", replica])
+        const text = box.path("notes.txt")
+        Fs.writeFileSync(text, "not a database\n".repeat(100))
+        const missing = box.path("no-such-dir/server.db")
+        // (Beside a WAL database SQLite may add the -wal and -shm any reader needs: not a change.)
+        const files = () => Fs.readdirSync(box.dir).filter((f) => !/-(wal|shm)$/.test(f)).sort()
+        const before = { replica: sha256(replica), text: sha256(text), files: files() }
+        const port = await unusedPort()
+        const cases = [
+          [
+            ["serve", "--db", replica, "--port", String(port)],
+            /"[^"]*replica\.db" is an autosync replica .*sync_state/
+          ],
+          [["token", "create", "--db", replica, "--project", "p"], /"[^"]*replica\.db" is an autosync replica/],
+          [["token", "list", "--db", replica], /"[^"]*replica\.db" is an autosync replica/],
+          [["serve", "--db", text, "--port", String(port)], /"[^"]*notes\.txt" is not a SQLite database/],
+          [["token", "create", "--db", text, "--project", "p"], /"[^"]*notes\.txt" is not a SQLite database/],
+          [
+            ["serve", "--db", missing, "--port", String(port)],
+            /cannot create "[^"]*server\.db": the directory .*no-such-dir does not exist/
+          ],
+          [["token", "create", "--db", missing, "--project", "p"], /the directory .*no-such-dir does not exist/]
+        ] as const
+        const results = await Promise.all(cases.map(([args]) => box.run(args)))
+        cases.forEach(([args, message], i) => {
+          assertExit(results[i], 1, message)
+          assert.match(
+            results[i].stderr,
+            /^autosync: [^\n]+\n$/,
+            `one line, no stack trace: autosync ${args.join(" ")}`
+          )
+        })
+        assert.deepStrictEqual(
+          { replica: sha256(replica), text: sha256(text), files: files() },
+          before
+        )
+      },
+      long
+    )
+
+    it("serve on a busy port names the port, suggests --port and leaves no file", async ({ onTestFinished }) => {
+      const box = sandbox(onTestFinished)
+      const busy = new URL(serverUrl).port
+      const db = box.path("server.db")
+      const result = await box.run(["serve", "--db", db, "--port", busy])
+      assertExit(result, 1, new RegExp(`^autosync: port ${busy} on 127\\.0\\.0\\.1 is already in use.*--port`))
+      assert.deepStrictEqual(Fs.readdirSync(box.dir), [], "the failed serve left a file")
+    }, long)
+
+    it("put to a project that is not enrolled stores it and says it will not be pushed", async ({ onTestFinished }) => {
+      const box = sandbox(onTestFinished)
+      const db = box.path("a.db")
+      const result = await box.run(["put", "drafts", "note", "k", "{\"n\":1}", "--db", db])
+      assertExit(result, 0, /not enrolled.*until `autosync enroll drafts`/)
+      assert.match(result.stdout, /^stored drafts\/note\/k/)
+      assert.strictEqual(await box.ok(["get", "drafts", "note", "k", "--db", db]), "{\"n\":1}\n")
+      await box.ok(["enroll", "drafts", "--db", db])
+      const enrolled = await box.run(["put", "drafts", "note", "k2", "2", "--db", db])
+      assertExit(enrolled, 0)
+      assert.notInclude(enrolled.stderr, "not enrolled")
+    }, long)
+
     it("exit code 3 for a document that does not exist", async ({ onTestFinished }) => {
       const box = sandbox(onTestFinished)
       const db = box.path("x.db")
@@ -330,8 +560,10 @@ describe.concurrent("autosync", () => {
       const agentFlags = ["--db", "--server", "--token", "--json", "--debounce", "--poll-interval", "--long-poll"]
       const cases: ReadonlyArray<readonly [ReadonlyArray<string>, ReadonlyArray<string>]> = [
         [[], ["serve", "token", "agent", "status", "init", "enroll", "unenroll", "put", "get", "list", "demo"]],
+        [["token", "list"], ["--db", "--database-url", "--json", "last used"]],
+        [["token", "revoke"], ["--db", "--database-url", "id", "Exit code 3"]],
         [["serve"], ["--db", "--database-url", "--port", "--host", "--body-limit", "AUTOSYNC_PORT"]],
-        [["token"], ["create"]],
+        [["token"], ["create", "list", "revoke"]],
         [["token", "create"], ["--project", "--db", "--database-url"]],
         [["agent"], [...agentFlags, "AUTOSYNC_TOKEN", "AUTOSYNC_SERVER_URL"]],
         [["status"], ["--db", "--json"]],
@@ -347,8 +579,11 @@ describe.concurrent("autosync", () => {
       cases.forEach(([command, mentions], i) => {
         const result = results[i]
         assertExit(result, 0)
-        const help = stripAnsi(result.stdout)
+        // Piped, so no colour codes; the usage line names the whole command.
+        assert.notInclude(result.stdout, "\u001b[", `autosync ${command.join(" ")} --help`)
+        const help = result.stdout
         assert.include(help, "USAGE", `autosync ${command.join(" ")} --help`)
+        assert.include(help, `$ ${["autosync", ...command].join(" ")}`, `autosync ${command.join(" ")} --help`)
         for (const mention of mentions) assert.include(help, mention, `autosync ${command.join(" ")} --help`)
       })
       assert.isFalse(Fs.existsSync(box.path("autosync.db")), "--help opened the default database")
@@ -361,7 +596,7 @@ describe.concurrent("autosync", () => {
       const agent = box.start(["agent", "--db", db, "--server", url, "--token", "t"])
       await box.waitForOutput(
         agent,
-        /Z (push|pull)_failed reason=transport_failed failures=1 retry_at=\S+ error=".+"$/m
+        /Z (push|pull)_failed pushed=0 pulled=0 reason=transport_failed failures=1 retry_at=\S+ error=".+"$/m
       )
       cleanExit(await box.stop(agent, "SIGTERM"))
       const s = await box.status(db)
@@ -383,6 +618,10 @@ describe.concurrent("autosync", () => {
       cleanExit(exited)
       // Every stdout line is a JSON status (logs go to stderr).
       const statuses = exited.stdout.trim().split("\n").map((line) => JSON.parse(line) as Record<string, unknown>)
+      for (const status of statuses) {
+        assert.match(String(status.at), /^\d{4}-\d\d-\d\dT[\d:.]+Z$/)
+        assert.deepStrictEqual([status.pushed, status.pulled], [0, 0])
+      }
       const failed = statuses.find((s) => s.reason_code === "auth_required")
       assert.oneOf(failed?.phase, ["push_failed", "pull_failed"])
       assert.isAtLeast(Number(failed?.consecutive_failures), 1)

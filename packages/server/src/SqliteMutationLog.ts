@@ -6,15 +6,20 @@
  *
  * @since 0.1.0
  */
+import * as Reactivity from "@effect/experimental/Reactivity"
 import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
 import type * as Migrator from "@effect/sql/Migrator"
 import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
-import type * as ConfigError from "effect/ConfigError"
+import * as Cause from "effect/Cause"
+import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
+import * as Fs from "node:fs"
+import * as Path from "node:path"
 import * as Migrations from "./internal/migrations.js"
 import * as SqlLog from "./internal/sqlLog.js"
 import type { MutationLogError } from "./MutationLog.js"
@@ -51,22 +56,109 @@ export const layer = (
   ).pipe(Layer.provide(Migrations.layer))
 
 /**
+ * The file given for the server's SQLite database cannot be used: its directory is missing, it
+ * is not a SQLite database, it is an autosync replica (the local store's file, not the server's),
+ * or SQLite could not open it. The message names the file; nothing was changed.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class ServerFileError extends Schema.TaggedError<ServerFileError>()("ServerFileError", {
+  file: Schema.String,
+  message: Schema.String
+}) {}
+
+// Tables only a replica (packages/sqlite) has: a server must not add its own tables beside them.
+const replicaTables = ["sync_state", "sync_mutations"]
+
+const messageOf = (u: unknown) => u instanceof Error ? u.message : String(u)
+
+// Read without writing: no WAL switch, no migration, and a read-only handle.
+const tablesOf = (file: string) =>
+  Effect.scoped(
+    Effect.flatMap(
+      SqliteClient.make({ filename: file, readonly: true, disableWAL: true }),
+      (sql) => sql<{ readonly name: string }>`SELECT name FROM sqlite_master WHERE type = 'table'`
+    )
+  ).pipe(Effect.map((rows) => rows.map((row) => row.name)), Effect.provide(Reactivity.layer))
+
+/**
+ * Checks, before anything opens it for writing, that `file` may hold the server's tables: a
+ * missing file in an existing directory, an empty file, or a SQLite database that is not a
+ * replica. The file is only read (a read-only connection; SQLite may still create the `-wal`
+ * and `-shm` files a reader of a WAL database needs beside it).
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const checkFile = (file: string): Effect.Effect<void, ServerFileError> =>
+  Effect.gen(function*() {
+    const named = JSON.stringify(file)
+    const fail = (message: string) => Effect.fail(new ServerFileError({ file, message }))
+    const info = yield* Effect.try(() => Fs.statSync(file, { throwIfNoEntry: false })).pipe(
+      Effect.catchAll((e) => fail(`cannot read ${named}: ${messageOf(e.error)}`))
+    )
+    if (info === undefined) {
+      const dir = Path.dirname(file)
+      const parent = Fs.statSync(dir, { throwIfNoEntry: false })
+      if (parent === undefined) return yield* fail(`cannot create ${named}: the directory ${dir} does not exist`)
+      if (!parent.isDirectory()) return yield* fail(`cannot create ${named}: ${dir} is not a directory`)
+      return
+    }
+    if (info.isDirectory()) return yield* fail(`${named} is a directory, not a SQLite database file`)
+    if (info.size === 0) return // SQLite's own view of an empty file: a new database
+    const header = yield* Effect.try(() => {
+      const fd = Fs.openSync(file, "r")
+      try {
+        const buffer = Buffer.alloc(16)
+        Fs.readSync(fd, buffer, 0, 16, 0)
+        return buffer.toString("latin1")
+      } finally {
+        Fs.closeSync(fd)
+      }
+    }).pipe(Effect.catchAll((e) => fail(`cannot read ${named}: ${messageOf(e.error)}`)))
+    if (header !== "SQLite format 3\u0000") return yield* fail(`${named} is not a SQLite database`)
+    const tables = yield* tablesOf(file).pipe(
+      Effect.catchAllCause((cause) => fail(`cannot open ${named}: ${messageOf(Cause.squash(cause))}`))
+    )
+    const found = replicaTables.filter((t) => tables.includes(t))
+    if (found.length > 0) {
+      return yield* fail(
+        `${named} is an autosync replica (it has the tables ${found.join(", ")}), not a server database: ` +
+          `give the server its own file (the default is ./autosync-server.db)`
+      )
+    }
+  })
+
+/**
  * A `SqlClient` on a SQLite file (created when missing), in WAL mode with a 5 s busy timeout.
+ * The file is checked first ({@link checkFile}): a replica's file, or one that is not SQLite,
+ * is refused unchanged with a `ServerFileError`.
  *
  * @since 0.1.0
  * @category layers
  */
 export const layerClient = (
   options: { readonly file: string }
-): Layer.Layer<SqlClient.SqlClient, SqlError | ConfigError.ConfigError> =>
-  Layer.effect(
-    SqlClient.SqlClient,
+): Layer.Layer<SqlClient.SqlClient, SqlError | ServerFileError> =>
+  Layer.scopedContext(
     Effect.gen(function*() {
-      const sql = yield* SqlClient.SqlClient
+      yield* checkFile(options.file)
+      // better-sqlite3 throws while opening (a defect for SqliteClient): name the file instead.
+      const sql = yield* SqliteClient.make({ filename: options.file }).pipe(
+        Effect.catchAllDefect((defect) =>
+          Effect.fail(
+            new ServerFileError({
+              file: options.file,
+              message: `cannot open ${JSON.stringify(options.file)}: ${messageOf(defect)}`
+            })
+          )
+        )
+      )
       yield* sql`PRAGMA busy_timeout = 5000`
-      return sql
+      return Context.make(SqlClient.SqlClient, sql)
     })
-  ).pipe(Layer.provide(SqliteClient.layer({ filename: options.file })))
+  ).pipe(Layer.provide(Reactivity.layer))
 
 /**
  * The log in a SQLite file, migrated: `layer` over `layerClient`.
@@ -76,5 +168,5 @@ export const layerClient = (
  */
 export const layerFile = (
   options: Options & { readonly file: string }
-): Layer.Layer<MutationLog, SqlError | ConfigError.ConfigError | Migrator.MigrationError | MutationLogError> =>
+): Layer.Layer<MutationLog, SqlError | ServerFileError | Migrator.MigrationError | MutationLogError> =>
   layer(options).pipe(Layer.provide(layerClient(options)))

@@ -40,7 +40,6 @@ import type { SqlError } from "@effect/sql/SqlError"
 import * as Cache from "effect/Cache"
 import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
-import type * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
@@ -68,7 +67,10 @@ export interface Options {
   readonly host?: string | undefined
   /** The largest request body accepted, in bytes; larger ones get 413. Defaults to 8 MiB. */
   readonly bodyLimit?: number | undefined
-  /** Log one line per request (method, URL, status; never headers). Defaults to true. */
+  /**
+   * Log one line per request, at level Info: method, path and query, status and duration, e.g.
+   * `GET /v1/pull?since_seq=0&limit=500 200 3ms`. Never headers, so never a token. Defaults to true.
+   */
   readonly logRequests?: boolean | undefined
 }
 
@@ -325,6 +327,31 @@ const requestMiddleware = (bodyLimit: number) =>
   )
 
 // ----------------------------------------------------------------------------
+// request log
+// ----------------------------------------------------------------------------
+
+/**
+ * One log line per request: `METHOD /path?query STATUS DURATIONms`. The query carries no secret
+ * (the token is a header) and tells a held pull (`wait_ms`) from a plain one.
+ *
+ * @since 0.1.0
+ * @category middleware
+ */
+export const requestLogger: <E, R>(app: HttpApp.Default<E, R>) => HttpApp.Default<E, R> = HttpMiddleware.make((app) =>
+  Effect.gen(function*() {
+    const request = yield* HttpServerRequest.HttpServerRequest
+    const started = yield* Clock.currentTimeMillis
+    const exit = yield* Effect.exit(app)
+    const status = Exit.isSuccess(exit)
+      ? exit.value.status
+      : HttpServerError.causeResponseStripped(exit.cause)[0].status
+    const elapsed = (yield* Clock.currentTimeMillis) - started
+    yield* Effect.logInfo(`${request.method} ${request.url} ${status} ${elapsed}ms`)
+    return yield* exit
+  })
+)
+
+// ----------------------------------------------------------------------------
 // layers
 // ----------------------------------------------------------------------------
 
@@ -356,7 +383,7 @@ export const layerHttp = (
   never,
   MutationLog | Tokens.Tokens | HttpServer.HttpServer | HttpRouter.HttpRouter.DefaultServices
 > =>
-  HttpApiBuilder.serve((options.logRequests ?? defaults.logRequests) ? HttpMiddleware.logger : (app) => app).pipe(
+  HttpApiBuilder.serve((options.logRequests ?? defaults.logRequests) ? requestLogger : (app) => app).pipe(
     Layer.provide(layerApi(options))
   )
 
@@ -389,7 +416,7 @@ export const layerSqlite = (
   options: Options & { readonly file: string }
 ): Layer.Layer<
   HttpServer.HttpServer,
-  HttpServerError.ServeError | SqlError | ConfigError.ConfigError | Migrator.MigrationError | MutationLogError
+  HttpServerError.ServeError | SqlError | SqliteMutationLog.ServerFileError | Migrator.MigrationError | MutationLogError
 > =>
   layer(options).pipe(
     Layer.provide(Layer.merge(SqliteMutationLog.layer(), Tokens.layer)),

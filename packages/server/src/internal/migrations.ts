@@ -38,6 +38,15 @@ export const loader = Migrator.fromRecord({
       projects TEXT NOT NULL,
       created_at BIGINT NOT NULL
     )`
+  }),
+  // Tokens get a public id (for `token list` / `token revoke`) and the time they were last used.
+  // The id is derived from the stored hash (see Tokens.idOf), so existing rows get theirs here.
+  "0003_token_ids": Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    yield* sql`ALTER TABLE autosync_tokens ADD COLUMN id TEXT`
+    yield* sql`ALTER TABLE autosync_tokens ADD COLUMN last_used_at BIGINT`
+    yield* sql`UPDATE autosync_tokens SET id = 'tok_' || substr(token_hash, 1, 12)`
+    yield* sql`CREATE UNIQUE INDEX autosync_tokens_id ON autosync_tokens (id)`
   })
 })
 

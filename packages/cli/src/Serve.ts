@@ -1,0 +1,78 @@
+/**
+ * `autosync serve`: the sync server on a SQLite file or PostgreSQL, until Ctrl-C. A busy port,
+ * a replica's file or one that is not SQLite is refused in one line, and a file the failed start
+ * created is removed.
+ *
+ * @since 0.1.0
+ */
+import * as Command from "@effect/cli/Command"
+import * as HttpServer from "@effect/platform/HttpServer"
+import * as Console from "effect/Console"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as CliError from "./CliError.js"
+import * as Flags from "./Flags.js"
+import * as ServerStore from "./ServerStore.js"
+
+// The listener's error (node's EADDRINUSE, EACCES…) as something a person can act on.
+const listenError = (port: number, host: string, cause: unknown) => {
+  const code = typeof cause === "object" && cause !== null && "code" in cause ? String(cause.code) : undefined
+  switch (code) {
+    case "EADDRINUSE":
+      return CliError.failure(
+        `port ${port} on ${host} is already in use (another server?): choose another with --port (0 picks a free one)`
+      )
+    case "EACCES":
+      return CliError.failure(`not allowed to listen on port ${port} on ${host}: choose a port above 1023 with --port`)
+    case "EADDRNOTAVAIL":
+    case "ENOTFOUND":
+      return CliError.failure(`cannot listen on ${host}: no such address on this machine (check --host)`)
+    default:
+      return CliError.failure(
+        `cannot listen on ${host}:${port}: ${
+          typeof cause === "object" && cause !== null && "message" in cause ? String(cause.message) : String(cause)
+        }`
+      )
+  }
+}
+
+/**
+ * @since 0.1.0
+ * @category commands
+ */
+export const command = Command.make(
+  "serve",
+  {
+    db: Flags.serverDb,
+    databaseUrl: Flags.databaseUrl,
+    port: Flags.port,
+    host: Flags.host,
+    bodyLimit: Flags.positiveInt("body-limit", 8 * 1024 * 1024, "The largest request body in bytes. Defaults to 8 MiB.")
+  },
+  (opts) =>
+    Effect.gen(function*() {
+      const where = yield* ServerStore.choose(opts.db, opts.databaseUrl)
+      const { SyncServer } = yield* ServerStore.load
+      const options = { port: opts.port, host: opts.host, bodyLimit: opts.bodyLimit }
+      const server = where._tag === "sqlite"
+        ? SyncServer.layerSqlite({ ...options, file: where.file })
+        : SyncServer.layerPg({ ...options, url: where.url })
+      yield* ServerStore.withoutLeftovers(
+        where,
+        Layer.launch(
+          Layer.effectDiscard(
+            Effect.flatMap(HttpServer.HttpServer, (s) =>
+              Console.log(
+                `autosync server listening on ${HttpServer.formatAddress(s.address)} (${
+                  ServerStore.describe(where)
+                }); Ctrl-C stops it`
+              ))
+          ).pipe(Layer.provide(server))
+        ).pipe(Effect.catchTag("ServeError", (e) => Effect.fail(listenError(opts.port, opts.host, e.cause))))
+      )
+    }).pipe(CliError.explain)
+).pipe(
+  Command.withDescription(
+    "Run the sync server on a SQLite file (default) or PostgreSQL, until Ctrl-C. Logs one line per request on stderr."
+  )
+)
