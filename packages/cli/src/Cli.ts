@@ -24,6 +24,7 @@ import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 import * as CliError from "./CliError.js"
+import * as Reidentify from "./Reidentify.js"
 import * as Replica from "./Replica.js"
 
 // ---------------------------------------------------------------------------------------------
@@ -441,7 +442,20 @@ const demo = Command.make(
  */
 export const command = Command.make("autosync").pipe(
   Command.withDescription("Local-first replication: a sync server, a sync agent, and the tools around them."),
-  Command.withSubcommands([serve, tokenCommand, agent, status, init, enroll, unenroll, put, get, list, demo])
+  Command.withSubcommands([
+    serve,
+    tokenCommand,
+    agent,
+    status,
+    init,
+    enroll,
+    unenroll,
+    put,
+    get,
+    list,
+    demo,
+    Reidentify.command
+  ])
 )
 
 /**
