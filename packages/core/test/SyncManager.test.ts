@@ -708,3 +708,29 @@ describe("SyncManager pull pages that overlap the cursor", () => {
       assert.deepStrictEqual(reader.fake.pulls, [0, 1])
     }).pipe(Effect.withRandomFixed([0.5])))
 })
+
+describe("SyncManager recovery after a restart", () => {
+  it.scoped("a restarted manager whose predecessor persisted a far deadline after an outage probes and resumes at the return", () =>
+    Effect.gen(function*() {
+      const server = yield* CloudTransport.makeMemoryServer
+      const first = yield* makeReplica({ server, config: { maxBackoff: "5 minutes", maxConsecutiveFailures: 100 } })
+      yield* put(first.store, "k", 1)
+      first.fake.down = true
+      for (let i = 0; i < 9; i++) yield* first.manager.syncNow // a deadline minutes away
+      const persisted = yield* first.store.getSyncState("cloud")
+      assert.strictEqual(persisted.reasonCode, "transport_failed")
+      assert.isAbove(persisted.backoffUntil!.getTime(), 120_000)
+
+      const second = yield* makeReplica({ server, store: first.store, enroll: [], config: { maxBackoff: "5 minutes" } })
+      second.fake.down = true
+      yield* Effect.forkScoped(second.manager.run)
+      yield* TestClock.adjust("30 seconds")
+      assert.strictEqual((yield* second.manager.status).phase, "backoff")
+      assert.isAbove(second.fake.probes.length, 0)
+      assert.deepStrictEqual(second.fake.log, []) // probes only, no cycle while down
+      second.fake.down = false
+      yield* TestClock.adjust("5 seconds")
+      assert.strictEqual((yield* second.manager.status).phase, "healthy")
+      assert.strictEqual(yield* first.store.countPending("cloud"), 0)
+    }).pipe(Effect.withRandom(Random.make(3))))
+})
