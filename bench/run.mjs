@@ -10,6 +10,7 @@ import * as Backlog from "./scenarios/backlog.mjs"
 import * as Cost from "./scenarios/cost.mjs"
 import * as Idle from "./scenarios/idle.mjs"
 import * as Latency from "./scenarios/latency.mjs"
+import * as Recovery from "./scenarios/recovery.mjs"
 import * as Scale from "./scenarios/scale.mjs"
 import * as Store from "./scenarios/store.mjs"
 import * as Throughput from "./scenarios/throughput.mjs"
@@ -21,7 +22,8 @@ const scenarios = {
   scale: Scale,
   idle: Idle,
   cost: Cost,
-  store: Store
+  store: Store,
+  recovery: Recovery
 }
 
 const usage = `usage: pnpm bench [options]      (or node bench/run.mjs [options], without the build)
@@ -45,6 +47,8 @@ const usage = `usage: pnpm bench [options]      (or node bench/run.mjs [options]
   --idle-seconds S       idle: measured seconds (default 60)
   --cost-requests N      cost: sequential pushes and pulls per backend (default 500)
   --store-rows N         store: rows through each LocalStore step (default 20000)
+  --recovery-agents N     recovery: agents (replica processes) against one server (default 20)
+  --outage-seconds S      recovery: how long the server is down (default 60)
   --stall-seconds S      give up on a scenario whose replica makes no progress this long (default 60)
   --server-build DIR     run the servers from another build of @autosync/server, to compare two versions
                          (its dist/ copied under packages/server/, e.g. to packages/server/build/before,
@@ -76,6 +80,8 @@ const { values } = parseArgs({
     "idle-seconds": { type: "string" },
     "cost-requests": { type: "string" },
     "store-rows": { type: "string" },
+    "recovery-agents": { type: "string" },
+    "outage-seconds": { type: "string" },
     "stall-seconds": { type: "string" },
     profile: { type: "string" },
     "server-build": { type: "string" },
@@ -122,6 +128,8 @@ const flags = {
   idleSeconds: positive("idle-seconds", quick ? 5 : 60),
   costRequests: positive("cost-requests", quick ? 100 : 500),
   storeRows: positive("store-rows", quick ? 2000 : 20_000),
+  recoveryAgents: positive("recovery-agents", 20),
+  outageSeconds: positive("outage-seconds", quick ? 15 : 60),
   stallSeconds: positive("stall-seconds", 60),
   profile: values.profile === undefined ? undefined : resolve(values.profile),
   serverBuild: values["server-build"] === undefined ? undefined : resolve(values["server-build"]),

@@ -1,6 +1,6 @@
 /**
  * The `autosync` command: `serve`, `token create | list | revoke`, `agent`, `status`, `init`,
- * `enroll`, `unenroll`, `put`, `get`, `list` and `demo`, one module per command or concern
+ * `enroll`, `unenroll`, `put`, `get`, `list`, `reidentify` and `demo`, one module per command or concern
  * (`Flags.ts` holds the shared flags). Every flag is validated before anything runs; `--help`
  * works after any option; output that is not a terminal has no colour codes.
  *
@@ -11,6 +11,7 @@ import * as Agent from "./Agent.js"
 import * as DemoCommand from "./DemoCommand.js"
 import * as DocumentCommands from "./DocumentCommands.js"
 import * as Help from "./Help.js"
+import * as Reidentify from "./Reidentify.js"
 import * as Serve from "./Serve.js"
 import * as Status from "./Status.js"
 import * as Token from "./Token.js"
@@ -27,6 +28,7 @@ const subcommands = [
   DocumentCommands.put,
   DocumentCommands.get,
   DocumentCommands.list,
+  Reidentify.command,
   DemoCommand.command
 ] as const
 

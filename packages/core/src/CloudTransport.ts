@@ -23,13 +23,15 @@ import { PulledMutation, PushBatch } from "./Mutation.js"
  * A failed push or pull.
  * - `auth_required`: the server refused the credentials (401).
  * - `policy_forbidden`: the token may not touch a project of the batch (403).
+ * - `identity_conflict`: a `(clientId, clientSeq)` pushed before with other content (409): the
+ *   database file was copied, or shares its identity with another replica (`autosync reidentify`).
  * - `transport_failed`: anything else: unreachable, timeout, 4xx/5xx, a malformed response.
  *
  * @since 0.1.0
  * @category errors
  */
 export class TransportError extends Schema.TaggedError<TransportError>()("TransportError", {
-  reason: Schema.Literal("auth_required", "policy_forbidden", "transport_failed"),
+  reason: Schema.Literal("auth_required", "policy_forbidden", "identity_conflict", "transport_failed"),
   status: Schema.optional(Schema.Number),
   message: Schema.String
 }) {}
@@ -62,6 +64,18 @@ export class CloudTransport extends Context.Tag("@autosync/core/CloudTransport")
     limit: number,
     options?: PullOptions
   ) => Effect.Effect<PullResponse, TransportError>
+  /**
+   * Whether the server answers at all (`GET /v1/health`), without credentials: a cheap probe
+   * the manager sends while it backs off after `transport_failed`, to retry as soon as the
+   * server is back. Optional: without it the manager waits out its deadline.
+   */
+  readonly health?: Effect.Effect<void, TransportError>
+  /**
+   * Where and as whom this transport talks, e.g. the base URL and a hash of the token (never
+   * the token itself). Stored with a failure: a persisted retry deadline is honoured only by
+   * a transport with the same identity (a fixed URL or token retries at once).
+   */
+  readonly identity?: string
 }>() {}
 
 interface LogRow {
@@ -140,7 +154,7 @@ export const makeMemoryServer: Effect.Effect<MemoryServer> = Effect.sync(() => {
         const earlier = inBatch.get(m.clientSeq)
         if (earlier !== undefined && earlier !== fingerprint(m)) {
           return yield* new TransportError({
-            reason: "transport_failed",
+            reason: "identity_conflict",
             status: 409,
             message: `client_seq ${m.clientSeq} appears twice in the batch with different content`
           })
@@ -149,7 +163,7 @@ export const makeMemoryServer: Effect.Effect<MemoryServer> = Effect.sync(() => {
         const existing = byIdentity.get(`${decoded.clientId}\u0000${m.clientSeq}`)
         if (existing && existing.fingerprint !== fingerprint(m)) {
           return yield* new TransportError({
-            reason: "transport_failed",
+            reason: "identity_conflict",
             status: 409,
             message:
               `client_seq ${m.clientSeq} of client ${decoded.clientId} was already pushed with different content (server seq ${existing.mutation.seq})`
@@ -237,19 +251,35 @@ export const makeMemoryServer: Effect.Effect<MemoryServer> = Effect.sync(() => {
 
 /**
  * A `CloudTransport` over an in-process server. `allowedProjects` plays the token's policy:
- * pushes to other projects fail with `policy_forbidden`, pulls see only these projects.
+ * pushes to other projects fail with `policy_forbidden`, pulls see only these projects. Its
+ * `health` always answers.
  *
  * @since 0.1.0
  * @category constructors
  */
+/**
+ * Options of a transport over an in-process server.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface MemoryTransportOptions {
+  /** The token's policy: pushes to other projects fail with `policy_forbidden`, pulls see only these. */
+  readonly allowedProjects?: ReadonlyArray<string>
+  /** The transport's `identity` (plays the server URL and token of a real transport). */
+  readonly identity?: string
+}
+
 export const fromMemoryServer = (
   server: MemoryServer,
-  options: { readonly allowedProjects?: ReadonlyArray<string> } = {}
+  options: MemoryTransportOptions = {}
 ): CloudTransport["Type"] => {
   const allowed = options.allowedProjects ? new Set(options.allowedProjects) : undefined
   return CloudTransport.of({
     push: (batch) => server.push(batch, allowed),
-    pull: (sinceSeq, limit, pullOptions) => server.pull(sinceSeq, limit, allowed, pullOptions)
+    pull: (sinceSeq, limit, pullOptions) => server.pull(sinceSeq, limit, allowed, pullOptions),
+    health: Effect.void,
+    ...(options.identity === undefined ? {} : { identity: options.identity })
   })
 }
 
@@ -272,5 +302,5 @@ export const layerMemory: Layer.Layer<CloudTransport> = Layer.effect(
  */
 export const layerMemoryServer = (
   server: MemoryServer,
-  options: { readonly allowedProjects?: ReadonlyArray<string> } = {}
+  options: MemoryTransportOptions = {}
 ): Layer.Layer<CloudTransport> => Layer.succeed(CloudTransport, fromMemoryServer(server, options))

@@ -16,6 +16,10 @@
  * | `timeout`      | after `timeout` (plus a long-poll's wait): `transport_failed`     | never saw it     |
  * | `delay`        | a wait uniform in `[0, maxDelay]`, then whatever else was drawn   | as drawn         |
  *
+ * The health probe (`health`, when the wrapped transport has one) fails while faults are on and
+ * is forwarded while they are off: a storm looks like an outage, switching it off like the
+ * server's return.
+ *
  * A request gets at most one of the first seven (they are exclusive: their probabilities must add
  * up to at most 1) and, independently, may be delayed first. Each request draws exactly three
  * numbers from the `Random`, whatever the probabilities, so the sequence of faults depends only on
@@ -366,7 +370,16 @@ export const wrap = (inner: CloudTransport["Type"], options: Options = {}): Effe
             "pull",
             inner.pull(sinceSeq, limit, pullOptions),
             Option.getOrElse(Duration.decodeUnknown(pullOptions?.wait), () => Duration.zero)
-          )
+          ),
+        // A storm reads as an outage to the health probe, its end as the server's return: the
+        // probe answers only while faults are off, and draws nothing from the `Random`.
+        ...(inner.health === undefined ? {} : {
+          health: Effect.flatMap(isEnabled, (on) =>
+            on
+              ? injected("transport_failed", undefined, "health probe: faults are on")
+              : inner.health!)
+        }),
+        ...(inner.identity === undefined ? {} : { identity: inner.identity })
       }),
       counts: Ref.get(counts),
       history: Ref.get(history),

@@ -85,6 +85,19 @@ export interface ApplyPageOptions {
 }
 
 /**
+ * What {@link LocalStore} `reidentify` did.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Reidentified {
+  readonly previousClientId: string
+  readonly clientId: string
+  /** Local rows not acked yet: they are pushed again under the new identity. */
+  readonly pending: number
+}
+
+/**
  * @since 0.1.0
  * @category tags
  */
@@ -142,12 +155,17 @@ export class LocalStore extends Context.Tag("@autosync/core/LocalStore")<LocalSt
     mutations: ReadonlyArray<PulledMutation>,
     options?: ApplyPageOptions
   ) => Effect.Effect<ReadonlyArray<ApplyResult>, LocalStoreError>
-  /** Records a failed cycle: one more consecutive failure, the error and the retry deadline. */
+  /**
+   * Records a failed cycle: one more consecutive failure, the error and the retry deadline, and
+   * the `CloudTransport.identity` it was met with (none clears it): a restarted manager honours
+   * the deadline only with a transport of the same identity.
+   */
   readonly markFailure: (
     targetKey: string,
     message: string,
     backoffUntil: Date,
-    reasonCode: ReasonCode
+    reasonCode: ReasonCode,
+    transportIdentity?: string
   ) => Effect.Effect<void, LocalStoreError>
   /** Records a successful cycle: failures reset. */
   readonly markHealthy: (targetKey: string) => Effect.Effect<void, LocalStoreError>
@@ -172,6 +190,23 @@ export class LocalStore extends Context.Tag("@autosync/core/LocalStore")<LocalSt
   ) => Effect.Effect<ReadonlyArray<Document>, LocalStoreError>
   /** Pulled mutations that could not be applied. */
   readonly listDeadLetters: Effect.Effect<ReadonlyArray<DeadLetter>, LocalStoreError>
+  /**
+   * Gives this replica a new identity, for a database file that was copied (or otherwise shares
+   * its `clientId` with another replica, which the server refuses with `identity_conflict`).
+   * In one transaction:
+   * - a new `clientId` (this store's `clientId` reads it from now on; other processes on the
+   *   file must be restarted);
+   * - the pending (un-acked) local rows keep their journal seqs, which are their `clientSeq`s
+   *   under the new identity: they are pushed again as new writes and settle by the usual rule.
+   *   Rows acked before are shared history and are not pushed again. A pending row whose push
+   *   the server stored under the old identity but whose ack was lost is then stored twice,
+   *   the same content at two seqs: harmless for the convergence rule;
+   * - every target's pull cursor goes back to 0 (pulled rows and kept-aside mutations are
+   *   forgotten) and its failures are cleared: while the identities were shared, pulls left
+   *   out the other copy's writes as if they were this replica's own, so everything is pulled
+   *   again.
+   */
+  readonly reidentify: Effect.Effect<Reidentified, LocalStoreError>
 }>() {}
 
 /**
@@ -258,8 +293,11 @@ export interface MemoryOptions {
  */
 export const makeMemory = (options: MemoryOptions = {}): Effect.Effect<LocalStore["Type"]> =>
   Effect.gen(function*() {
-    const clientId = options.clientId ??
-      `replica-${(yield* Effect.randomWith((r) => r.nextIntBetween(0, 2 ** 31 - 1))).toString(36)}`
+    const newId = Effect.map(
+      Effect.randomWith((r) => r.nextIntBetween(0, 2 ** 31 - 1)),
+      (n) => `replica-${n.toString(36)}`
+    )
+    let clientId = options.clientId ?? (yield* newId)
     const journal: Array<JournalRow> = []
     const states = new Map<string, SyncState>()
     const enrolled = new Set<string>()
@@ -349,7 +387,9 @@ export const makeMemory = (options: MemoryOptions = {}): Effect.Effect<LocalStor
       })
 
     return LocalStore.of({
-      clientId,
+      get clientId() {
+        return clientId
+      },
       getSyncState: (targetKey) => Effect.map(now, (at) => stateOf(targetKey, at)),
       listPendingMutations: (targetKey, limit, opts) =>
         Effect.sync(() => {
@@ -418,19 +458,28 @@ export const makeMemory = (options: MemoryOptions = {}): Effect.Effect<LocalStor
               : update(targetKey, (s) => ({ lastPulledSeq: Math.max(s.lastPulledSeq, through) }))
         )
       },
-      markFailure: (targetKey, message, backoffUntil, reasonCode) =>
-        update(targetKey, (s) => ({
-          consecutiveFailures: s.consecutiveFailures + 1,
-          lastError: message,
-          backoffUntil,
-          reasonCode
-        })),
+      markFailure: (targetKey, message, backoffUntil, reasonCode, transportIdentity) =>
+        Effect.flatMap(
+          update(targetKey, (s) => ({
+            consecutiveFailures: s.consecutiveFailures + 1,
+            lastError: message,
+            backoffUntil,
+            reasonCode
+          })),
+          () =>
+            Effect.sync(() => {
+              const { transportIdentity: _t, ...rest } = states.get(targetKey)!
+              states.set(targetKey, transportIdentity === undefined ? rest : { ...rest, transportIdentity })
+            })
+        ),
       markHealthy: (targetKey) =>
         Effect.flatMap(
           update(targetKey, () => ({ consecutiveFailures: 0 })),
           () =>
             Effect.sync(() => {
-              const { backoffUntil: _b, lastError: _e, reasonCode: _r, ...rest } = states.get(targetKey)!
+              const { backoffUntil: _b, lastError: _e, reasonCode: _r, transportIdentity: _t, ...rest } = states.get(
+                targetKey
+              )!
               states.set(targetKey, rest)
             })
         ),
@@ -465,7 +514,21 @@ export const makeMemory = (options: MemoryOptions = {}): Effect.Effect<LocalStor
             .filter((d) => d.project === project && (entity === undefined || d.entity === entity))
             .sort((a, b) => a.entity === b.entity ? compare(a.entityKey, b.entityKey) : compare(a.entity, b.entity))
         ),
-      listDeadLetters: Effect.sync(() => [...deadLetters])
+      listDeadLetters: Effect.sync(() => [...deadLetters]),
+      reidentify: Effect.gen(function*() {
+        const previousClientId = clientId
+        let fresh = yield* newId
+        while (fresh === previousClientId) fresh = yield* newId
+        const at = yield* now
+        clientId = fresh
+        keptAside.clear()
+        for (const [targetKey, state] of states) {
+          const { backoffUntil: _b, lastError: _e, reasonCode: _r, transportIdentity: _t, ...rest } = state
+          states.set(targetKey, { ...rest, lastPulledSeq: 0, consecutiveFailures: 0, updatedAt: at })
+        }
+        const pending = journal.filter((j) => j.row.source === "local" && j.row.ackedAt === undefined).length
+        return { previousClientId, clientId: fresh, pending }
+      })
     })
   })
 

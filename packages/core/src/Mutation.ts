@@ -400,6 +400,8 @@ export const SyncState = Schema.Struct({
   backoffUntil: Schema.optionalWith(Schema.Date, { exact: true }).pipe(Schema.fromKey("backoff_until")),
   lastError: Schema.optionalWith(Schema.String, { exact: true }).pipe(Schema.fromKey("last_error")),
   reasonCode: Schema.optionalWith(Schema.String, { exact: true }).pipe(Schema.fromKey("reason_code")),
+  /** The `CloudTransport.identity` the recorded failure was met with (server URL, token hash). */
+  transportIdentity: Schema.optionalWith(Schema.String, { exact: true }).pipe(Schema.fromKey("transport_identity")),
   leaseOwner: Schema.optionalWith(Schema.String, { exact: true }).pipe(Schema.fromKey("lease_owner")),
   leaseUntil: Schema.optionalWith(Schema.Date, { exact: true }).pipe(Schema.fromKey("lease_until")),
   updatedAt: snake(Schema.Date, "updated_at")

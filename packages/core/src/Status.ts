@@ -39,6 +39,9 @@ export type Phase = typeof Phase.Type
  * Why the manager is not simply healthy.
  * - `auth_required`: the server refused the token (401).
  * - `policy_forbidden`: the token may not write or read a project (403).
+ * - `identity_conflict`: the server refused a push because this replica's identity was used
+ *   before with other content (409): the database file was copied, or shares its identity with
+ *   another replica. Retried on the backoff, but only `autosync reidentify` fixes it.
  * - `transport_failed`: the server could not be reached or answered badly.
  * - `internal_error`: the local store failed, or a defect inside a cycle.
  * - `paused`: `stopForUpgrade` disabled the manager.
@@ -50,6 +53,7 @@ export type Phase = typeof Phase.Type
 export const ReasonCode = Schema.Literal(
   "auth_required",
   "policy_forbidden",
+  "identity_conflict",
   "transport_failed",
   "internal_error",
   "paused",
@@ -155,8 +159,18 @@ export const fromOutcome = (previous: Status, outcome: Outcome, maxConsecutiveFa
 }
 
 /**
- * The more specific of two failure reasons: a refusal (`auth_required`, `policy_forbidden`)
- * tells the user more than a generic `transport_failed`.
+ * What the status says after an identity conflict's own message: what happened and the fix.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const identityConflictHint =
+  "this database file was copied or shares its identity (client id) with another replica; " +
+  "stop its agent and run `autosync reidentify --db FILE` to give it a new identity"
+
+/**
+ * The more specific of two failure reasons: a refusal (`auth_required`, `policy_forbidden`,
+ * `identity_conflict`) tells the user more than a generic `transport_failed`.
  *
  * @since 0.1.0
  * @category transitions
@@ -164,4 +178,12 @@ export const fromOutcome = (previous: Status, outcome: Outcome, maxConsecutiveFa
 export const mostSpecific = (a: ReasonCode, b: ReasonCode): ReasonCode => rank(b) > rank(a) ? b : a
 
 const rank = (code: ReasonCode): number =>
-  code === "auth_required" ? 3 : code === "policy_forbidden" ? 2 : code === "internal_error" ? 1 : 0
+  code === "auth_required"
+    ? 4
+    : code === "identity_conflict"
+    ? 3
+    : code === "policy_forbidden"
+    ? 2
+    : code === "internal_error"
+    ? 1
+    : 0

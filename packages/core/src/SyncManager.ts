@@ -35,6 +35,7 @@ import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
 import * as Ref from "effect/Ref"
+import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import type * as Stream from "effect/Stream"
@@ -42,7 +43,7 @@ import * as SubscriptionRef from "effect/SubscriptionRef"
 import * as Backoff from "./Backoff.js"
 import { CloudTransport, TransportError } from "./CloudTransport.js"
 import { DirtySignal } from "./DirtySignal.js"
-import { ackPlan, groupByProject, pageProblem, toEntry } from "./internal/plan.js"
+import { ackPlan, afterCursor, groupByProject, pageProblem, toEntry } from "./internal/plan.js"
 import { LocalStore, LocalStoreError } from "./LocalStore.js"
 import type { PullResponse } from "./Mutation.js"
 import * as Status from "./Status.js"
@@ -111,13 +112,44 @@ export const failedTotal = Metric.counter("autosync_failed_cycles_total", { desc
  */
 export const pendingRows = Metric.gauge("autosync_pending_rows", { description: "local rows not yet acked" })
 
-// A failure of one step, classified for the status.
-type StepFailure = { readonly reasonCode: Status.ReasonCode; readonly message: string }
+/**
+ * How often the manager probes the server's health while it backs off after the server could
+ * not be reached (jittered by ±20 %, so 2.4–3.6 s), and the shortest wait worth probing in:
+ * a retry deadline closer than this is simply waited for.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const probeInterval: Duration.Duration = Duration.seconds(3)
+
+// A failure of one step, classified for the status. `unreachable`: the server did not answer
+// at all (no HTTP status), so its return is worth probing for.
+type StepFailure = {
+  readonly reasonCode: Status.ReasonCode
+  readonly message: string
+  readonly unreachable?: boolean
+}
 
 const classify = (error: TransportError | LocalStoreError): StepFailure =>
-  error._tag === "TransportError"
-    ? { reasonCode: error.reason, message: error.message }
-    : { reasonCode: "internal_error", message: `local store: ${error.message}` }
+  error._tag === "LocalStoreError"
+    ? { reasonCode: "internal_error", message: `local store: ${error.message}` }
+    : error.reason === "identity_conflict"
+    ? { reasonCode: error.reason, message: `${error.message}: ${Status.identityConflictHint}` }
+    : {
+      reasonCode: error.reason,
+      message: error.message,
+      unreachable: error.reason === "transport_failed" && error.status === undefined
+    }
+
+// A page the server sent that cannot be applied: it answered, so this is no outage to probe for.
+class BadPage extends Schema.TaggedError<BadPage>()("BadPage", { message: Schema.String }) {}
+
+// A wait of about `interval`, jittered by ±20 % from Effect's `Random`.
+const jittered = (interval: Duration.Duration) =>
+  Effect.flatMap(
+    Effect.randomWith((r) => r.nextRange(0.8, 1.2)),
+    (f) => Effect.sleep(Duration.millis(Math.round(Duration.toMillis(interval) * f)))
+  )
 
 // Another worker took the lease mid-cycle: end the cycle quietly, it is that worker's turn.
 class LeaseLost extends Schema.TaggedError<LeaseLost>()("LeaseLost", {}) {}
@@ -233,16 +265,19 @@ export const make = (
         // Our own writes are left out: they are in our tables already.
         const page = takePrefetched(cursor) ??
           (yield* transport.pull(cursor, config.pullBatchSize, { excludeClientId: store.clientId }))
-        const problem = pageProblem(cursor, page.mutations.map((m) => m.seq), page.hasMore)
-        if (problem) return yield* new TransportError({ reason: "transport_failed", message: problem })
+        // Seqs at or below the cursor (a resent boundary seq) are skipped; a page with has_more
+        // that brings nothing after the cursor is still a failure, never a hot loop.
+        const mutations = afterCursor(cursor, page.mutations)
+        const problem = pageProblem(cursor, mutations.map((m) => m.seq), page.hasMore)
+        if (problem) return yield* new BadPage({ message: problem })
         // The last page holds everything up to latestSeq but our writes: the cursor moves there.
-        const lastSeq = page.mutations.length > 0 ? page.mutations[page.mutations.length - 1].seq : cursor
+        const lastSeq = mutations.length > 0 ? mutations[mutations.length - 1].seq : cursor
         const throughSeq = page.hasMore || page.latestSeq < lastSeq ? undefined : page.latestSeq
-        if (page.mutations.length > 0 || (throughSeq !== undefined && throughSeq > cursor)) {
+        if (mutations.length > 0 || (throughSeq !== undefined && throughSeq > cursor)) {
           // One transaction per page; on a failure the store keeps the applied prefix and its cursor.
-          yield* store.applyPulledMutations(targetKey, page.mutations, { throughSeq })
+          yield* store.applyPulledMutations(targetKey, mutations, { throughSeq })
           cursor = lastSeq
-          yield* Metric.incrementBy(pulledTotal, page.mutations.length)
+          yield* Metric.incrementBy(pulledTotal, mutations.length)
         }
         if (!page.hasMore) return
       }
@@ -269,7 +304,8 @@ export const make = (
           const reasonCode = pushFailures.map(([, f]) => f.reasonCode).reduce(Status.mostSpecific)
           const message = pushFailures.map(([project, f]) => project ? `${project}: ${f.message}` : f.message)
             .join("; ")
-          return { step: "push" as const, reasonCode, message }
+          const unreachable = pushFailures.every(([, f]) => f.unreachable === true)
+          return { step: "push" as const, reasonCode, message, unreachable }
         }
         const at = yield* Clock.currentTimeMillis
         if (!pullDue(alwaysPull, at)) return undefined
@@ -278,20 +314,28 @@ export const make = (
         yield* setPhase("pulling")
         return yield* pull().pipe(
           Effect.as(undefined),
-          Effect.catchTag(
-            "TransportError",
-            "LocalStoreError",
-            (e) =>
-              Effect.sync(() => {
-                remoteNewsPending = true // the retry pulls again
-                return { step: "pull" as const, ...classify(e) }
-              })
-          )
+          Effect.catchTags({
+            BadPage: (e) => Effect.succeed<StepFailure>({ reasonCode: "transport_failed", message: e.message }),
+            TransportError: (e) => Effect.succeed(classify(e)),
+            LocalStoreError: (e) => Effect.succeed(classify(e))
+          }),
+          Effect.map((failure) => {
+            if (failure === undefined) return undefined
+            remoteNewsPending = true // the retry pulls again
+            return { step: "pull" as const, ...failure }
+          })
         )
       })
 
-    const settle = (failure: { step: "push" | "pull" | "cycle" } & StepFailure | undefined) =>
+    // Armed by a failure to reach the server: the backoff wait then probes its health (see
+    // `waitOutBackoff`). Not re-armed by a failure of a cycle the probe itself woke (the server
+    // answers its health but not sync): that retry waits out its backoff, so a half-up server
+    // sees at most one extra cycle per backoff period.
+    let probeArmed = false
+
+    const settle = (failure: { step: "push" | "pull" | "cycle" } & StepFailure | undefined, probed = false) =>
       Effect.gen(function*() {
+        probeArmed = failure?.unreachable === true && !probed
         const at = yield* now
         const previous = yield* SubscriptionRef.get(statusRef)
         if (failure === undefined) {
@@ -315,12 +359,12 @@ export const make = (
           yield* Effect.logWarning(
             `sync ${failure.step} failed (${failure.reasonCode}): ${failure.message}; retry at ${backoffUntil.toISOString()}`
           )
-          yield* store.markFailure(targetKey, failure.message, backoffUntil, failure.reasonCode)
+          yield* store.markFailure(targetKey, failure.message, backoffUntil, failure.reasonCode, transport.identity)
         }
         yield* Effect.flatMap(store.countPending(targetKey), (n) => Metric.set(pendingRows, n))
       })
 
-    const cycle = (force: boolean, localOnly: boolean) =>
+    const cycle = (force: boolean, localOnly: boolean, probed = false) =>
       cycleLock.withPermits(1)(
         Effect.gen(function*() {
           yield* Queue.takeAll(wake) // wakes up to now are served by this cycle
@@ -337,7 +381,7 @@ export const make = (
             return
           }
           const failure = yield* pushThenPull(force || !localOnly)
-          yield* settle(failure)
+          yield* settle(failure, probed)
         }).pipe(
           Effect.catchTag("LeaseLost", () => Effect.logInfo("lease lost to another worker mid-cycle")),
           Effect.catchAllCause((cause) =>
@@ -369,22 +413,55 @@ export const make = (
       }
     })
 
-    const waitForWork = Effect.gen(function*() {
+    // Recovery after an outage: while backing off after the server could not be reached, probe
+    // its health every ~3 s (jittered, one request at a time) and, on the first answer, end the
+    // wait: the next cycle runs at once instead of at a deadline that may be minutes away. Live
+    // sync's watcher reconnecting tells the same. Other reasons wait out their deadline: health
+    // says nothing about a token (401/403) or an identity conflict.
+    const serverBack = yield* Queue.sliding<void>(1)
+    const probeUntilUp = (health: Effect.Effect<void, TransportError>) =>
+      Effect.zipRight(
+        jittered(probeInterval),
+        // The schedule never ends: the probe fails only by being interrupted.
+        Effect.retry(health, Schedule.jittered(Schedule.spaced(probeInterval))).pipe(
+          Effect.catchAll(() => Effect.never)
+        )
+      )
+    // Sleeps until the deadline; `true` when the server came back first.
+    const waitOutBackoff = (left: number) => {
+      const sleep = Effect.as(Effect.sleep(Duration.millis(left)), false)
+      if (!probeArmed || left <= Duration.toMillis(probeInterval)) return sleep
+      return Effect.zipRight(
+        Queue.takeAll(serverBack),
+        Effect.raceAll([
+          sleep,
+          Effect.as(Queue.take(serverBack), true),
+          ...(transport.health === undefined ? [] : [Effect.as(probeUntilUp(transport.health), true)])
+        ])
+      ).pipe(
+        Effect.tap((back) =>
+          back ? Effect.logInfo("the server answers again: retrying before the deadline") : Effect.void
+        )
+      )
+    }
+
+    // "local": only local writes woke it (the cycle may then skip its pull, see `pullDue`);
+    // "recovered": the server came back during a backoff (the cycle runs before the deadline).
+    const waitForWork: Effect.Effect<"local" | "other" | "recovered"> = Effect.gen(function*() {
       const current = yield* SubscriptionRef.get(statusRef)
       const at = yield* Clock.currentTimeMillis
       const isDisabled = Option.isSome(yield* Ref.get(disabled))
       if (!isDisabled && current.consecutiveFailures > 0 && current.backoffUntil) {
         const left = current.backoffUntil.getTime() - at
-        if (left > 0) return yield* Effect.as(Effect.sleep(Duration.millis(left)), false)
+        if (left > 0) return (yield* waitOutBackoff(left)) ? "recovered" as const : "other" as const
       }
       const timer = isDisabled
         ? Duration.min(config.pollInterval, Duration.unsafeDivide(config.leaseInterval, 2))
         : config.pollInterval
-      // `true` when only local writes woke it (the cycle may then skip its pull, see `pullDue`).
       return yield* Effect.raceAll([
-        Effect.as(debounced, true),
-        Effect.as(Effect.sleep(timer), false),
-        Effect.as(Queue.take(remoteNews), false)
+        Effect.as(debounced, "local" as const),
+        Effect.as(Effect.sleep(timer), "other" as const),
+        Effect.as(Queue.take(remoteNews), "other" as const)
       ])
     })
 
@@ -400,7 +477,11 @@ export const make = (
         const page = yield* transport.pull(cursor, config.pullBatchSize, {
           wait: config.longPollWait,
           excludeClientId: store.clientId
-        })
+        }).pipe(Effect.tapError(() => Effect.sync(() => watcherFailed = true)))
+        if (watcherFailed) {
+          watcherFailed = false
+          yield* Queue.offer(serverBack, undefined)
+        }
         if (page.mutations.length > 0) {
           seen = Math.max(cursor, page.latestSeq, page.mutations[page.mutations.length - 1].seq)
           prefetched = { sinceSeq: cursor, page }
@@ -416,17 +497,29 @@ export const make = (
       Effect.catchAllCause((cause) =>
         Cause.isInterruptedOnly(cause) ? Effect.interrupt : Effect.logDebug("long-poll failed", cause)
       ),
-      Effect.zipRight(Effect.sleep(config.baseBackoff)),
+      // Reconnects jittered, so agents that lost one server do not come back in step.
+      Effect.zipRight(jittered(Duration.max(config.baseBackoff, probeInterval))),
       Effect.forever,
       logged
     )
+    let watcherFailed = false
 
-    // A restarted process honours the deadline its predecessor persisted.
+    // A restarted process honours the deadline its predecessor persisted, when it was met with a
+    // transport of the same identity (server URL, token): a fixed configuration retries at once
+    // and does not quote the old error.
     const restoreBackoff = Effect.gen(function*() {
       const state = yield* store.getSyncState(targetKey)
       const at = yield* now
       if (state.consecutiveFailures === 0 || !state.backoffUntil || state.backoffUntil <= at) return
+      if (state.transportIdentity !== transport.identity) {
+        return yield* Effect.logInfo(
+          "the persisted retry deadline was met with another server or token: retrying now"
+        )
+      }
       const reasonCode = Schema.decodeUnknownOption(Status.ReasonCode)(state.reasonCode)
+      // What the failure was is not stored beyond its reason: a server that could not be reached
+      // is probed for, the others wait out their deadline.
+      probeArmed = Option.getOrUndefined(reasonCode) === "transport_failed"
       yield* SubscriptionRef.update(statusRef, (s) => ({
         ...s,
         phase: "backoff" as const,
@@ -450,17 +543,17 @@ export const make = (
       yield* forwardSignal
       if (Duration.toMillis(config.longPollWait) > 0) yield* Effect.forkScoped(watchRemote)
       yield* restoreBackoff
-      yield* waitForBackoffOnly
-      let localOnly = false
+      let woken: "local" | "other" | "recovered" = yield* waitForBackoffOnly
       while (true) {
-        yield* cycle(false, localOnly)
-        localOnly = yield* waitForWork
+        yield* cycle(woken === "recovered", woken === "local", woken === "recovered")
+        woken = yield* waitForWork
       }
     })
     const waitForBackoffOnly = Effect.gen(function*() {
       const current = yield* SubscriptionRef.get(statusRef)
       const left = (current.backoffUntil?.getTime() ?? 0) - (yield* Clock.currentTimeMillis)
-      if (current.consecutiveFailures > 0 && left > 0) yield* Effect.sleep(Duration.millis(left))
+      if (current.consecutiveFailures === 0 || left <= 0) return "other" as const
+      return (yield* waitOutBackoff(left)) ? "recovered" as const : "other" as const
     })
 
     const releaseLease = Effect.zipRight(Effect.sync(() => heldUntil = 0), store.releaseLease(targetKey, leaseOwner))

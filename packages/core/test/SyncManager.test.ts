@@ -1,6 +1,6 @@
 import { CloudTransport, LocalStore, Status, SyncConfig, SyncManager } from "@autosync/core"
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Exit, Fiber, Layer, Option, Ref, Stream, TestClock } from "effect"
+import { Effect, Exit, Fiber, Layer, Option, Random, Ref, Stream, TestClock } from "effect"
 import { documentsOf, makeReplica, put, replay } from "./fakes.js"
 
 const cycles = (log: ReadonlyArray<string>) => log.filter((l) => l.startsWith("pull@"))
@@ -536,4 +536,201 @@ describe("SyncManager", () => {
         assert.strictEqual((yield* store.getSyncState("cloud")).leaseOwner, undefined)
       }))
   })
+})
+
+describe("SyncManager recovery", () => {
+  it.scoped("after an outage it cycles within 5 s of the server's return, whatever its backoff; while down it probes at a bounded rate", () =>
+    Effect.gen(function*() {
+      const server = yield* CloudTransport.makeMemoryServer
+      const { fake, manager, store } = yield* makeReplica({
+        server,
+        config: { baseBackoff: "1 second", maxBackoff: "5 minutes", maxConsecutiveFailures: 100 }
+      })
+      yield* put(store, "k", 1)
+      fake.down = true
+      yield* Effect.forkScoped(manager.run)
+      yield* TestClock.adjust("10 minutes")
+      // Wait for a moment when the retry deadline is far away (the backoff has grown to minutes).
+      let far = false
+      for (let i = 0; i < 100 && !far; i++) {
+        const status = yield* manager.status
+        far = status.backoffUntil!.getTime() - (yield* TestClock.currentTimeMillis) > 120_000
+        if (!far) yield* TestClock.adjust("5 seconds")
+      }
+      assert.isTrue(far)
+      const downFor = yield* TestClock.currentTimeMillis
+      // While down: one probe at a time, never two closer than 2.4 s (3 s − 20 % jitter).
+      const probeTimes = fake.probes.map((p) => Number(p.split("@")[1]))
+      assert.isAbove(probeTimes.length, 10)
+      for (let i = 1; i < probeTimes.length; i++) assert.isAtLeast(probeTimes[i] - probeTimes[i - 1], 2400)
+      assert.isAtMost(probeTimes.length, Math.ceil(downFor / 2400))
+      assert.strictEqual((yield* manager.status).reasonCode, "transport_failed")
+
+      fake.down = false
+      const back = yield* TestClock.currentTimeMillis
+      yield* TestClock.adjust("5 seconds")
+      const status = yield* manager.status
+      assert.strictEqual(status.phase, "healthy")
+      assert.strictEqual(yield* store.countPending("cloud"), 0)
+      const pushedAt = fake.log.filter((l) => l.startsWith("push@")).map((l) => Number(l.split("@")[1]))
+      assert.isAtMost(pushedAt[pushedAt.length - 1] - back, 5000)
+      assert.strictEqual(server.log().length, 1)
+    }).pipe(Effect.withRandom(Random.make(42))))
+
+  it.scoped("auth and identity failures are not short-circuited by the probe: they wait out their deadline", () =>
+    Effect.gen(function*() {
+      const server = yield* CloudTransport.makeMemoryServer
+      const { fake, manager, store } = yield* makeReplica({ server, config: { maxBackoff: "5 minutes" } })
+      yield* put(store, "k", 1)
+      fake.failPush = 1_000
+      fake.error = new CloudTransport.TransportError({ reason: "auth_required", status: 401, message: "bad token" })
+      yield* Effect.forkScoped(manager.run)
+      yield* TestClock.adjust("10 minutes")
+      assert.deepStrictEqual(fake.probes, [])
+      assert.strictEqual((yield* manager.status).reasonCode, "auth_required")
+    }).pipe(Effect.withRandom(Random.make(7))))
+
+  it.scoped("a cycle the probe woke that fails again waits out its backoff: at most one extra cycle per period", () =>
+    Effect.gen(function*() {
+      const server = yield* CloudTransport.makeMemoryServer
+      const { fake, manager, store } = yield* makeReplica({
+        server,
+        config: { baseBackoff: "10 seconds", maxBackoff: "80 seconds", maxConsecutiveFailures: 100 }
+      })
+      yield* put(store, "k", 1)
+      // Health answers, sync does not (no status: it looks unreachable).
+      fake.failPush = 1_000
+      fake.error = new CloudTransport.TransportError({ reason: "transport_failed", message: "socket hang up" })
+      yield* Effect.forkScoped(manager.run)
+      yield* TestClock.adjust("10 minutes")
+      const pushes = fake.log.filter((l) => l.startsWith("push@")).length
+      // Plain backoff alone: 10, 20, 40, 80, 80, … ≈ 10 cycles in 10 minutes; the probe may at
+      // most double that, never a cycle every probe interval (≈ 200).
+      assert.isAtMost(pushes, 25)
+    }).pipe(Effect.withRandomFixed([0.5])))
+
+  it.scoped("a persisted deadline is honoured only by a transport of the same identity", () =>
+    Effect.gen(function*() {
+      const server = yield* CloudTransport.makeMemoryServer
+      const first = yield* makeReplica({
+        server,
+        identity: "http://a/ token:1111",
+        config: { maxBackoff: "5 minutes" }
+      })
+      first.fake.failPull = 8
+      first.fake.error = new CloudTransport.TransportError({
+        reason: "auth_required",
+        status: 401,
+        message: "bad token"
+      })
+      for (let i = 0; i < 8; i++) yield* first.manager.syncNow // a deadline minutes away
+      first.fake.failPull = 0
+      const persisted = yield* first.store.getSyncState("cloud")
+      assert.strictEqual(persisted.transportIdentity, "http://a/ token:1111")
+      assert.isAbove(persisted.backoffUntil!.getTime(), 60_000)
+
+      // The same server and token: the deadline holds.
+      const same = yield* makeReplica({ server, store: first.store, enroll: [], identity: "http://a/ token:1111" })
+      const sameRun = yield* Effect.forkScoped(same.manager.run)
+      yield* TestClock.adjust("1 second")
+      assert.deepStrictEqual(same.fake.log, [])
+      assert.strictEqual((yield* same.manager.status).reasonCode, "auth_required")
+      yield* same.manager.stop
+      yield* Fiber.join(sameRun)
+
+      // Another token: it retries at once and does not quote the old error.
+      const fixed = yield* makeReplica({ server, store: first.store, enroll: [], identity: "http://a/ token:2222" })
+      yield* Effect.forkScoped(fixed.manager.run)
+      yield* TestClock.adjust("1 second")
+      assert.isAbove(fixed.fake.log.length, 0)
+      const status = yield* fixed.manager.status
+      assert.strictEqual(status.phase, "healthy")
+      assert.strictEqual(status.lastError, undefined)
+      assert.strictEqual((yield* first.store.getSyncState("cloud")).consecutiveFailures, 0)
+    }).pipe(Effect.withRandomFixed([0.5])))
+})
+
+describe("SyncManager identity conflicts", () => {
+  it.scoped("a copied replica gets identity_conflict with the fix; after reidentify both converge", () =>
+    Effect.gen(function*() {
+      const server = yield* CloudTransport.makeMemoryServer
+      const original = yield* makeReplica({ server, clientId: "twin" })
+      const copy = yield* makeReplica({ server, clientId: "twin" })
+      yield* put(original.store, "a", "from the original")
+      assert.strictEqual((yield* original.manager.syncNow).phase, "healthy")
+      yield* put(copy.store, "b", "from the copy") // the same journal seq 1, other content
+      const conflict = yield* copy.manager.syncNow
+      assert.strictEqual(conflict.phase, "push_failed")
+      assert.strictEqual(conflict.reasonCode, "identity_conflict")
+      assert.match(conflict.reasonMessage!, /copied or shares its identity.*autosync reidentify --db FILE/)
+
+      const renamed = yield* copy.store.reidentify
+      assert.strictEqual(renamed.previousClientId, "twin")
+      assert.notStrictEqual(renamed.clientId, "twin")
+      assert.strictEqual(renamed.pending, 1)
+      assert.strictEqual(copy.store.clientId, renamed.clientId)
+      assert.strictEqual((yield* copy.manager.syncNow).phase, "healthy")
+      assert.strictEqual((yield* original.manager.syncNow).phase, "healthy")
+      const expected = replay(server.log())
+      assert.deepStrictEqual(yield* documentsOf(original.store, ["p"]), expected)
+      assert.deepStrictEqual(yield* documentsOf(copy.store, ["p"]), expected)
+      assert.strictEqual(expected.size, 2)
+    }).pipe(Effect.withRandomFixed([0.5])))
+})
+
+describe("SyncManager pull pages that overlap the cursor", () => {
+  it.scoped("seqs at or below the cursor are skipped and the rest applied", () =>
+    Effect.gen(function*() {
+      const server = yield* CloudTransport.makeMemoryServer
+      const writer = yield* makeReplica({ server, clientId: "writer" })
+      for (let i = 0; i < 5; i++) yield* put(writer.store, `k${i}`, i)
+      yield* writer.manager.syncNow
+      const reader = yield* makeReplica({ server, clientId: "reader", config: { pullBatchSize: 2 } })
+      reader.fake.resendBoundary = true
+      const status = yield* reader.manager.syncNow
+      assert.strictEqual(status.phase, "healthy")
+      assert.deepStrictEqual(yield* documentsOf(reader.store, ["p"]), replay(server.log()))
+      assert.strictEqual((yield* reader.store.getSyncState("cloud")).lastPulledSeq, 5)
+    }).pipe(Effect.withRandomFixed([0.5])))
+
+  it.scoped("a page with has_more that brings nothing after the cursor is still a failure, not a hot loop", () =>
+    Effect.gen(function*() {
+      const server = yield* CloudTransport.makeMemoryServer
+      const writer = yield* makeReplica({ server, clientId: "writer" })
+      for (let i = 0; i < 3; i++) yield* put(writer.store, `k${i}`, i)
+      yield* writer.manager.syncNow
+      const reader = yield* makeReplica({ server, clientId: "reader", config: { pullBatchSize: 1 } })
+      reader.fake.resendBoundary = true // each page is the boundary seq alone
+      const status = yield* reader.manager.syncNow
+      assert.strictEqual(status.phase, "pull_failed")
+      assert.strictEqual(status.reasonCode, "transport_failed")
+      assert.match(status.lastError!, /has_more/)
+      assert.deepStrictEqual(reader.fake.pulls, [0, 1])
+    }).pipe(Effect.withRandomFixed([0.5])))
+})
+
+describe("SyncManager recovery after a restart", () => {
+  it.scoped("a restarted manager whose predecessor persisted a far deadline after an outage probes and resumes at the return", () =>
+    Effect.gen(function*() {
+      const server = yield* CloudTransport.makeMemoryServer
+      const first = yield* makeReplica({ server, config: { maxBackoff: "5 minutes", maxConsecutiveFailures: 100 } })
+      yield* put(first.store, "k", 1)
+      first.fake.down = true
+      for (let i = 0; i < 9; i++) yield* first.manager.syncNow // a deadline minutes away
+      const persisted = yield* first.store.getSyncState("cloud")
+      assert.strictEqual(persisted.reasonCode, "transport_failed")
+      assert.isAbove(persisted.backoffUntil!.getTime(), 120_000)
+
+      const second = yield* makeReplica({ server, store: first.store, enroll: [], config: { maxBackoff: "5 minutes" } })
+      second.fake.down = true
+      yield* Effect.forkScoped(second.manager.run)
+      yield* TestClock.adjust("30 seconds")
+      assert.strictEqual((yield* second.manager.status).phase, "backoff")
+      assert.isAbove(second.fake.probes.length, 0)
+      assert.deepStrictEqual(second.fake.log, []) // probes only, no cycle while down
+      second.fake.down = false
+      yield* TestClock.adjust("5 seconds")
+      assert.strictEqual((yield* second.manager.status).phase, "healthy")
+      assert.strictEqual(yield* first.store.countPending("cloud"), 0)
+    }).pipe(Effect.withRandom(Random.make(3))))
 })

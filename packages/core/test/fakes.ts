@@ -21,10 +21,24 @@ export interface Fake {
   partial: boolean
   /** Return a page claiming `has_more` with no mutations. */
   stuckPage: boolean
+  /** Pages start one seq early: the boundary seq (at the cursor) is sent again. */
+  resendBoundary: boolean
+  /** The server is down: push, pull and health fail with `transport_failed` and no status. */
+  down: boolean
+  /** Health probes, as `health@<ms>`. */
+  readonly probes: Array<string>
 }
 
-export const makeFake = (inner: CloudTransport.CloudTransport["Type"]): Fake => {
+const unreachable = new CloudTransport.TransportError({
+  reason: "transport_failed",
+  message: "request failed: connect ECONNREFUSED"
+})
+
+export const makeFake = (inner: CloudTransport.CloudTransport["Type"], identity?: string): Fake => {
   const fake: Fake = {
+    resendBoundary: false,
+    down: false,
+    probes: [],
     log: [],
     batches: [],
     pulls: [],
@@ -39,6 +53,7 @@ export const makeFake = (inner: CloudTransport.CloudTransport["Type"]): Fake => 
         Effect.gen(function*() {
           fake.log.push(`push@${yield* Clock.currentTimeMillis}`)
           fake.batches.push(batch)
+          if (fake.down) return yield* unreachable
           if (fake.diePush > 0) {
             fake.diePush--
             return yield* Effect.die(new Error("boom in push"))
@@ -55,13 +70,20 @@ export const makeFake = (inner: CloudTransport.CloudTransport["Type"]): Fake => 
           // A long-poll (the live-sync watcher) is logged apart from the cycles' pulls.
           fake.log.push(`${options?.wait === undefined ? "pull" : "watch"}@${yield* Clock.currentTimeMillis}`)
           fake.pulls.push(sinceSeq)
+          if (fake.down) return yield* unreachable
           if (fake.failPull > 0) {
             fake.failPull--
             return yield* fake.error
           }
           if (fake.stuckPage) return { mutations: [], hasMore: true, latestSeq: sinceSeq + 10 }
+          if (fake.resendBoundary && sinceSeq > 0) return yield* inner.pull(sinceSeq - 1, limit, options)
           return yield* inner.pull(sinceSeq, limit, options)
-        })
+        }),
+      health: Effect.gen(function*() {
+        fake.probes.push(`health@${yield* Clock.currentTimeMillis}`)
+        if (fake.down) return yield* unreachable
+      }),
+      ...(identity === undefined ? {} : { identity })
     })
   }
   return fake
@@ -82,6 +104,8 @@ export const makeReplica = (options: {
   readonly clientId?: string
   readonly allowedProjects?: ReadonlyArray<string>
   readonly enroll?: ReadonlyArray<string>
+  /** The transport's identity (server URL and token hash, for a real one). */
+  readonly identity?: string
 }) =>
   Effect.gen(function*() {
     const store = options.store ?? (yield* LocalStore.makeMemory({ clientId: options.clientId ?? "replica-a" }))
@@ -90,7 +114,8 @@ export const makeReplica = (options: {
       CloudTransport.fromMemoryServer(
         options.server,
         options.allowedProjects ? { allowedProjects: options.allowedProjects } : {}
-      )
+      ),
+      options.identity
     )
     const config = yield* SyncConfig.make({ leaseOwner: "w1", ...options.config })
     const manager = yield* SyncManager.make(config).pipe(

@@ -2,9 +2,14 @@
  * The `CloudTransport` over HTTP: a client derived from `SyncApi` with `HttpApiClient`, a bearer
  * token on every request, a request timeout, and every failure turned into a `TransportError`:
  *
- * - 401 → `auth_required`; 403 → `policy_forbidden`;
+ * - 401 → `auth_required`; 403 → `policy_forbidden`; 409 → `identity_conflict` (a
+ *   `(client_id, client_seq)` pushed before with other content: a copied database file);
  * - everything else (unreachable server, timeout, other 4xx and 5xx, a malformed response) →
  *   `transport_failed`, with the HTTP status when there was one and a message.
+ *
+ * `health` is `GET /v1/health` (no token), the probe the manager sends while the server is
+ * unreachable; `identity` is the base URL and a hash of the token (never the token), which
+ * tells a persisted retry deadline that was recorded against another server or token.
  *
  * Arguments are checked before anything is sent, with the same rules and 400 status as core's
  * in-process server, so both transports answer a bad call alike.
@@ -66,6 +71,7 @@ const failed = (message: string, status?: number) =>
 const fromStatus = (status: number | undefined, message: string): CloudTransport.TransportError => {
   if (status === 401) return new CloudTransport.TransportError({ reason: "auth_required", status, message })
   if (status === 403) return new CloudTransport.TransportError({ reason: "policy_forbidden", status, message })
+  if (status === 409) return new CloudTransport.TransportError({ reason: "identity_conflict", status, message })
   return failed(message, status)
 }
 
@@ -88,6 +94,23 @@ const statusOf = (tag: string): number | undefined => {
       return 500
   }
   return undefined
+}
+
+/**
+ * The identity of a transport: its base URL and a 64-bit FNV-1a hash of the token, in hex. Not a
+ * secret-grade hash, and it need not be: it only tells one token from another, and is stored in
+ * the replica's file in place of the token.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const identityOf = (baseUrl: string | URL, token: string): string => {
+  let h = 0xcbf29ce484222325n
+  for (const byte of new TextEncoder().encode(token)) {
+    h = BigInt.asUintN(64, (h ^ BigInt(byte)) * 0x100000001b3n)
+  }
+  const url = URL.canParse(String(baseUrl)) ? new URL(baseUrl).href : String(baseUrl)
+  return `${url} token:${h.toString(16).padStart(16, "0")}`
 }
 
 const truncate = (s: string, max = 500) => s.length > max ? `${s.slice(0, max)}…` : s
@@ -181,7 +204,17 @@ export const make = (
       }
     )
 
-    return CloudTransport.CloudTransport.of({ push, pull })
+    const health = call("health", client.sync.health(), timeout).pipe(
+      Effect.asVoid,
+      Effect.withSpan("HttpCloudTransport.health")
+    )
+
+    return CloudTransport.CloudTransport.of({
+      push,
+      pull,
+      health,
+      identity: identityOf(options.baseUrl, Redacted.value(token))
+    })
   })
 
 /**

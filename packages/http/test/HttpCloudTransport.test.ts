@@ -151,7 +151,7 @@ describe("HttpCloudTransport", () => {
     [
       "409 JSON",
       json(409, { _tag: "Conflict", message: "already pushed (server seq 3)", seq: 3 }),
-      "transport_failed",
+      "identity_conflict",
       409,
       "server seq 3"
     ],
@@ -197,6 +197,32 @@ describe("HttpCloudTransport", () => {
         assert.isUndefined(error.status)
         assert.include(error.message, "request failed")
       }
+    }).pipe(Effect.scoped))
+
+  it.live("health is GET /v1/health without the token; unreachable it fails without a status", () =>
+    Effect.gen(function*() {
+      const server = yield* fakeServer(json(200, { status: "ok" }))
+      const transport = yield* transportFor(server.url)
+      yield* transport.health!
+      assert.strictEqual(server.seen[0].method, "GET")
+      assert.strictEqual(server.seen[0].url, "/v1/health")
+      server.close()
+      const error = yield* failureOf(transport.health!)
+      assert.strictEqual(error.reason, "transport_failed")
+      assert.isUndefined(error.status)
+    }).pipe(Effect.scoped))
+
+  it.effect("identity names the server and a hash of the token, never the token", () =>
+    Effect.gen(function*() {
+      const a = yield* transportFor("http://127.0.0.1:1/", { token: "secret-token" })
+      const b = yield* transportFor("http://127.0.0.1:1", { token: "secret-token" })
+      const otherToken = yield* transportFor("http://127.0.0.1:1", { token: "other-token" })
+      const otherServer = yield* transportFor("http://127.0.0.1:2", { token: "secret-token" })
+      assert.strictEqual(a.identity, b.identity)
+      assert.notInclude(a.identity!, "secret")
+      assert.include(a.identity!, "http://127.0.0.1:1/")
+      assert.notStrictEqual(a.identity, otherToken.identity)
+      assert.notStrictEqual(a.identity, otherServer.identity)
     }).pipe(Effect.scoped))
 
   it.live("a request that takes longer than the timeout is transport_failed; a long-poll gets its wait on top", () =>

@@ -99,7 +99,7 @@ export const CloudTransportSuite = (name: string, layer: Layer.Layer<Harness>) =
         const error = yield* failure(
           t.push({ clientId: "c1", mutations: [entry(3), entry(2, { payload: { changed: true } })] })
         )
-        assert.strictEqual(error.reason, "transport_failed")
+        assert.strictEqual(error.reason, "identity_conflict")
         assert.strictEqual(error.status, 409)
         assert.include(error.message, "server seq 2")
         const page = yield* t.pull(0, 10)

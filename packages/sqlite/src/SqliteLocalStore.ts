@@ -51,6 +51,8 @@ const StateRow = Schema.Struct({
   backoff_until: OptionalDate,
   last_error: Schema.NullOr(Schema.String),
   reason_code: Schema.NullOr(Schema.String),
+  // Absent from a file not migrated yet (opened read-only).
+  transport_identity: Schema.optionalWith(Schema.NullOr(Schema.String), { default: () => null }),
   lease_owner: Schema.NullOr(Schema.String),
   lease_until: OptionalDate,
   updated_at: Schema.DateFromNumber
@@ -67,6 +69,7 @@ const StateFromRow = Schema.transform(StateRow, Schema.typeSchema(Mutation.SyncS
     ...(row.backoff_until !== null ? { backoffUntil: row.backoff_until } : {}),
     ...(row.last_error !== null ? { lastError: row.last_error } : {}),
     ...(row.reason_code !== null ? { reasonCode: row.reason_code } : {}),
+    ...(row.transport_identity !== null ? { transportIdentity: row.transport_identity } : {}),
     ...(row.lease_owner !== null ? { leaseOwner: row.lease_owner } : {}),
     ...(row.lease_until !== null ? { leaseUntil: row.lease_until } : {}),
     updatedAt: row.updated_at
@@ -80,6 +83,7 @@ const StateFromRow = Schema.transform(StateRow, Schema.typeSchema(Mutation.SyncS
     backoff_until: state.backoffUntil ?? null,
     last_error: state.lastError ?? null,
     reason_code: state.reasonCode ?? null,
+    transport_identity: state.transportIdentity ?? null,
     lease_owner: state.leaseOwner ?? null,
     lease_until: state.leaseUntil ?? null,
     updated_at: state.updatedAt
@@ -289,7 +293,7 @@ export const make: Effect.Effect<LocalStore.LocalStore["Type"], LocalStore.Local
 
     // `INSERT ... ON CONFLICT DO NOTHING` then read: of several processes initialising one file
     // at once, the first insert wins and every process reads the same id.
-    const clientId = yield* Effect.gen(function*() {
+    let clientId = yield* Effect.gen(function*() {
       yield* sql`INSERT INTO sync_meta (key, value) VALUES ('client_id', 'replica-' || lower(hex(randomblob(16))))
         ON CONFLICT (key) DO NOTHING`
       const row = yield* SqlSchema.findOne({
@@ -662,8 +666,35 @@ export const make: Effect.Effect<LocalStore.LocalStore["Type"], LocalStore.Local
       return results
     })
 
+    // See `LocalStore.reidentify`: a new id, the cursors back to 0, the pulled rows forgotten.
+    const reidentify = Effect.fn("SqliteLocalStore.reidentify")(function*() {
+      const at = yield* now
+      const result = yield* writeTransaction(Effect.gen(function*() {
+        const readId = sql`SELECT value FROM sync_meta WHERE key = 'client_id'`.pipe(
+          Effect.flatMap(Schema.decodeUnknown(Schema.Array(MetaRow))),
+          Effect.map((rows) => rows[0]?.value ?? "")
+        )
+        const previousClientId = yield* readId
+        yield* sql`UPDATE sync_meta SET value = 'replica-' || lower(hex(randomblob(16))) WHERE key = 'client_id'`
+        const fresh = yield* readId
+        yield* sql`DELETE FROM sync_mutations WHERE source = 'remote'`
+        yield* sql`UPDATE sync_state SET last_pulled_seq = 0, consecutive_failures = 0, backoff_until = NULL,
+          last_error = NULL, reason_code = NULL, transport_identity = NULL, updated_at = ${at}`
+        const pending = yield* count(sql`SELECT COUNT(*) AS n FROM sync_mutations
+          WHERE source = 'local' AND acked_at IS NULL`)
+        return { previousClientId, clientId: fresh, pending }
+      })).pipe(Effect.mapError(fail("giving the replica a new identity")))
+      const decoded = yield* Schema.decodeUnknown(Mutation.ClientId)(result.clientId).pipe(
+        Effect.mapError((error) => fromCause(label, "giving the replica a new identity", error))
+      )
+      clientId = decoded
+      return { ...result, clientId: decoded }
+    })
+
     return LocalStore.LocalStore.of({
-      clientId,
+      get clientId() {
+        return clientId
+      },
 
       getSyncState: (targetKey) => getSyncState(targetKey).pipe(Effect.mapError(fail("reading the sync state"))),
 
@@ -767,22 +798,25 @@ export const make: Effect.Effect<LocalStore.LocalStore["Type"], LocalStore.Local
 
       applyPulledMutations,
 
-      markFailure: Effect.fn("SqliteLocalStore.markFailure")(function*(targetKey, message, backoffUntil, reasonCode) {
-        const at = yield* now
-        yield* writeTransaction(Effect.zipRight(
-          touchState(targetKey, at),
-          sql`UPDATE sync_state SET consecutive_failures = consecutive_failures + 1, last_error = ${message},
-            backoff_until = ${backoffUntil.getTime()}, reason_code = ${reasonCode}
+      markFailure: Effect.fn("SqliteLocalStore.markFailure")(
+        function*(targetKey, message, backoffUntil, reasonCode, transportIdentity) {
+          const at = yield* now
+          yield* writeTransaction(Effect.zipRight(
+            touchState(targetKey, at),
+            sql`UPDATE sync_state SET consecutive_failures = consecutive_failures + 1, last_error = ${message},
+            backoff_until = ${backoffUntil.getTime()}, reason_code = ${reasonCode},
+            transport_identity = ${transportIdentity ?? null}
             WHERE target_key = ${targetKey}`
-        )).pipe(Effect.mapError(fail("recording a failure")))
-      }),
+          )).pipe(Effect.mapError(fail("recording a failure")))
+        }
+      ),
 
       markHealthy: Effect.fn("SqliteLocalStore.markHealthy")(function*(targetKey) {
         const at = yield* now
         yield* writeTransaction(Effect.zipRight(
           touchState(targetKey, at),
           sql`UPDATE sync_state SET consecutive_failures = 0, last_error = NULL, backoff_until = NULL,
-            reason_code = NULL WHERE target_key = ${targetKey}`
+            reason_code = NULL, transport_identity = NULL WHERE target_key = ${targetKey}`
         )).pipe(Effect.mapError(fail("recording a success")))
       }),
 
@@ -893,7 +927,9 @@ export const make: Effect.Effect<LocalStore.LocalStore["Type"], LocalStore.Local
           }))
         ),
         Effect.mapError(fail("listing dead letters"))
-      )
+      ),
+
+      reidentify: reidentify()
     })
   })
 

@@ -118,6 +118,13 @@ const ownServerSeqIndex = Effect.gen(function*() {
     WHERE source = 'local' AND server_seq IS NOT NULL`
 })
 
+// Where and as whom a failure was met (`CloudTransport.identity`): a persisted retry deadline is
+// honoured only by a transport of the same identity.
+const transportIdentity = Effect.gen(function*() {
+  const sql = yield* SqlClient.SqlClient
+  yield* sql`ALTER TABLE sync_state ADD COLUMN transport_identity TEXT`
+})
+
 /**
  * The migrations, keyed `<id>_<name>` as `Migrator.fromRecord` expects.
  *
@@ -126,7 +133,8 @@ const ownServerSeqIndex = Effect.gen(function*() {
  */
 export const migrations: Record<string, Effect.Effect<void, unknown, SqlClient.SqlClient>> = {
   "0001_init": init,
-  "0002_own_server_seq_index": ownServerSeqIndex
+  "0002_own_server_seq_index": ownServerSeqIndex,
+  "0003_transport_identity": transportIdentity
 }
 
 /**

@@ -555,6 +555,54 @@ export const localStoreSuite = (
         assert.deepStrictEqual(yield* store.listDocuments("nobody"), [])
       })))
 
+    it.effect("markFailure records the transport identity; markHealthy and a failure without one clear it", () =>
+      run(Effect.gen(function*() {
+        const store = yield* LocalStore.LocalStore
+        yield* store.markFailure("cloud", "bad token", new Date(60_000), "auth_required", "http://a/ token:1")
+        assert.strictEqual((yield* store.getSyncState("cloud")).transportIdentity, "http://a/ token:1")
+        yield* store.markFailure("cloud", "down", new Date(60_000), "transport_failed")
+        assert.strictEqual((yield* store.getSyncState("cloud")).transportIdentity, undefined)
+        yield* store.markFailure("cloud", "bad token", new Date(60_000), "auth_required", "http://a/ token:1")
+        yield* store.markHealthy("cloud")
+        assert.strictEqual((yield* store.getSyncState("cloud")).transportIdentity, undefined)
+      })))
+
+    it.effect("reidentify: a new client id, pending rows kept for the new identity, cursor back to 0", () =>
+      run(Effect.gen(function*() {
+        const store = yield* LocalStore.LocalStore
+        yield* store.enroll("p")
+        const [acked] = yield* store.appendLocal("cloud", [write("a", 1)])
+        yield* store.ackMutationSeqs("cloud", [{ seq: acked, serverSeq: 1 }])
+        const pending = yield* store.appendLocal("cloud", [write("b", 2), write("c", 3)])
+        // "c" has a kept-aside remote write; "d" was pulled and applied.
+        yield* store.applyPulledMutations("cloud", [pulled(2, "c", "remote c"), pulled(3, "d", "remote d")], {
+          throughSeq: 3
+        })
+        yield* store.markFailure("cloud", "conflict", new Date(60_000), "identity_conflict", "http://a/ token:1")
+        const before = store.clientId
+        const result = yield* store.reidentify
+        assert.strictEqual(result.previousClientId, before)
+        assert.notStrictEqual(result.clientId, before)
+        assert.isTrue(Schema.is(Mutation.ClientId)(result.clientId))
+        assert.strictEqual(store.clientId, result.clientId)
+        assert.strictEqual((yield* LocalStore.LocalStore).clientId, result.clientId)
+        assert.strictEqual(result.pending, 2)
+        assert.deepStrictEqual(yield* pendingSeqs(), [...pending])
+        const state = yield* store.getSyncState("cloud")
+        assert.strictEqual(state.lastPulledSeq, 0)
+        assert.strictEqual(state.consecutiveFailures, 0)
+        assert.strictEqual(state.reasonCode, undefined)
+        assert.strictEqual(state.backoffUntil, undefined)
+        // Pulled again from 0: nothing is refused as a duplicate; "c" is kept aside again.
+        const results = yield* store.applyPulledMutations("cloud", [
+          pulled(2, "c", "remote c"),
+          pulled(3, "d", "remote d")
+        ], { throughSeq: 3 })
+        assert.deepStrictEqual(results, ["kept_aside", "applied"])
+        assert.deepStrictEqual(yield* doc("c"), Option.some(3))
+        assert.deepStrictEqual(yield* doc("d"), Option.some("remote d"))
+      })))
+
     it.effect("every failure is a LocalStoreError", () =>
       run(Effect.gen(function*() {
         const store = yield* LocalStore.LocalStore

@@ -113,7 +113,11 @@ describe("SqliteLocalStore", () => {
           assert.strictEqual(meta[1].value, String(SqliteMigrations.schemaVersion))
           assert.deepStrictEqual(
             yield* sqlRows("SELECT migration_id, name FROM autosync_migrations"),
-            [{ migration_id: 1, name: "init" }, { migration_id: 2, name: "own_server_seq_index" }]
+            [
+              { migration_id: 1, name: "init" },
+              { migration_id: 2, name: "own_server_seq_index" },
+              { migration_id: 3, name: "transport_identity" }
+            ]
           )
           assert.deepStrictEqual(yield* sqlRows("PRAGMA journal_mode"), [{ journal_mode: "wal" }])
           assert.deepStrictEqual(yield* sqlRows("PRAGMA busy_timeout"), [{ timeout: 5000 }])

@@ -46,7 +46,18 @@ export const ackPlan = (
   return acks
 }
 
-/** Why a pulled page cannot be applied, or `undefined`: seqs must increase past the cursor. */
+/**
+ * The part of a pulled page after the cursor. A server may resend seqs at or below it (a page
+ * that starts on the boundary seq, a retried page); those were pulled already and are skipped,
+ * as the original manager did, instead of failing the pull for good.
+ */
+export const afterCursor = <M extends { readonly seq: number }>(cursor: number, mutations: ReadonlyArray<M>) =>
+  mutations.length > 0 && mutations[0].seq > cursor ? mutations : mutations.filter((m) => m.seq > cursor)
+
+/**
+ * Why a pulled page (its part after the cursor, see {@link afterCursor}) cannot be applied, or
+ * `undefined`: seqs must increase past the cursor, and a page with `has_more` must bring one.
+ */
 export const pageProblem = (cursor: number, seqs: ReadonlyArray<number>, hasMore: boolean): string | undefined => {
   let last = cursor
   for (const seq of seqs) {
