@@ -33,7 +33,7 @@ const box = tempDir("packaging")
 const procs: Array<Proc> = []
 
 // A clean environment for npm: none of the npm_*/pnpm settings `pnpm test` passes to its scripts
-// (they would steer the install); node-gyp gets Node's headers rather than a download.
+// (they would steer the install). node-gyp gets Node's headers rather than a download.
 const env = (): Record<string, string> => {
   const clean: Record<string, string> = {}
   for (const [key, value] of Object.entries(process.env)) {
@@ -41,6 +41,7 @@ const env = (): Record<string, string> => {
   }
   clean.NO_COLOR = "1"
   if (existsSync("/usr/include/node/node.h")) clean.npm_config_nodedir = process.env.npm_config_nodedir ?? "/usr"
+  clean.npm_config_jobs = "max" // node-gyp: better-sqlite3's two compile units in parallel
   return clean
 }
 
