@@ -7,6 +7,7 @@ import { parseArgs } from "node:util"
 import { stopAll } from "./lib/proc.mjs"
 import { table } from "./lib/stats.mjs"
 import * as Backlog from "./scenarios/backlog.mjs"
+import * as Cli from "./scenarios/cli.mjs"
 import * as Cost from "./scenarios/cost.mjs"
 import * as Idle from "./scenarios/idle.mjs"
 import * as Latency from "./scenarios/latency.mjs"
@@ -23,7 +24,8 @@ const scenarios = {
   idle: Idle,
   cost: Cost,
   store: Store,
-  recovery: Recovery
+  recovery: Recovery,
+  cli: Cli
 }
 
 const usage = `usage: pnpm bench [options]      (or node bench/run.mjs [options], without the build)
