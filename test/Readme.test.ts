@@ -325,7 +325,7 @@ describe("README: what it names exists", () => {
     const setUp = section(readme(), "## Set-up")
     expect(`>=${/Node\.js (\d+)\+/.exec(setUp)?.[1]}`).toBe(pkg.engines.node)
     expect(pkg.packageManager).toMatch(new RegExp(`^pnpm@${/pnpm (\d+)/.exec(setUp)?.[1]}\\.`))
-    const builtins = new Set(["install", "exec", "add", "run", "dlx"])
+    const builtins = new Set(["install", "exec", "add", "run", "dlx", "pack"])
     const scripts = Array.from(codeOf(readme()).join("\n").matchAll(/(?<![\w-])pnpm ([a-z][\w-]*)/g), (m) => m[1])
     expect(scripts.length).toBeGreaterThan(0)
     for (const script of scripts) {
@@ -333,6 +333,13 @@ describe("README: what it names exists", () => {
     }
     expect(setUp).toContain("`bash .ci/run`")
     expect(Fs.existsSync(Path.join(repoRoot, ".ci/run"))).toBe(true)
+  })
+
+  it("Embedding: the example it shows is examples/embed.ts's code, as the file runs", () => {
+    const shown = /```ts\n([\s\S]*?)```/.exec(section(readme(), "## Embedding it in an Effect application"))
+    expect(shown, "the Embedding section shows a ```ts block").not.toBeNull()
+    const file = Fs.readFileSync(Path.join(repoRoot, "examples/embed.ts"), "utf8")
+    expect(shown![1]).toBe(file.slice(file.indexOf("import ")))
   })
 
   it("every file it names or links exists, and every package it names is a workspace package", () => {
