@@ -207,7 +207,7 @@ const ValueRow = Schema.Struct({ value: Schema.parseJson() })
 /** A pulled mutation without its payload: checked first, so the applier names payload problems. */
 const PulledShape = Schema.Struct({
   seq: Mutation.Seq,
-  project: Mutation.Project,
+  project: Mutation.StoredProject,
   entity: Mutation.Entity,
   entityKey: Mutation.EntityKey,
   op: Mutation.Op,
