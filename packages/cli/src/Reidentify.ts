@@ -38,7 +38,7 @@ const reidentify = (file: string) =>
         `${result.pending} pending rows re-keyed (pushed again under the new id); the next sync pulls from seq 0`
     )
   }).pipe(
-    Effect.provide(Replica.layerExisting(file)),
+    Effect.provide(Replica.layerExisting(file, "write")),
     Effect.mapError((error) =>
       error instanceof CliError.CliError ? error : CliError.failure(`reidentify ${file}: ${error.message}`)
     )

@@ -18,7 +18,8 @@ import type * as Scope from "effect/Scope"
 import * as CliError from "./CliError.js"
 
 /**
- * The store and write API of a database file (created and migrated when missing).
+ * The store and write API of a database file (created and migrated when missing). A server's
+ * database is refused, naming the file, and left as it was.
  *
  * @since 0.1.0
  * @category layers
@@ -30,13 +31,17 @@ export const layerLocal = (file: string) =>
   )
 
 /**
- * {@link layerLocal} for commands that only read: a missing file is an error (a mistyped
- * `--db` must not silently create a new, empty replica).
+ * The store and `Documents` of an existing replica, opened read-only for commands that only read
+ * (`status`, `get`, `list`): nothing in the file changes, no client id or tables are added. A
+ * missing file is an error (a mistyped `--db` must not silently create a new, empty replica),
+ * and so is a file that is not a replica (a server's database, another SQLite database, a text
+ * file): the message says what it is. `mode: "write"` opens it writable (for `reidentify`),
+ * with the same refusals.
  *
  * @since 0.1.0
  * @category layers
  */
-export const layerExisting = (file: string) =>
+export const layerExisting = (file: string, mode: "read" | "write" = "read") =>
   Layer.unwrapEffect(
     Effect.flatMap(FileSystem.FileSystem, (fs) => Effect.option(fs.stat(file))).pipe(
       Effect.flatMap((info) =>
@@ -44,7 +49,11 @@ export const layerExisting = (file: string) =>
           ? Effect.fail(CliError.notFound(`no replica at ${file} (give --db; \`autosync init\` creates one)`))
           : info.value.size === BigInt(0) // a file truncated to nothing is damage, not a new replica
           ? Effect.fail(CliError.failure(`${file} is empty: not an autosync replica (was it truncated?)`))
-          : Effect.succeed(layerLocal(file))
+          : Effect.succeed(
+            mode === "write"
+              ? layerLocal(file)
+              : Documents.layer.pipe(Layer.provideMerge(SqliteLocalStore.layerFileReadonly(file)))
+          )
       )
     )
   )

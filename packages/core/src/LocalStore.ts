@@ -21,7 +21,7 @@ import * as Option from "effect/Option"
 import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
 import type { ApplyResult, MutationAck, PulledMutation, SyncMutation, SyncState } from "./Mutation.js"
-import { LocalWrite, Project } from "./Mutation.js"
+import { LocalWrite, Project, projectProblem } from "./Mutation.js"
 import type { ReasonCode } from "./Status.js"
 
 /**
@@ -219,12 +219,17 @@ export const decodeWrites = (
   entries: ReadonlyArray<unknown>
 ): Effect.Effect<ReadonlyArray<LocalWrite>, LocalStoreError> =>
   Schema.decodeUnknown(Schema.Array(Schema.typeSchema(LocalWrite)))(entries).pipe(
-    Effect.mapError((error) =>
-      new LocalStoreError({
+    Effect.mapError((error) => {
+      // One line naming the first problem and where it is (e.g. `[0].project: project must not be empty`).
+      const issue = ParseResult.ArrayFormatter.formatErrorSync(error)[0]
+      const where = issue?.path.map((step) => typeof step === "number" ? `[${step}]` : `.${String(step)}`).join("")
+      return new LocalStoreError({
         reason: "invalid_input",
-        message: `invalid local write: ${ParseResult.TreeFormatter.formatErrorSync(error)}`
+        message: issue === undefined
+          ? `invalid local write: ${ParseResult.TreeFormatter.formatErrorSync(error)}`
+          : `invalid local write ${where}: ${issue.message}`
       })
-    )
+    })
   )
 
 /**
@@ -236,7 +241,12 @@ export const decodeWrites = (
 export const decodeProject = (project: unknown): Effect.Effect<string, LocalStoreError> =>
   Schema.decodeUnknown(Project)(project).pipe(
     Effect.mapError(() =>
-      new LocalStoreError({ reason: "invalid_input", message: `invalid project ${JSON.stringify(project)}` })
+      new LocalStoreError({
+        reason: "invalid_input",
+        message: typeof project === "string"
+          ? (projectProblem(project) ?? `invalid project ${JSON.stringify(project)}`)
+          : `invalid project ${JSON.stringify(project)}`
+      })
     )
   )
 

@@ -100,10 +100,43 @@ const NonEmptyText = (what: string) =>
   )
 
 /**
+ * Why `project` is not a name a new write, an enrollment or a token may use, or `undefined`: it
+ * must not be empty or only whitespace, nor start or end with whitespace (`" notes"` and
+ * `"notes"` would otherwise be two projects that look alike everywhere they are printed), nor
+ * contain NUL or a lone surrogate.
+ *
  * @since 0.1.0
  * @category models
  */
-export const Project = NonEmptyText("project")
+export const projectProblem = (project: string): string | undefined => {
+  if (project.trim().length === 0) {
+    return project.length === 0 ? "project must not be empty" : "project must not be empty (it is only whitespace)"
+  }
+  if (project.trim() !== project) return `project must not start or end with whitespace, got ${JSON.stringify(project)}`
+  return checkString(project, "project")
+}
+
+/**
+ * A project name as new input: the rule of {@link projectProblem}. `LocalWrite` (so every
+ * store's `appendLocal` and `Documents.put`/`remove`), `LocalStore.enroll`/`unenroll` and
+ * tokens check it.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const Project = Schema.String.pipe(
+  Schema.filter((s) => projectProblem(s) ?? true, { identifier: "Project" })
+)
+
+/**
+ * A project name as rows already written may hold it: only non-empty. The wire (push and pull)
+ * and the journal's rows use it, so data written before {@link Project}'s whitespace rule keeps
+ * syncing instead of failing every push or pull that meets it.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const StoredProject = NonEmptyText("project")
 /**
  * @since 0.1.0
  * @category models
@@ -158,7 +191,7 @@ const snake = <S extends Schema.Schema.Any, K extends string>(schema: S, key: K)
 
 const EntryJson = Schema.Struct({
   client_seq: Seq,
-  project: Project,
+  project: StoredProject,
   entity: Entity,
   entity_key: EntityKey,
   op: Op,
@@ -264,7 +297,7 @@ const DateText = Schema.String.pipe(
 )
 const PulledJson = Schema.Struct({
   seq: Seq,
-  project: Project,
+  project: StoredProject,
   entity: Entity,
   entity_key: EntityKey,
   op: Op,
@@ -370,7 +403,7 @@ export const Source = Schema.Literal("local", "remote")
 export const SyncMutation = Schema.Struct({
   seq: Seq,
   targetKey: snake(Schema.String, "target_key"),
-  project: Project,
+  project: StoredProject,
   entity: Entity,
   entityKey: snake(EntityKey, "entity_key"),
   op: Op,

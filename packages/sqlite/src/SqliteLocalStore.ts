@@ -32,7 +32,10 @@ import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as Applier from "./Applier.js"
+import { retryWhileBusy } from "./internal/busy.js"
 import { fromCause, fromSqlError } from "./internal/errors.js"
+import * as Readonly from "./internal/readonly.js"
+import * as ReplicaFile from "./ReplicaFile.js"
 import * as SqliteMigrations from "./SqliteMigrations.js"
 
 // ---------------------------------------------------------------------------------------------
@@ -208,7 +211,7 @@ const ValueRow = Schema.Struct({ value: Schema.parseJson() })
 /** A pulled mutation without its payload: checked first, so the applier names payload problems. */
 const PulledShape = Schema.Struct({
   seq: Mutation.Seq,
-  project: Mutation.Project,
+  project: Mutation.StoredProject,
   entity: Mutation.Entity,
   entityKey: Mutation.EntityKey,
   op: Mutation.Op,
@@ -267,6 +270,21 @@ const describeDatabase: Effect.Effect<string> = Effect.map(
   })
 )
 
+const isReadonlyConnection: Effect.Effect<boolean> = Effect.map(
+  Effect.serviceOption(SqliteClient.SqliteClient),
+  Option.match({ onNone: () => false, onSome: (client) => client.config.readonly === true })
+)
+
+/** What a read-only connection needs: a replica this version reads, as nothing can be migrated. */
+const checkReadonly = (label: string) =>
+  Effect.flatMap(ReplicaFile.classify(label), (kind) =>
+    kind._tag === "Replica"
+      ? SqliteMigrations.checkReadable(label, kind.migration)
+      : new LocalStore.LocalStoreError({
+        reason: "storage",
+        message: `${label} is opened read-only and holds no autosync replica: creating one needs to write it`
+      }))
+
 interface Touched {
   readonly project: string
   readonly entity: string
@@ -276,7 +294,8 @@ interface Touched {
 
 /**
  * A `LocalStore` over the `SqlClient` in context. Checks the schema version, runs the
- * migrations and creates the `clientId` on first use. Entities are applied through the
+ * migrations and creates the `clientId` on first use; on a read-only `SqliteClient` it does
+ * neither and only reads (see {@link layerFileReadonly}). Entities are applied through the
  * `Applier` registry in context (the document table when none is provided).
  *
  * @since 0.1.0
@@ -288,14 +307,19 @@ export const make: Effect.Effect<LocalStore.LocalStore["Type"], LocalStore.Local
     const label = yield* describeDatabase
     const appliers = yield* Applier.Applier
     const fail = (action: string) => fromSqlError(label, action)
+    // On a read-only connection (`layerFileReadonly`): no migrations, no new client id.
+    const readonly = yield* isReadonlyConnection
 
-    yield* SqliteMigrations.run(label)
+    if (readonly) yield* checkReadonly(label)
+    else yield* SqliteMigrations.run(label)
 
     // `INSERT ... ON CONFLICT DO NOTHING` then read: of several processes initialising one file
     // at once, the first insert wins and every process reads the same id.
     let clientId = yield* Effect.gen(function*() {
-      yield* sql`INSERT INTO sync_meta (key, value) VALUES ('client_id', 'replica-' || lower(hex(randomblob(16))))
-        ON CONFLICT (key) DO NOTHING`
+      if (!readonly) {
+        yield* sql`INSERT INTO sync_meta (key, value) VALUES ('client_id', 'replica-' || lower(hex(randomblob(16))))
+          ON CONFLICT (key) DO NOTHING`
+      }
       const row = yield* SqlSchema.findOne({
         Request: Schema.Void,
         Result: MetaRow,
@@ -972,10 +996,15 @@ export interface FileOptions {
   readonly synchronous?: "full" | "normal"
 }
 
+const busyMillisOf = (options: FileOptions) =>
+  Math.max(0, Math.round(Duration.toMillis(Duration.decode(options.busyTimeout ?? "5 seconds"))))
+
 /**
  * Opens a database file, creating it when missing: refuses a file that is not a SQLite
- * database or that a newer autosync wrote (reason `"incompatible"`, nothing changed), sets a
- * busy timeout and WAL mode; then runs the migrations.
+ * database, that holds an autosync server's tables, or that a newer autosync wrote (reason
+ * `"incompatible"`, nothing changed; see `ReplicaFile`), sets a busy timeout and WAL mode.
+ * Steps that meet another process's lock (several processes opening a new file at once) are
+ * retried until the busy timeout.
  *
  * @since 0.1.0
  * @category constructors
@@ -986,7 +1015,7 @@ export const openFile = (
 ): Effect.Effect<SqliteClient.SqliteClient, LocalStore.LocalStoreError, Scope.Scope | Reactivity.Reactivity> =>
   Effect.gen(function*() {
     const label = JSON.stringify(path)
-    const busyMillis = Math.max(0, Math.round(Duration.toMillis(Duration.decode(options.busyTimeout ?? "5 seconds"))))
+    const busyMillis = busyMillisOf(options)
     // WAL is switched on below, after the checks, so a refused file is left as it was.
     const client = yield* SqliteClient.make({ filename: path, disableWAL: true }).pipe(
       Effect.catchAllDefect((defect) => Effect.fail(fromCause(label, "opening", defect)))
@@ -994,13 +1023,21 @@ export const openFile = (
     yield* client.unsafe(`PRAGMA busy_timeout = ${busyMillis}`).pipe(
       Effect.mapError(fromSqlError(label, "setting the busy timeout"))
     )
-    yield* client`SELECT COUNT(*) AS n FROM sqlite_master`.pipe(Effect.mapError(fromSqlError(label, "opening")))
-    yield* SqliteMigrations.checkVersion(label).pipe(Effect.provideService(SqlClient.SqlClient, client))
-    yield* client.unsafe(`PRAGMA synchronous = ${options.synchronous === "normal" ? "NORMAL" : "FULL"}`).pipe(
-      Effect.mapError(fromSqlError(label, "setting synchronous"))
-    )
-    yield* client.unsafe("PRAGMA journal_mode = WAL").pipe(
-      Effect.mapError(fromSqlError(label, "switching to WAL mode"))
+    // Each step is idempotent: retried while another process opening the file holds the lock.
+    yield* retryWhileBusy(
+      Effect.gen(function*() {
+        yield* client`SELECT COUNT(*) AS n FROM sqlite_master`.pipe(Effect.mapError(fromSqlError(label, "opening")))
+        const kind = yield* ReplicaFile.classify(label)
+        if (kind._tag === "Server") return yield* ReplicaFile.refuse(path, kind)
+        yield* SqliteMigrations.checkVersion(label)
+        yield* client.unsafe(`PRAGMA synchronous = ${options.synchronous === "normal" ? "NORMAL" : "FULL"}`).pipe(
+          Effect.mapError(fromSqlError(label, "setting synchronous"))
+        )
+        yield* client.unsafe("PRAGMA journal_mode = WAL").pipe(
+          Effect.mapError(fromSqlError(label, "switching to WAL mode"))
+        )
+      }).pipe(Effect.provideService(SqlClient.SqlClient, client)),
+      `${busyMillis} millis`
     )
     return client
   })
@@ -1023,11 +1060,54 @@ export const layerFile = (
 > =>
   Layer.scopedContext(Effect.gen(function*() {
     const client = yield* openFile(path, options)
-    const store = yield* make.pipe(
-      Effect.provideService(SqlClient.SqlClient, client),
-      Effect.provideService(SqliteClient.SqliteClient, client)
+    // Migrations and the client id: retried while another process initialising the file holds the lock.
+    const store = yield* retryWhileBusy(
+      make.pipe(
+        Effect.provideService(SqlClient.SqlClient, client),
+        Effect.provideService(SqliteClient.SqliteClient, client)
+      ),
+      `${busyMillisOf(options)} millis`
     )
     return Context.make(LocalStore.LocalStore, store).pipe(
+      Context.add(SqlClient.SqlClient, client),
+      Context.add(SqliteClient.SqliteClient, client)
+    )
+  })).pipe(Layer.provide(Reactivity.layer))
+
+/**
+ * A store on an existing replica, opened read-only: a SQLite read-only connection, no
+ * migrations, no client id created, no WAL switch, nothing written (see
+ * `ReplicaFile.openReadonly`, which also says what happens to the `-wal`/`-shm` side files).
+ * Fails with a `LocalStoreError` naming the file when it is missing, empty, not SQLite, a SQLite
+ * database without autosync's tables, an autosync server's database, or a replica of a newer
+ * or an older autosync (reason `"incompatible"`; an older one is migrated by opening it once
+ * with {@link layerFile}).
+ *
+ * Every read of `LocalStore` (and of `Documents` over it) works; every write fails with a
+ * `LocalStoreError` saying the store was opened read-only. Another process may write the file
+ * meanwhile: each read sees the last committed state.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerFileReadonly = (
+  path: string,
+  options: Pick<FileOptions, "busyTimeout"> = {}
+): Layer.Layer<
+  LocalStore.LocalStore | SqlClient.SqlClient | SqliteClient.SqliteClient,
+  LocalStore.LocalStoreError
+> =>
+  Layer.scopedContext(Effect.gen(function*() {
+    const busyMillis = busyMillisOf(options)
+    const client = yield* ReplicaFile.openReadonly(path, { busyTimeoutMillis: busyMillis })
+    const store = yield* retryWhileBusy(
+      make.pipe(
+        Effect.provideService(SqlClient.SqlClient, client),
+        Effect.provideService(SqliteClient.SqliteClient, client)
+      ),
+      `${busyMillis} millis`
+    )
+    return Context.make(LocalStore.LocalStore, Readonly.guard(store, JSON.stringify(path))).pipe(
       Context.add(SqlClient.SqlClient, client),
       Context.add(SqliteClient.SqliteClient, client)
     )

@@ -147,6 +147,15 @@ export const loader: Migrator.Loader = Migrator.fromRecord(migrations)
 
 const latestMigrationId = Math.max(...Object.keys(migrations).map((key) => Number(key.split("_")[0])))
 
+/**
+ * The id of the last of {@link migrations}: a replica migrated this far has every table and
+ * column this version reads.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const latestMigration: number = latestMigrationId
+
 const TableNames = Schema.Array(Schema.Struct({ name: Schema.String }))
 const VersionRows = Schema.Array(Schema.Struct({ value: Schema.NumberFromString }))
 const MigrationRows = Schema.Array(Schema.Struct({ id: Schema.NullOr(Schema.Number) }))
@@ -192,6 +201,30 @@ export const checkVersion = (label: string): Effect.Effect<void, LocalStore.Loca
       }
     }
   }).pipe(Effect.mapError((error) => fromCause(label, "checking the schema version", error)))
+
+/**
+ * For a read-only open, which runs no migrations: fails with reason `"incompatible"` when the
+ * database was written by a newer autosync ({@link checkVersion}) or was last migrated by an
+ * older one (`migration` below {@link latestMigration}: its tables may lack what this version
+ * reads), with a message saying how to migrate it. Reads only.
+ *
+ * @since 0.1.0
+ * @category migrations
+ */
+export const checkReadable = (
+  label: string,
+  migration: number
+): Effect.Effect<void, LocalStore.LocalStoreError, SqlClient.SqlClient> =>
+  Effect.zipRight(
+    checkVersion(label),
+    migration < latestMigrationId
+      ? new LocalStore.LocalStoreError({
+        reason: "incompatible",
+        message:
+          `${label} is a replica of an older autosync (migration ${migration}; this version reads migration ${latestMigrationId}); opening it read-only does not migrate it: run \`autosync init --db\` on it (or start its agent) once, then try again`
+      })
+      : Effect.void
+  )
 
 /**
  * Runs `effect` in a transaction whose first statement is a write to the migrations table (the

@@ -11,6 +11,11 @@ export * as Documents from "./Documents.js"
 /**
  * @since 0.1.0
  */
+export * as ReplicaFile from "./ReplicaFile.js"
+
+/**
+ * @since 0.1.0
+ */
 export * as SqliteLocalStore from "./SqliteLocalStore.js"
 
 /**

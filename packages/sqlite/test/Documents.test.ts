@@ -62,6 +62,12 @@ describe("Documents", () => {
       const wakes = yield* (yield* DirtySignal.DirtySignal).subscribe
       const attempts = [
         docs.put("", "note", "a", 1),
+        docs.put("  ", "note", "a", 1),
+        docs.put(" p", "note", "a", 1),
+        docs.put("p ", "note", "a", 1),
+        docs.remove("", "note", "a"),
+        docs.remove("\t", "note", "a"),
+        docs.remove("p\n", "note", "a"),
         docs.put("p", "", "a", 1),
         docs.put("p", "note", "", 1),
         docs.put("p", "note", "a", undefined),
@@ -73,7 +79,9 @@ describe("Documents", () => {
         assert.strictEqual((yield* Effect.flip(attempt)).reason, "invalid_input")
       }
       assert.strictEqual(yield* store.countPending("cloud"), 0)
+      assert.strictEqual((yield* store.getSyncState("cloud")).lastEnqueuedSeq, 0)
       assert.deepStrictEqual(yield* docs.list("p"), [])
+      assert.deepStrictEqual(yield* docs.list(" p"), [])
       assert.strictEqual(yield* Queue.size(wakes), 0)
     }).pipe(Effect.provide(TestLayer)))
 

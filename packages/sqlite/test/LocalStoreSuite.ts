@@ -528,6 +528,45 @@ export const localStoreSuite = (
         assert.deepStrictEqual(yield* store.appendLocal("cloud", [write("a", 1)]), [1])
       })))
 
+    it.effect("a project that is empty, only whitespace, or starts or ends with whitespace is refused, naming why", () =>
+      run(Effect.gen(function*() {
+        const store = yield* LocalStore.LocalStore
+        yield* store.enroll("p")
+        const cases: ReadonlyArray<readonly [project: string, message: string]> = [
+          ["", "project must not be empty"],
+          ["   ", "project must not be empty"],
+          ["\t\n", "project must not be empty"],
+          [" p", "project must not start or end with whitespace"],
+          ["p ", "project must not start or end with whitespace"],
+          ["p\n", "project must not start or end with whitespace"]
+        ]
+        for (const [project, message] of cases) {
+          const what = JSON.stringify(project)
+          for (
+            const attempt of [
+              store.appendLocal("cloud", [write("a", 1, project)]),
+              store.appendLocal("cloud", [write("ok", 1), write("a", 1, project)]),
+              store.enroll(project),
+              store.unenroll(project)
+            ]
+          ) {
+            const error = yield* Effect.flip(attempt)
+            assert.strictEqual(error.reason, "invalid_input", what)
+            assert.include(error.message, message, what)
+            assert.notInclude(error.message, "\n", `${what}: one line`)
+          }
+        }
+        // Nothing was written: no journal row, no document, no enrollment, no seq burned.
+        assert.strictEqual(yield* store.countPending("cloud"), 0)
+        assert.deepStrictEqual(yield* store.listDocuments("p"), [])
+        assert.deepStrictEqual(yield* store.listEnrolled, ["p"])
+        assert.strictEqual((yield* store.getSyncState("cloud")).lastEnqueuedSeq, 0)
+        // Inner spaces are fine.
+        assert.deepStrictEqual(yield* store.appendLocal("cloud", [write("a", 1, "my notes")]), [1])
+        yield* store.enroll("my notes")
+        assert.deepStrictEqual(yield* store.listEnrolled, ["my notes", "p"])
+      })))
+
     it.effect("documents: get, delete, and list ordered by entity then key", () =>
       run(Effect.gen(function*() {
         const store = yield* LocalStore.LocalStore

@@ -47,6 +47,13 @@ export const fromCause = (label: string, action: string, cause: unknown): LocalS
       cause
     })
   }
+  if (code?.startsWith("SQLITE_CORRUPT")) {
+    return new LocalStore.LocalStoreError({
+      reason: "storage",
+      message: `${label} is damaged (${code}: ${detail}); ${action} failed`,
+      cause
+    })
+  }
   if (code?.startsWith("SQLITE_READONLY")) {
     return new LocalStore.LocalStoreError({
       reason: "storage",
