@@ -6,6 +6,8 @@
 import { LocalStore } from "@autosync/core"
 import * as Reactivity from "@effect/experimental/Reactivity"
 import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
+import * as Migrator from "@effect/sql/Migrator"
+import * as SqlClient from "@effect/sql/SqlClient"
 import { assert, describe, it } from "@effect/vitest"
 import { Context, Effect, Exit, Layer, Option, Scope } from "effect"
 import { createHash } from "node:crypto"
@@ -33,6 +35,20 @@ const makeReplica = (path: string) =>
       yield* docs.put("p", "note", "k1", { text: "one" })
     }).pipe(Effect.provide(Documents.layer))
   ).pipe(Effect.orDie)
+
+/** A replica as the previous release left it: every migration but the latest one ran. */
+const makeOlderReplica = (path: string) =>
+  Effect.scoped(Effect.gen(function*() {
+    const client = yield* SqliteClient.make({ filename: path })
+    const older = Object.fromEntries(
+      Object.entries(SqliteMigrations.migrations).filter(([key]) =>
+        Number(key.split("_")[0]) < SqliteMigrations.latestMigration
+      )
+    )
+    yield* Migrator.make({})({ loader: Migrator.fromRecord(older), table: SqliteMigrations.migrationsTable }).pipe(
+      Effect.provideService(SqlClient.SqlClient, client)
+    )
+  })).pipe(Effect.provide(Reactivity.layer), Effect.orDie)
 
 /** Foreign files of every kind, in `dir`. */
 const foreignFiles = (dir: string) =>
@@ -224,10 +240,7 @@ describe("ReplicaFile", () => {
     Effect.gen(function*() {
       const dir = yield* tempDir
       const path = join(dir, "old.db")
-      yield* makeReplica(path)
-      yield* exec(path, [
-        `DELETE FROM ${SqliteMigrations.migrationsTable} WHERE migration_id = ${SqliteMigrations.latestMigration}`
-      ])
+      yield* makeOlderReplica(path)
       const before = hash(path)
       const error = yield* Effect.flip(Effect.scoped(readonlyStore(path)))
       assert.strictEqual(error.reason, "incompatible")
