@@ -89,7 +89,9 @@ describe("autosync on files that are not its replica", () => {
         return { args, file, phrase, result: await box.run(args) }
       })
     )
-    for (const { args, file, phrase, result } of await limited(3, jobs)) {
+    // One at a time: a read-only reader removes the WAL side files it created only when it is the
+    // last connection on the file, so readers that overlap may leave them (documented).
+    for (const { args, file, phrase, result } of await limited(1, jobs)) {
       assertRefused(result, `autosync ${args.join(" ")}`, file, phrase)
     }
     files.forEach(({ file }, i) => {
