@@ -58,14 +58,13 @@ export const make: Effect.Effect<LocalStore.LocalStore["Type"], LocalStore.Local
     yield* Open.prepare(label, readonly)
     const db = yield* Db.make(label)
     const identity = yield* Identity.make(db, readonly)
-    const apply = Apply.make(db)
     return LocalStore.LocalStore.of({
       get clientId() {
         return identity.clientId
       },
       ...State.make(db),
-      ...Journal.make(db, apply),
-      ...apply.store,
+      ...Journal.make(db),
+      ...Apply.make(db),
       ...Documents.make(db),
       reidentify: identity.reidentify
     })

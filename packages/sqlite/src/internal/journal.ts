@@ -13,7 +13,7 @@ import * as Effect from "effect/Effect"
 import * as Order from "effect/Order"
 import * as Schema from "effect/Schema"
 import * as Applier from "../Applier.js"
-import type * as Apply from "./apply.js"
+import * as Apply from "./apply.js"
 import type { Db } from "./db.js"
 import { type AckedRow, decodeAcked, decodeChanges, ProjectRow, SyncMutationFromRow } from "./rows.js"
 
@@ -51,124 +51,122 @@ type JournalMembers =
   | "unenroll"
   | "listEnrolled"
 
-/** @internal */
-export const make = (
-  db: Db,
-  apply: ReturnType<typeof Apply.make>
-): Pick<LocalStore.LocalStore["Type"], JournalMembers> => {
-  const { appliers, count, fail, now, sql, touchState, writeTransaction } = db
-
-  const findPending = SqlSchema.findAll({
+const findPending = (db: Db) =>
+  SqlSchema.findAll({
     Request: Schema.Struct({ targetKey: Schema.String, limit: Schema.Number, excluded: Schema.Array(Schema.String) }),
     Result: SyncMutationFromRow,
     execute: ({ excluded, limit, targetKey }) =>
-      sql`SELECT m.* FROM sync_mutations m
-        JOIN sync_enrolled_projects e ON e.project = m.project
-        WHERE m.target_key = ${targetKey} AND m.source = 'local' AND m.acked_at IS NULL
-        ${excluded.length > 0 ? sql`AND m.project NOT IN ${sql.in(excluded)}` : sql``}
-        ORDER BY m.seq
-        ${limit >= 0 ? sql`LIMIT ${limit}` : sql``}`
+      db.sql`SELECT m.* FROM sync_mutations m
+      JOIN sync_enrolled_projects e ON e.project = m.project
+      WHERE m.target_key = ${targetKey} AND m.source = 'local' AND m.acked_at IS NULL
+      ${excluded.length > 0 ? db.sql`AND m.project NOT IN ${db.sql.in(excluded)}` : db.sql``}
+      ORDER BY m.seq
+      ${limit >= 0 ? db.sql`LIMIT ${limit}` : db.sql``}`
   })
 
-  const raiseLastAcked = (targetKey: string, maxSeq: number, at: number) =>
-    Effect.zipRight(
-      touchState(targetKey, at),
-      sql`UPDATE sync_state SET last_acked_seq = MAX(last_acked_seq, ${maxSeq}) WHERE target_key = ${targetKey}`
-    )
+const raiseLastAcked = (db: Db, targetKey: string, maxSeq: number, at: number) =>
+  Effect.zipRight(
+    db.touchState(targetKey, at),
+    db.sql`UPDATE sync_state SET last_acked_seq = MAX(last_acked_seq, ${maxSeq}) WHERE target_key = ${targetKey}`
+  )
 
-  /** Settles the keys of rows just acked (with their server seqs when known), then raises last_acked_seq. */
-  const markAcked = (
-    targetKey: string,
-    rows: ReadonlyArray<typeof AckedRow.Type>,
-    serverSeqs: ReadonlyMap<number, number | undefined>,
-    at: number
-  ) =>
-    Effect.zipRight(
-      apply.settleKeptAside(
-        targetKey,
-        rows.map((row) => ({
-          key: { project: row.project, entity: row.entity, entityKey: row.entity_key },
-          serverSeq: serverSeqs.get(row.seq)
-        })),
-        at
-      ),
-      raiseLastAcked(targetKey, rows.reduce((max, row) => Math.max(max, row.seq), 0), at)
-    )
+/** Settles the keys of rows just acked (with their server seqs when known), then raises last_acked_seq. */
+const markAcked = (
+  db: Db,
+  targetKey: string,
+  rows: ReadonlyArray<typeof AckedRow.Type>,
+  serverSeqs: ReadonlyMap<number, number | undefined>,
+  at: number
+) =>
+  Effect.zipRight(
+    Apply.settleKeptAside(
+      db,
+      targetKey,
+      rows.map((row) => ({
+        key: { project: row.project, entity: row.entity, entityKey: row.entity_key },
+        serverSeq: serverSeqs.get(row.seq)
+      })),
+      at
+    ),
+    raiseLastAcked(db, targetKey, rows.reduce((max, row) => Math.max(max, row.seq), 0), at)
+  )
 
-  const updateRun = (targetKey: string, run: AckRun, at: number, returning: boolean) =>
-    sql`UPDATE sync_mutations
-      SET acked_at = ${at}, server_seq = ${run.delta === undefined ? sql`server_seq` : sql`seq + ${run.delta}`}
-      WHERE target_key = ${targetKey} AND source = 'local' AND acked_at IS NULL
-        AND seq BETWEEN ${run.from} AND ${run.to}
-      ${returning ? sql`RETURNING seq, project, entity, entity_key` : sql``}`
+const updateRun = (db: Db, targetKey: string, run: AckRun, at: number, returning: boolean) =>
+  db.sql`UPDATE sync_mutations
+    SET acked_at = ${at}, server_seq = ${run.delta === undefined ? db.sql`server_seq` : db.sql`seq + ${run.delta}`}
+    WHERE target_key = ${targetKey} AND source = 'local' AND acked_at IS NULL
+      AND seq BETWEEN ${run.from} AND ${run.to}
+    ${returning ? db.sql`RETURNING seq, project, entity, entity_key` : db.sql``}`
 
-  // With nothing kept aside, no key needs settling and the rows need not be read back
-  // (RETURNING doubles the statement's cost). A run updated in full ends at `to`.
-  const ackRunsQuickly = (targetKey: string, runs: ReadonlyArray<AckRun>, at: number) =>
-    Effect.gen(function*() {
-      let maxSeq = 0
-      for (const run of runs) {
-        const { changes } = yield* updateRun(targetKey, run, at, false).raw.pipe(Effect.flatMap(decodeChanges))
-        if (changes === run.to - run.from + 1) maxSeq = Math.max(maxSeq, run.to)
-        else if (changes > 0) {
-          // Part of the run was unknown or acked before: the highest row now acked (rows acked
-          // before are at or below last_acked_seq already).
-          maxSeq = Math.max(
-            maxSeq,
-            yield* count(sql`SELECT COALESCE(MAX(seq), 0) AS n FROM sync_mutations
-              WHERE target_key = ${targetKey} AND source = 'local' AND acked_at IS NOT NULL
-                AND seq BETWEEN ${run.from} AND ${run.to}`)
-          )
-        }
+// With nothing kept aside, no key needs settling and the rows need not be read back
+// (RETURNING doubles the statement's cost). A run updated in full ends at `to`.
+const ackRunsQuickly = (db: Db, targetKey: string, runs: ReadonlyArray<AckRun>, at: number) =>
+  Effect.gen(function*() {
+    let maxSeq = 0
+    for (const run of runs) {
+      const { changes } = yield* updateRun(db, targetKey, run, at, false).raw.pipe(Effect.flatMap(decodeChanges))
+      if (changes === run.to - run.from + 1) maxSeq = Math.max(maxSeq, run.to)
+      else if (changes > 0) {
+        // Part of the run was unknown or acked before: the highest row now acked (rows acked
+        // before are at or below last_acked_seq already).
+        maxSeq = Math.max(
+          maxSeq,
+          yield* db.count(db.sql`SELECT COALESCE(MAX(seq), 0) AS n FROM sync_mutations
+            WHERE target_key = ${targetKey} AND source = 'local' AND acked_at IS NOT NULL
+              AND seq BETWEEN ${run.from} AND ${run.to}`)
+        )
       }
-      yield* raiseLastAcked(targetKey, maxSeq, at)
-    })
+    }
+    yield* raiseLastAcked(db, targetKey, maxSeq, at)
+  })
 
-  const ackMutationSeqs = Effect.fn("SqliteLocalStore.ackMutationSeqs")(function*(
+const ackMutationSeqs = (db: Db) =>
+  Effect.fn("SqliteLocalStore.ackMutationSeqs")(function*(
     targetKey: string,
     acks: ReadonlyArray<Mutation.MutationAck>
   ) {
-    const at = yield* now
+    const at = yield* db.now
     const serverSeqs = new Map(acks.map((a) => [a.seq, a.serverSeq] as const))
-    yield* writeTransaction(Effect.gen(function*() {
+    yield* db.writeTransaction(Effect.gen(function*() {
       const runs = ackRuns(serverSeqs)
-      if (!(yield* apply.hasKeptAside(targetKey))) return yield* ackRunsQuickly(targetKey, runs, at)
+      if (!(yield* Apply.hasKeptAside(db, targetKey))) return yield* ackRunsQuickly(db, targetKey, runs, at)
       const rows: Array<typeof AckedRow.Type> = []
       for (const run of runs) {
-        rows.push(...(yield* updateRun(targetKey, run, at, true).pipe(Effect.flatMap(decodeAcked))))
+        rows.push(...(yield* updateRun(db, targetKey, run, at, true).pipe(Effect.flatMap(decodeAcked))))
       }
-      yield* markAcked(targetKey, rows, serverSeqs, at)
-    })).pipe(Effect.mapError(fail("acking mutations")))
+      yield* markAcked(db, targetKey, rows, serverSeqs, at)
+    })).pipe(Effect.mapError(db.fail("acking mutations")))
   })
 
-  const appendLocal = Effect.fn("SqliteLocalStore.appendLocal")(function*(
+const appendLocal = (db: Db) =>
+  Effect.fn("SqliteLocalStore.appendLocal")(function*(
     targetKey: string,
     entries: ReadonlyArray<unknown>
   ) {
     const writes = yield* LocalStore.decodeWrites(entries)
     for (const w of writes) {
-      const problem = appliers.get(w.entity).validate(w)
+      const problem = db.appliers.get(w.entity).validate(w)
       if (problem !== undefined) {
         return yield* new LocalStore.LocalStoreError({ reason: "invalid_input", message: problem })
       }
     }
     if (writes.length === 0) return []
-    const at = yield* now
-    return yield* writeTransaction(Effect.gen(function*() {
-      const last = yield* count(sql`SELECT COALESCE(MAX(seq), 0) AS n FROM sync_mutations WHERE source = 'local'`)
+    const at = yield* db.now
+    return yield* db.writeTransaction(Effect.gen(function*() {
+      const last = yield* db.count(db.sql`SELECT COALESCE(MAX(seq), 0) AS n FROM sync_mutations WHERE source = 'local'`)
       const seqs = writes.map((_, i) => last + 1 + i)
       // The whole batch in a few statements: appliers that can take many changes at once do.
-      yield* Applier.applyAll(appliers, writes.map((w, i) => ({ ...w, targetKey, source: "local", seq: seqs[i] })))
+      yield* Applier.applyAll(db.appliers, writes.map((w, i) => ({ ...w, targetKey, source: "local", seq: seqs[i] })))
         .pipe(
-          Effect.provideService(SqlClient.SqlClient, sql),
+          Effect.provideService(SqlClient.SqlClient, db.sql),
           Effect.catchTag(
             "ApplyRejected",
             (rejected) => new LocalStore.LocalStoreError({ reason: "invalid_input", message: rejected.reason })
           )
         )
       for (const rows of Applier.inChunks(writes.map((w, i) => ({ w, seq: seqs[i] })))) {
-        yield* sql`INSERT INTO sync_mutations ${
-          sql.insert(rows.map(({ seq, w }) => ({
+        yield* db.sql`INSERT INTO sync_mutations ${
+          db.sql.insert(rows.map(({ seq, w }) => ({
             target_key: targetKey,
             source: "local",
             seq,
@@ -181,19 +179,23 @@ export const make = (
           })))
         }`
       }
-      yield* touchState(targetKey, at)
-      yield* sql`UPDATE sync_state SET last_enqueued_seq = ${seqs[seqs.length - 1]} WHERE target_key = ${targetKey}`
+      yield* db.touchState(targetKey, at)
+      yield* db.sql`UPDATE sync_state SET last_enqueued_seq = ${seqs[seqs.length - 1]} WHERE target_key = ${targetKey}`
       return seqs
-    })).pipe(Effect.mapError(fail("appending local writes")))
+    })).pipe(Effect.mapError(db.fail("appending local writes")))
   })
 
+/** @internal */
+export const make = (db: Db): Pick<LocalStore.LocalStore["Type"], JournalMembers> => {
+  const { count, fail, now, sql, writeTransaction } = db
+  const pending = findPending(db)
   return {
     listPendingMutations: (targetKey, limit, options) =>
       Effect.suspend(() => {
         // Same bounds as the memory store: up to `limit` rows, none for a limit below 1.
         const bounded = Number.isNaN(limit) || limit <= 0 ? 0 : Number.isFinite(limit) ? Math.ceil(limit) : -1
         if (bounded === 0) return Effect.succeed([])
-        return findPending({ targetKey, limit: bounded, excluded: options?.excludeProjects ?? [] })
+        return pending({ targetKey, limit: bounded, excluded: options?.excludeProjects ?? [] })
       }).pipe(Effect.mapError(fail("listing pending mutations"))),
 
     countPending: (targetKey) =>
@@ -208,11 +210,11 @@ export const make = (
         const rows = yield* sql`UPDATE sync_mutations SET acked_at = ${at}
           WHERE target_key = ${targetKey} AND source = 'local' AND acked_at IS NULL AND seq <= ${lastAckedSeq}
           RETURNING seq, project, entity, entity_key`.pipe(Effect.flatMap(decodeAcked))
-        yield* markAcked(targetKey, rows, new Map(), at)
+        yield* markAcked(db, targetKey, rows, new Map(), at)
       })).pipe(Effect.mapError(fail("acking mutations")))
     }),
 
-    ackMutationSeqs,
+    ackMutationSeqs: ackMutationSeqs(db),
 
     skipAckNonEnrolledMutations: (targetKey) =>
       count(sql`SELECT COUNT(*) AS n FROM sync_mutations m
@@ -221,7 +223,7 @@ export const make = (
         Effect.mapError(fail("counting non-enrolled mutations"))
       ),
 
-    appendLocal,
+    appendLocal: appendLocal(db),
 
     enroll: (project) =>
       Effect.flatMap(
