@@ -271,8 +271,9 @@ const applyKeptAside = (db: Db, targetKey: string, row: typeof KeptAsideRow.Type
 /**
  * After an ack (inside its transaction): settles the kept-aside mutations of the acked rows'
  * keys as `Merge.settle` says, each key with the highest server seq acked for it.
+ *
+ * @internal
  */
-/** @internal */
 export const settleKeptAside = (
   db: Db,
   targetKey: string,
@@ -294,10 +295,8 @@ export const settleKeptAside = (
         ackedSeq: serverSeq,
         hasUnackedWrite: yield* hasUnacked(db, targetKey, key)
       })
-      if (settled.discard.length > 0) {
-        yield* db.sql`UPDATE sync_mutations SET status = 'discarded' WHERE id IN ${
-          db.sql.in(settled.discard.map((r) => r.id))
-        }`
+      for (const chunk of Applier.inChunks(settled.discard.map((r) => r.id))) {
+        yield* db.sql`UPDATE sync_mutations SET status = 'discarded' WHERE id IN ${db.sql.in(chunk)}`
       }
       for (const row of settled.apply) {
         const result = yield* applyKeptAside(db, targetKey, row, at)
@@ -306,7 +305,11 @@ export const settleKeptAside = (
     }
   })
 
-/** Whether anything is kept aside: an ack needs no settling (nor its rows read back) otherwise. @internal */
+/**
+ * Whether anything is kept aside: an ack needs no settling (nor its rows read back) otherwise.
+ *
+ * @internal
+ */
 export const hasKeptAside = (db: Db, targetKey: string) =>
   Effect.map(keptAsideKeys(db, targetKey), (keys) => keys.size > 0)
 

@@ -5,7 +5,7 @@
  */
 import type { LocalStore } from "@autosync/core"
 import * as SqlSchema from "@effect/sql/SqlSchema"
-import * as Array from "effect/Array"
+import * as Arr from "effect/Array"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Order from "effect/Order"
@@ -41,7 +41,7 @@ export const make = (
         WHERE project = ${project} ${entity === undefined ? sql`` : sql`AND entity = ${entity}`}`.pipe(
         Effect.flatMap(Schema.decodeUnknown(Schema.Array(DocumentRow))),
         Effect.map((rows) =>
-          Array.sort(
+          Arr.sort(
             rows.map((r): LocalStore.Document => ({
               project: r.project,
               entity: r.entity,

@@ -8,7 +8,7 @@
 import { LocalStore, type Mutation } from "@autosync/core"
 import * as SqlClient from "@effect/sql/SqlClient"
 import * as SqlSchema from "@effect/sql/SqlSchema"
-import * as Array from "effect/Array"
+import * as Arr from "effect/Array"
 import * as Effect from "effect/Effect"
 import * as Order from "effect/Order"
 import * as Schema from "effect/Schema"
@@ -246,7 +246,7 @@ export const make = (db: Db): Pick<LocalStore.LocalStore["Type"], JournalMembers
 
     listEnrolled: sql`SELECT project FROM sync_enrolled_projects`.pipe(
       Effect.flatMap(Schema.decodeUnknown(Schema.Array(ProjectRow))),
-      Effect.map((rows) => Array.sort(rows.map((r) => r.project), Order.string)),
+      Effect.map((rows) => Arr.sort(rows.map((r) => r.project), Order.string)),
       Effect.mapError(fail("listing enrolled projects"))
     )
   }

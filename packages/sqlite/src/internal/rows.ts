@@ -184,7 +184,7 @@ export const PulledShape = Schema.Struct({
   op: Mutation.Op,
   occurredAt: Schema.ValidDateFromSelf
 })
-/** @internal */
+
 export const decodeAcked = Schema.decodeUnknown(Schema.Array(AckedRow))
 export const decodePulledEither = Schema.decodeUnknownEither(Mutation.PulledMutation)
 
