@@ -5,10 +5,8 @@
  * `layerMemory` is a complete implementation with the same semantics as the SQLite one
  * (`@autosync/sqlite`), for tests and examples; one shared suite runs against both.
  *
- * Convergence rule: per key, the highest server seq wins. A pulled mutation for a key that
- * still has an un-acked local write is kept aside, not applied and not dropped. When the key's
- * last un-acked local write is acked with server seq `s`, kept-aside mutations with seq `<= s`
- * are discarded and those with seq `> s` are applied in seq order.
+ * What a pulled mutation does to its key, and what an ack settles, is the convergence rule in
+ * `Merge`: every store looks up the facts and carries out `Merge`'s decisions.
  *
  * @since 0.1.0
  */
@@ -328,7 +326,9 @@ const isPendingLocal = (j: JournalRow, targetKey: string) =>
  * The memory store's side of the convergence rule: the facts looked up in its tables, the
  * decisions (`Merge`) carried out on them.
  */
-const memoryMerge = (tables: MemoryTables) => {
+const memoryMerge = (
+  tables: MemoryTables
+): Pick<LocalStore["Type"], "applyPulledMutation" | "applyPulledMutations" | "ackMutations" | "ackMutationSeqs"> => {
   const { journal, keptAside } = tables
   const hasUnacked = (targetKey: string, key: string) =>
     journal.some((j) => isPendingLocal(j, targetKey) && Merge.keyOf(j.row) === key)
@@ -397,11 +397,9 @@ const memoryMerge = (tables: MemoryTables) => {
   }
 
   return {
-    applyPulledMutation: (targetKey: string, m: PulledMutation) =>
-      Effect.map(applyPage(targetKey, [m], undefined), (results) => results[0]),
-    applyPulledMutations: (targetKey: string, ms: ReadonlyArray<PulledMutation>, options?: ApplyPageOptions) =>
-      applyPage(targetKey, ms, options?.throughSeq),
-    ackMutations: (targetKey: string, lastAckedSeq: number) =>
+    applyPulledMutation: (targetKey, m) => Effect.map(applyPage(targetKey, [m], undefined), (results) => results[0]),
+    applyPulledMutations: (targetKey, ms, options) => applyPage(targetKey, ms, options?.throughSeq),
+    ackMutations: (targetKey, lastAckedSeq) =>
       Effect.flatMap(memoryNow, (at) => {
         const seqs = new Map<number, number | undefined>()
         for (const j of journal) {
@@ -409,7 +407,7 @@ const memoryMerge = (tables: MemoryTables) => {
         }
         return markAcked(targetKey, seqs, at)
       }),
-    ackMutationSeqs: (targetKey: string, acks: ReadonlyArray<MutationAck>) =>
+    ackMutationSeqs: (targetKey, acks) =>
       Effect.flatMap(memoryNow, (at) => markAcked(targetKey, new Map(acks.map((a) => [a.seq, a.serverSeq])), at))
   }
 }
