@@ -5,10 +5,8 @@
  * `layerMemory` is a complete implementation with the same semantics as the SQLite one
  * (`@autosync/sqlite`), for tests and examples; one shared suite runs against both.
  *
- * Convergence rule: per key, the highest server seq wins. A pulled mutation for a key that
- * still has an un-acked local write is kept aside, not applied and not dropped. When the key's
- * last un-acked local write is acked with server seq `s`, kept-aside mutations with seq `<= s`
- * are discarded and those with seq `> s` are applied in seq order.
+ * What a pulled mutation does to its key, and what an ack settles, is the convergence rule in
+ * `Merge`: every store looks up the facts and carries out `Merge`'s decisions.
  *
  * @since 0.1.0
  */
@@ -20,6 +18,7 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
+import * as Merge from "./Merge.js"
 import type { ApplyResult, MutationAck, PulledMutation, SyncMutation, SyncState } from "./Mutation.js"
 import { LocalWrite, Project, projectProblem } from "./Mutation.js"
 import type { ReasonCode } from "./Status.js"
@@ -277,8 +276,6 @@ export const emptyState = (targetKey: string, now: Date): SyncState => ({
   updatedAt: now
 })
 
-const docKey = (project: string, entity: string, entityKey: string) => `${project}\u0000${entity}\u0000${entityKey}`
-
 interface JournalRow {
   row: SyncMutation
   serverSeq?: number
@@ -295,6 +292,126 @@ export interface MemoryOptions {
   readonly clientId?: string
 }
 
+/** The in-memory store's tables. */
+interface MemoryTables {
+  readonly journal: Array<JournalRow>
+  readonly states: Map<string, SyncState>
+  readonly documents: Map<string, Document>
+  /** Per target and key (`targetKey \0 Merge.keyOf`). */
+  readonly keptAside: Map<string, Array<PulledMutation>>
+  readonly deadLetters: Array<DeadLetter>
+}
+
+const memoryNow = Effect.map(Clock.currentTimeMillis, (ms) => new Date(ms))
+
+const memoryState = (tables: MemoryTables, targetKey: string, at: Date): SyncState =>
+  tables.states.get(targetKey) ?? emptyState(targetKey, at)
+
+const updateMemoryState = (tables: MemoryTables, targetKey: string, f: (s: SyncState) => Partial<SyncState>) =>
+  Effect.map(memoryNow, (at) => {
+    const current = memoryState(tables, targetKey, at)
+    tables.states.set(targetKey, { ...current, ...f(current), updatedAt: at })
+  })
+
+const applyToDocuments = (tables: MemoryTables, m: Merge.Key & { readonly op: string; readonly payload: unknown }) => {
+  const key = Merge.keyOf(m)
+  if (m.op === "delete") tables.documents.delete(key)
+  else tables.documents.set(key, { project: m.project, entity: m.entity, entityKey: m.entityKey, value: m.payload })
+}
+
+const isPendingLocal = (j: JournalRow, targetKey: string) =>
+  j.row.targetKey === targetKey && j.row.source === "local" && j.row.ackedAt === undefined
+
+/**
+ * The memory store's side of the convergence rule: the facts looked up in its tables, the
+ * decisions (`Merge`) carried out on them.
+ */
+const memoryMerge = (
+  tables: MemoryTables
+): Pick<LocalStore["Type"], "applyPulledMutation" | "applyPulledMutations" | "ackMutations" | "ackMutationSeqs"> => {
+  const { journal, keptAside } = tables
+  const hasUnacked = (targetKey: string, key: string) =>
+    journal.some((j) => isPendingLocal(j, targetKey) && Merge.keyOf(j.row) === key)
+  const ownAckedSeq = (targetKey: string, key: string) =>
+    journal.reduce(
+      (max, j) =>
+        j.row.targetKey === targetKey && j.row.source === "local" && Merge.keyOf(j.row) === key
+          ? Math.max(max, j.serverSeq ?? 0)
+          : max,
+      0
+    )
+
+  const carryOut = (targetKey: string, m: PulledMutation, result: ApplyResult) => {
+    if (result === "dead_letter") {
+      tables.deadLetters.push({ seq: m.seq, reason: documentOpProblem(m.op, m.payload) ?? "", mutation: m })
+    } else if (result === "kept_aside") {
+      const heldKey = `${targetKey}\u0000${Merge.keyOf(m)}`
+      keptAside.set(heldKey, [...(keptAside.get(heldKey) ?? []), m])
+    } else if (result === "applied") {
+      applyToDocuments(tables, m)
+    }
+  }
+
+  const applyPage = (targetKey: string, ms: ReadonlyArray<PulledMutation>, through: number | undefined) =>
+    Effect.gen(function*() {
+      const problem = Merge.pageProblem(ms, through)
+      if (problem !== undefined) return yield* new LocalStoreError({ reason: "invalid_input", message: problem })
+      const before = memoryState(tables, targetKey, yield* memoryNow).lastPulledSeq
+      const { cursor, results } = Merge.decidePage(ms, before, (m) => {
+        const key = Merge.keyOf(m)
+        return {
+          problem: documentOpProblem(m.op, m.payload),
+          hasUnackedWrite: hasUnacked(targetKey, key),
+          ownAckedSeq: ownAckedSeq(targetKey, key)
+        }
+      })
+      ms.forEach((m, i) => carryOut(targetKey, m, results[i]))
+      const next = Merge.cursorAfter(cursor, through)
+      if (next !== before || through !== undefined) {
+        yield* updateMemoryState(tables, targetKey, () => ({ lastPulledSeq: next }))
+      }
+      return results
+    })
+
+  // Marks the rows acked, then settles the kept-aside mutations of their keys.
+  const markAcked = (targetKey: string, seqs: ReadonlyMap<number, number | undefined>, at: Date) => {
+    const acked: Array<{ key: SyncMutation; serverSeq: number | undefined }> = []
+    for (const j of journal) {
+      if (!isPendingLocal(j, targetKey) || !seqs.has(j.row.seq)) continue
+      const serverSeq = seqs.get(j.row.seq)
+      j.row = { ...j.row, ackedAt: at }
+      if (serverSeq !== undefined) j.serverSeq = serverSeq
+      acked.push({ key: j.row, serverSeq })
+    }
+    for (const [key, { serverSeq }] of Merge.ackedSeqByKey(acked)) {
+      const heldKey = `${targetKey}\u0000${key}`
+      const held = keptAside.get(heldKey)
+      if (held === undefined) continue
+      const settled = Merge.settle(held, { ackedSeq: serverSeq, hasUnackedWrite: hasUnacked(targetKey, key) })
+      if (settled.keep.length > 0) keptAside.set(heldKey, [...settled.keep])
+      else keptAside.delete(heldKey)
+      for (const m of settled.apply) applyToDocuments(tables, m)
+    }
+    const maxSeq = acked.reduce((max, a) => Math.max(max, a.key.seq), 0)
+    return updateMemoryState(tables, targetKey, (s) => ({ lastAckedSeq: Math.max(s.lastAckedSeq, maxSeq) }))
+  }
+
+  return {
+    applyPulledMutation: (targetKey, m) => Effect.map(applyPage(targetKey, [m], undefined), (results) => results[0]),
+    applyPulledMutations: (targetKey, ms, options) => applyPage(targetKey, ms, options?.throughSeq),
+    ackMutations: (targetKey, lastAckedSeq) =>
+      Effect.flatMap(memoryNow, (at) => {
+        const seqs = new Map<number, number | undefined>()
+        for (const j of journal) {
+          if (isPendingLocal(j, targetKey) && j.row.seq <= lastAckedSeq) seqs.set(j.row.seq, undefined)
+        }
+        return markAcked(targetKey, seqs, at)
+      }),
+    ackMutationSeqs: (targetKey, acks) =>
+      Effect.flatMap(memoryNow, (at) => markAcked(targetKey, new Map(acks.map((a) => [a.seq, a.serverSeq])), at))
+  }
+}
+
 /**
  * An in-memory `LocalStore`. Every operation is atomic (it runs synchronously).
  *
@@ -308,98 +425,28 @@ export const makeMemory = (options: MemoryOptions = {}): Effect.Effect<LocalStor
       (n) => `replica-${n.toString(36)}`
     )
     let clientId = options.clientId ?? (yield* newId)
-    const journal: Array<JournalRow> = []
-    const states = new Map<string, SyncState>()
+    const tables: MemoryTables = {
+      journal: [],
+      states: new Map(),
+      documents: new Map(),
+      keptAside: new Map(),
+      deadLetters: []
+    }
+    const { deadLetters, documents, journal, keptAside, states } = tables
     const enrolled = new Set<string>()
-    const documents = new Map<string, Document>()
-    const keptAside = new Map<string, Array<PulledMutation>>()
-    const deadLetters: Array<DeadLetter> = []
     let nextSeq = 1
 
-    const now = Effect.map(Clock.currentTimeMillis, (ms) => new Date(ms))
-    const stateOf = (targetKey: string, at: Date): SyncState => states.get(targetKey) ?? emptyState(targetKey, at)
+    const now = memoryNow
+    const stateOf = (targetKey: string, at: Date): SyncState => memoryState(tables, targetKey, at)
     const update = (targetKey: string, f: (s: SyncState) => Partial<SyncState>) =>
-      Effect.map(now, (at) => {
-        const current = stateOf(targetKey, at)
-        states.set(targetKey, { ...current, ...f(current), updatedAt: at })
-      })
-
-    const applyToDocuments = (project: string, entity: string, entityKey: string, op: string, payload: unknown) => {
-      const key = docKey(project, entity, entityKey)
-      if (op === "delete") documents.delete(key)
-      else documents.set(key, { project, entity, entityKey, value: payload })
-    }
-    const isPendingLocal = (j: JournalRow, targetKey: string) =>
-      j.row.targetKey === targetKey && j.row.source === "local" && j.row.ackedAt === undefined
-    const hasUnacked = (targetKey: string, key: string) =>
-      journal.some((j) => isPendingLocal(j, targetKey) && docKey(j.row.project, j.row.entity, j.row.entityKey) === key)
-
-    // After an ack, settle the kept-aside mutations of keys that have no un-acked write left.
-    const settle = (targetKey: string, ackedSeqByKey: Map<string, number>) => {
-      for (const [key, serverSeq] of ackedSeqByKey) {
-        if (hasUnacked(targetKey, key)) continue
-        const held = keptAside.get(`${targetKey}\u0000${key}`)
-        if (!held) continue
-        keptAside.delete(`${targetKey}\u0000${key}`)
-        for (const m of held.filter((m) => m.seq > serverSeq).sort((a, b) => a.seq - b.seq)) {
-          applyToDocuments(m.project, m.entity, m.entityKey, m.op, m.payload)
-        }
-      }
-    }
-
-    const markAcked = (targetKey: string, seqs: Map<number, number | undefined>, at: Date) => {
-      const touched = new Map<string, number>()
-      let maxSeq = 0
-      for (const j of journal) {
-        if (!isPendingLocal(j, targetKey) || !seqs.has(j.row.seq)) continue
-        const serverSeq = seqs.get(j.row.seq)
-        j.row = { ...j.row, ackedAt: at }
-        if (serverSeq !== undefined) j.serverSeq = serverSeq
-        maxSeq = Math.max(maxSeq, j.row.seq)
-        const key = docKey(j.row.project, j.row.entity, j.row.entityKey)
-        touched.set(key, Math.max(touched.get(key) ?? 0, serverSeq ?? 0))
-      }
-      settle(targetKey, touched)
-      return maxSeq
-    }
-
-    // An acked write of ours with a higher server seq decided the key after `seq`.
-    const supersededBy = (targetKey: string, key: string, seq: number) =>
-      journal.some((j) =>
-        j.row.targetKey === targetKey && j.row.source === "local" && (j.serverSeq ?? 0) > seq &&
-        docKey(j.row.project, j.row.entity, j.row.entityKey) === key
-      )
-
-    const applyOne = (targetKey: string, m: PulledMutation): Effect.Effect<ApplyResult> =>
-      Effect.gen(function*() {
-        const at = yield* now
-        const state = stateOf(targetKey, at)
-        if (m.seq <= state.lastPulledSeq) return "duplicate" as const
-        const key = docKey(m.project, m.entity, m.entityKey)
-        let result: ApplyResult
-        const problem = documentOpProblem(m.op, m.payload)
-        if (problem !== undefined) {
-          deadLetters.push({ seq: m.seq, reason: problem, mutation: m })
-          result = "dead_letter"
-        } else if (hasUnacked(targetKey, key)) {
-          const held = keptAside.get(`${targetKey}\u0000${key}`) ?? []
-          held.push(m)
-          keptAside.set(`${targetKey}\u0000${key}`, held)
-          result = "kept_aside"
-        } else if (supersededBy(targetKey, key, m.seq)) {
-          result = "superseded"
-        } else {
-          applyToDocuments(m.project, m.entity, m.entityKey, m.op, m.payload)
-          result = "applied"
-        }
-        yield* update(targetKey, () => ({ lastPulledSeq: m.seq }))
-        return result
-      })
+      updateMemoryState(tables, targetKey, f)
+    const docKey = (project: string, entity: string, entityKey: string) => Merge.keyOf({ project, entity, entityKey })
 
     return LocalStore.of({
       get clientId() {
         return clientId
       },
+      ...memoryMerge(tables),
       getSyncState: (targetKey) => Effect.map(now, (at) => stateOf(targetKey, at)),
       listPendingMutations: (targetKey, limit, opts) =>
         Effect.sync(() => {
@@ -414,20 +461,6 @@ export const makeMemory = (options: MemoryOptions = {}): Effect.Effect<LocalStor
           return out
         }),
       countPending: (targetKey) => Effect.sync(() => journal.filter((j) => isPendingLocal(j, targetKey)).length),
-      ackMutations: (targetKey, lastAckedSeq) =>
-        Effect.flatMap(now, (at) => {
-          const seqs = new Map<number, number | undefined>()
-          for (const j of journal) {
-            if (isPendingLocal(j, targetKey) && j.row.seq <= lastAckedSeq) seqs.set(j.row.seq, undefined)
-          }
-          const maxSeq = markAcked(targetKey, seqs, at)
-          return update(targetKey, (s) => ({ lastAckedSeq: Math.max(s.lastAckedSeq, maxSeq) }))
-        }),
-      ackMutationSeqs: (targetKey, acks) =>
-        Effect.flatMap(now, (at) => {
-          const maxSeq = markAcked(targetKey, new Map(acks.map((a) => [a.seq, a.serverSeq])), at)
-          return update(targetKey, (s) => ({ lastAckedSeq: Math.max(s.lastAckedSeq, maxSeq) }))
-        }),
       skipAckNonEnrolledMutations: (targetKey) =>
         Effect.sync(() => journal.filter((j) => isPendingLocal(j, targetKey) && !enrolled.has(j.row.project)).length),
       acquireLease: (targetKey, owner, ttl, at) =>
@@ -449,25 +482,6 @@ export const makeMemory = (options: MemoryOptions = {}): Effect.Effect<LocalStor
             states.set(targetKey, { ...rest, updatedAt: at })
           })
         }),
-      applyPulledMutation: (targetKey, m) => applyOne(targetKey, m),
-      applyPulledMutations: (targetKey, ms, options) => {
-        const through = options?.throughSeq
-        if (through !== undefined && !(Number.isSafeInteger(through) && through >= 0)) {
-          return Effect.fail(
-            new LocalStoreError({
-              reason: "invalid_input",
-              message: `throughSeq must be an integer >= 0, got ${String(through)}`
-            })
-          )
-        }
-        return Effect.tap(
-          Effect.forEach(ms, (m) => applyOne(targetKey, m)),
-          () =>
-            through === undefined
-              ? Effect.void
-              : update(targetKey, (s) => ({ lastPulledSeq: Math.max(s.lastPulledSeq, through) }))
-        )
-      },
       markFailure: (targetKey, message, backoffUntil, reasonCode, transportIdentity) =>
         Effect.flatMap(
           update(targetKey, (s) => ({
@@ -504,7 +518,7 @@ export const makeMemory = (options: MemoryOptions = {}): Effect.Effect<LocalStor
           const seqs: Array<number> = []
           for (const w of writes) {
             const seq = nextSeq++
-            applyToDocuments(w.project, w.entity, w.entityKey, w.op, w.payload)
+            applyToDocuments(tables, w)
             journal.push({ row: { ...w, seq, targetKey, source: "local", occurredAt: at } })
             seqs.push(seq)
           }

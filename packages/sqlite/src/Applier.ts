@@ -25,6 +25,7 @@
 import { LocalStore } from "@autosync/core"
 import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
+import * as Arr from "effect/Array"
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
@@ -100,11 +101,7 @@ export interface EntityApplier {
 // Rows per multi-row statement: well under SQLite's 32766 bound variables.
 const chunkSize = 1000
 
-const chunks = <A>(items: ReadonlyArray<A>): ReadonlyArray<ReadonlyArray<A>> => {
-  const out: Array<ReadonlyArray<A>> = []
-  for (let i = 0; i < items.length; i += chunkSize) out.push(items.slice(i, i + chunkSize))
-  return out
-}
+const chunks = <A>(items: ReadonlyArray<A>): ReadonlyArray<ReadonlyArray<A>> => Arr.chunksOf(items, chunkSize)
 
 /**
  * The built-in applier: the `sync_documents` table. `"upsert"` stores the payload as the

@@ -1,0 +1,336 @@
+/**
+ * Pulled mutations on SQLite: the facts `Merge` decides on are looked up with one query per
+ * page, and its decisions carried out set-wise (a page in a few statements) or, when something
+ * in the page fails, one mutation at a time. Also the kept-aside rows an ack settles, and the
+ * dead letters.
+ *
+ * Journal rows of pulled mutations keep their outcome in `status`: `applied`, `kept_aside`,
+ * `discarded` (superseded, or settled below our own write) or `dead_letter`.
+ *
+ * @internal
+ */
+import { LocalStore, Merge, Mutation } from "@autosync/core"
+import * as SqlClient from "@effect/sql/SqlClient"
+import type { SqlError } from "@effect/sql/SqlError"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Option from "effect/Option"
+import * as ParseResult from "effect/ParseResult"
+import * as Schema from "effect/Schema"
+import * as Applier from "../Applier.js"
+import type { Db } from "./db.js"
+import {
+  DeadLetterRow,
+  decodePulled,
+  decodePulledEither,
+  decodeSuperseding,
+  KeptAsideRow,
+  KeyRow,
+  mutationJson,
+  parseJsonOrUndefined,
+  PulledShape
+} from "./rows.js"
+
+type Pulled = Mutation.PulledMutation
+
+/** The journal status of a decision carried out. */
+const statusOf = (result: "applied" | "kept_aside" | "superseded" | "dead_letter") =>
+  result === "superseded" ? "discarded" : result
+
+const remoteRow = (targetKey: string, m: Pulled, status: string) => ({
+  target_key: targetKey,
+  source: "remote",
+  seq: m.seq,
+  project: m.project,
+  entity: m.entity,
+  entity_key: m.entityKey,
+  op: m.op,
+  payload: m.payload === undefined ? null : JSON.stringify(m.payload),
+  occurred_at: m.occurredAt.getTime(),
+  status
+})
+
+const insertDeadLetter = (db: Db, targetKey: string, seq: number, reason: string, mutation: unknown, at: number) =>
+  db.sql`INSERT INTO sync_dead_letters (target_key, seq, reason, mutation, created_at)
+    VALUES (${targetKey}, ${seq}, ${reason}, ${mutationJson(mutation)}, ${at})`
+
+const insertRemote = (db: Db, targetKey: string, m: Pulled, status: string) =>
+  db.sql`INSERT INTO sync_mutations ${db.sql.insert(remoteRow(targetKey, m, status))}`
+
+/**
+ * Applies a pulled mutation through its applier in a savepoint: a rejection rolls back the
+ * applier's writes only and dead-letters the mutation.
+ */
+const applyRemote = (db: Db, targetKey: string, m: Pulled, at: number) =>
+  db.sql.withTransaction(
+    db.appliers.get(m.entity).apply({ ...m, targetKey, source: "remote" }).pipe(
+      Effect.provideService(SqlClient.SqlClient, db.sql)
+    )
+  ).pipe(
+    Effect.as("applied" as const),
+    Effect.catchTag("ApplyRejected", (rejected) =>
+      Effect.as(insertDeadLetter(db, targetKey, m.seq, rejected.reason, m, at), "dead_letter" as const))
+  )
+
+/** Why a pulled mutation must go to the dead letters, or `undefined`. */
+const problemOf = (db: Db, m: Pulled): string | undefined => {
+  const shape = Schema.decodeUnknownEither(PulledShape)(m)
+  return Either.isLeft(shape)
+    ? `invalid mutation: ${ParseResult.TreeFormatter.formatErrorSync(shape.left)}`
+    : (db.appliers.get(m.entity).validate(m) ??
+      (m.payload === undefined ? undefined : Mutation.payloadProblem(m.payload)))
+}
+
+const keySet = (rows: ReadonlyArray<typeof KeyRow.Type>) =>
+  new Set(rows.map((r) => Merge.keyOf({ project: r.project, entity: r.entity, entityKey: r.entity_key })))
+
+// The keys among `mutations` that have un-acked local writes: one query per page. Nothing can
+// change that set while the page's write transaction holds the lock.
+const unackedKeys = (db: Db, targetKey: string, mutations: ReadonlyArray<Pulled>) =>
+  db.sql`SELECT DISTINCT project, entity, entity_key FROM sync_mutations
+    WHERE target_key = ${targetKey} AND source = 'local' AND acked_at IS NULL
+      AND entity_key IN ${db.sql.in([...new Set(mutations.map((m) => m.entityKey))])}`.pipe(
+    Effect.flatMap(Schema.decodeUnknown(Schema.Array(KeyRow))),
+    Effect.map(keySet)
+  )
+
+// For the page's keys, the highest server seq of our acked writes above the page's first
+// seq: none lower can supersede a mutation of the page past the cursor.
+const ownAckedSeqs = (db: Db, targetKey: string, mutations: ReadonlyArray<Pulled>) =>
+  db.sql`SELECT project, entity, entity_key, MAX(server_seq) AS n FROM sync_mutations
+    WHERE target_key = ${targetKey} AND source = 'local' AND server_seq IS NOT NULL
+      AND entity_key IN ${db.sql.in([...new Set(mutations.map((m) => m.entityKey))])}
+      AND server_seq > ${mutations[0].seq}
+    GROUP BY project, entity, entity_key`.pipe(
+    Effect.flatMap(decodeSuperseding),
+    Effect.map((rows) =>
+      new Map(rows.map((r) => [Merge.keyOf({ project: r.project, entity: r.entity, entityKey: r.entity_key }), r.n]))
+    )
+  )
+
+/** The page's decisions from the facts looked up in three queries; the cursor before and after it. */
+const decide = (db: Db, targetKey: string, mutations: ReadonlyArray<Pulled>) =>
+  Effect.gen(function*() {
+    const lastPulledSeq = yield* db.lastPulledSeq(targetKey)
+    const unacked = yield* unackedKeys(db, targetKey, mutations)
+    const ownAcked = yield* ownAckedSeqs(db, targetKey, mutations)
+    const decided = Merge.decidePage(mutations, lastPulledSeq, (m) => {
+      const key = Merge.keyOf(m)
+      return { problem: problemOf(db, m), hasUnackedWrite: unacked.has(key), ownAckedSeq: ownAcked.get(key) ?? 0 }
+    })
+    return { ...decided, lastPulledSeq }
+  })
+
+const writeCursor = (db: Db, targetKey: string, cursor: number, at: number) =>
+  Effect.zipRight(
+    db.touchState(targetKey, at),
+    db.sql`UPDATE sync_state SET last_pulled_seq = MAX(last_pulled_seq, ${cursor}) WHERE target_key = ${targetKey}`
+  )
+
+/**
+ * The whole page in a few statements, for a page where nothing fails: the applies batched per
+ * applier, the journal rows in one insert, the cursor written once.
+ */
+const applyPageAtOnce = (db: Db, targetKey: string, mutations: ReadonlyArray<Pulled>, at: number) =>
+  Effect.gen(function*() {
+    const { cursor, results } = yield* decide(db, targetKey, mutations)
+    const rows: Array<ReturnType<typeof remoteRow>> = []
+    const changes: Array<Applier.Change> = []
+    for (const [i, m] of mutations.entries()) {
+      const result = results[i]
+      if (result === "duplicate") continue
+      if (result === "dead_letter") yield* insertDeadLetter(db, targetKey, m.seq, problemOf(db, m) ?? "", m, at)
+      else rows.push(remoteRow(targetKey, m, statusOf(result)))
+      if (result === "applied") changes.push({ ...m, targetKey, source: "remote" })
+    }
+    yield* Applier.applyAll(db.appliers, changes).pipe(Effect.provideService(SqlClient.SqlClient, db.sql))
+    for (const chunk of Applier.inChunks(rows)) yield* db.sql`INSERT INTO sync_mutations ${db.sql.insert(chunk)}`
+    yield* writeCursor(db, targetKey, cursor, at)
+    return results
+  })
+
+/** Carries out one decision (not a duplicate); runs inside the caller's savepoint. */
+const carryOut = (
+  db: Db,
+  targetKey: string,
+  m: Pulled,
+  decision: Exclude<Mutation.ApplyResult, "duplicate">,
+  at: number
+) =>
+  Effect.gen(function*() {
+    if (decision === "dead_letter") {
+      yield* insertDeadLetter(db, targetKey, m.seq, problemOf(db, m) ?? "", m, at)
+      return decision
+    }
+    const result = decision === "applied" ? yield* applyRemote(db, targetKey, m, at) : decision
+    yield* insertRemote(db, targetKey, m, statusOf(result))
+    return result
+  })
+
+/**
+ * The same decisions one mutation at a time, each in a savepoint: records dead letters
+ * precisely and keeps the mutations before a failure, with the cursor at the last of them.
+ */
+const applyOneByOne = (db: Db, targetKey: string, mutations: ReadonlyArray<Pulled>, at: number) =>
+  Effect.gen(function*() {
+    const decided = yield* decide(db, targetKey, mutations)
+    let cursor = decided.lastPulledSeq
+    const results: Array<Mutation.ApplyResult> = []
+    let failure = Option.none<SqlError>()
+    for (const [i, m] of mutations.entries()) {
+      const decision = decided.results[i]
+      if (decision === "duplicate") {
+        results.push(decision)
+        continue
+      }
+      const done = yield* Effect.either(db.sql.withTransaction(carryOut(db, targetKey, m, decision, at)))
+      if (Either.isLeft(done)) {
+        failure = Option.some(done.left)
+        break
+      }
+      results.push(done.right)
+      cursor = m.seq
+    }
+    yield* writeCursor(db, targetKey, cursor, at)
+    return [results, failure] as const
+  })
+
+// A page at once in a savepoint; if anything in it fails (an applier refuses, a statement
+// fails), that is rolled back and the page goes one mutation at a time.
+const applyPage = (db: Db, targetKey: string, mutations: ReadonlyArray<Pulled>, at: number) =>
+  Effect.flatMap(
+    Effect.either(db.sql.withTransaction(applyPageAtOnce(db, targetKey, mutations, at))),
+    (atOnce) =>
+      Either.isRight(atOnce)
+        ? Effect.succeed([atOnce.right, Option.none<SqlError>()] as const)
+        : applyOneByOne(db, targetKey, mutations, at)
+  )
+
+const applyPulledMutations = (db: Db) =>
+  Effect.fn("SqliteLocalStore.applyPulledMutations")(function*(
+    targetKey: string,
+    mutations: ReadonlyArray<Pulled>,
+    options?: LocalStore.ApplyPageOptions
+  ) {
+    const through = options?.throughSeq
+    const problem = Merge.pageProblem(mutations, through)
+    if (problem !== undefined) {
+      return yield* new LocalStore.LocalStoreError({ reason: "invalid_input", message: problem })
+    }
+    if (mutations.length === 0 && through === undefined) return []
+    const at = yield* db.now
+    const [results, failure] = yield* db.writeTransaction(Effect.gen(function*() {
+      const applied = mutations.length === 0
+        ? [[], Option.none<SqlError>()] as const
+        : yield* applyPage(db, targetKey, mutations, at)
+      if (through !== undefined && Option.isNone(applied[1])) {
+        yield* writeCursor(db, targetKey, through, at) // never back: see Merge.cursorAfter
+      }
+      return applied
+    })).pipe(Effect.mapError(db.fail("applying pulled mutations")))
+    if (Option.isSome(failure)) return yield* db.fail("applying a pulled mutation")(failure.value)
+    return results
+  })
+
+/** The keys that hold kept-aside mutations: one query, usually finding none. */
+const keptAsideKeys = (db: Db, targetKey: string) =>
+  db.sql`SELECT DISTINCT project, entity, entity_key FROM sync_mutations
+    WHERE target_key = ${targetKey} AND source = 'remote' AND status = 'kept_aside'`.pipe(
+    Effect.flatMap(Schema.decodeUnknown(Schema.Array(KeyRow))),
+    Effect.map(keySet)
+  )
+
+const hasUnacked = (db: Db, targetKey: string, key: Merge.Key) =>
+  Effect.map(
+    db.count(db.sql`SELECT COUNT(*) AS n FROM sync_mutations
+      WHERE target_key = ${targetKey} AND source = 'local' AND acked_at IS NULL
+        AND project = ${key.project} AND entity = ${key.entity} AND entity_key = ${key.entityKey}`),
+    (n) => n > 0
+  )
+
+/** Applies a kept-aside row that `Merge.settle` let through: decoded again, then applied. */
+const applyKeptAside = (db: Db, targetKey: string, row: typeof KeptAsideRow.Type, at: number) =>
+  Effect.gen(function*() {
+    const decoded = decodePulledEither({
+      seq: row.seq,
+      project: row.project,
+      entity: row.entity,
+      entity_key: row.entity_key,
+      op: row.op,
+      payload: row.payload === null ? undefined : parseJsonOrUndefined(row.payload),
+      occurred_at: new Date(row.occurred_at).toISOString()
+    })
+    if (Either.isLeft(decoded)) {
+      const reason = `kept-aside row could not be decoded: ${ParseResult.TreeFormatter.formatErrorSync(decoded.left)}`
+      yield* insertDeadLetter(db, targetKey, row.seq, reason, row, at)
+      return "dead_letter" as const
+    }
+    return yield* applyRemote(db, targetKey, decoded.right, at)
+  })
+
+/**
+ * After an ack (inside its transaction): settles the kept-aside mutations of the acked rows'
+ * keys as `Merge.settle` says, each key with the highest server seq acked for it.
+ *
+ * @internal
+ */
+export const settleKeptAside = (
+  db: Db,
+  targetKey: string,
+  acked: ReadonlyArray<{ readonly key: Merge.Key; readonly serverSeq: number | undefined }>,
+  at: number
+) =>
+  Effect.gen(function*() {
+    const held = yield* keptAsideKeys(db, targetKey)
+    if (held.size === 0) return
+    for (const [k, { key, serverSeq }] of Merge.ackedSeqByKey(acked)) {
+      if (!held.has(k)) continue
+      const rows = yield* db.sql`SELECT id, seq, project, entity, entity_key, op, payload, occurred_at
+        FROM sync_mutations
+        WHERE target_key = ${targetKey} AND source = 'remote' AND status = 'kept_aside'
+          AND project = ${key.project} AND entity = ${key.entity} AND entity_key = ${key.entityKey}`.pipe(
+        Effect.flatMap(Schema.decodeUnknown(Schema.Array(KeptAsideRow)))
+      )
+      const settled = Merge.settle(rows, {
+        ackedSeq: serverSeq,
+        hasUnackedWrite: yield* hasUnacked(db, targetKey, key)
+      })
+      for (const chunk of Applier.inChunks(settled.discard.map((r) => r.id))) {
+        yield* db.sql`UPDATE sync_mutations SET status = 'discarded' WHERE id IN ${db.sql.in(chunk)}`
+      }
+      for (const row of settled.apply) {
+        const result = yield* applyKeptAside(db, targetKey, row, at)
+        yield* db.sql`UPDATE sync_mutations SET status = ${result} WHERE id = ${row.id}`
+      }
+    }
+  })
+
+/**
+ * Whether anything is kept aside: an ack needs no settling (nor its rows read back) otherwise.
+ *
+ * @internal
+ */
+export const hasKeptAside = (db: Db, targetKey: string) =>
+  Effect.map(keptAsideKeys(db, targetKey), (keys) => keys.size > 0)
+
+/** @internal */
+export const make = (
+  db: Db
+): Pick<LocalStore.LocalStore["Type"], "applyPulledMutation" | "applyPulledMutations" | "listDeadLetters"> => {
+  const applyPage = applyPulledMutations(db)
+  return {
+    applyPulledMutation: (targetKey, m) => Effect.map(applyPage(targetKey, [m]), (results) => results[0]),
+    applyPulledMutations: applyPage,
+    listDeadLetters: db.sql`SELECT seq, reason, mutation FROM sync_dead_letters ORDER BY id`.pipe(
+      Effect.flatMap(Schema.decodeUnknown(Schema.Array(DeadLetterRow))),
+      Effect.map((rows) =>
+        rows.map((r): LocalStore.DeadLetter => ({
+          seq: r.seq,
+          reason: r.reason,
+          mutation: Option.getOrElse(decodePulled(r.mutation), () => r.mutation)
+        }))
+      ),
+      Effect.mapError(db.fail("listing dead letters"))
+    )
+  }
+}

@@ -1,0 +1,83 @@
+/**
+ * What every part of the SQLite store shares: the client, the database's label for messages,
+ * the appliers, and the few statements all of them use (the write transaction, the state row).
+ *
+ * @internal
+ */
+import { LocalStore } from "@autosync/core"
+import * as SqlClient from "@effect/sql/SqlClient"
+import type { SqlError } from "@effect/sql/SqlError"
+import * as SqlSchema from "@effect/sql/SqlSchema"
+import * as Clock from "effect/Clock"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import type * as ParseResult from "effect/ParseResult"
+import * as Schema from "effect/Schema"
+import * as Applier from "../Applier.js"
+import { fromSqlError } from "./errors.js"
+import { CountRow, StateFromRow } from "./rows.js"
+
+/** @internal */
+export interface Db {
+  readonly sql: SqlClient.SqlClient
+  /** The database, as messages name it. */
+  readonly label: string
+  readonly appliers: Applier.Registry
+  /** Maps a failure of `action` to a `LocalStoreError` naming the database. */
+  readonly fail: (
+    action: string
+  ) => (error: SqlError | ParseResult.ParseError | LocalStore.LocalStoreError) => LocalStore.LocalStoreError
+  readonly now: Effect.Effect<number>
+  /**
+   * A write transaction. Its first statement is a write (a no-op UPDATE) so that SQLite takes
+   * the write lock before the transaction reads anything, waiting on the busy timeout; a
+   * deferred transaction that read first could otherwise fail with SQLITE_BUSY_SNAPSHOT when
+   * another process committed in between.
+   */
+  readonly writeTransaction: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E | SqlError, R>
+  /** Creates the target's state row when missing and stamps `updated_at`. */
+  readonly touchState: (targetKey: string, at: number) => Effect.Effect<unknown, SqlError>
+  readonly findState: (
+    targetKey: string
+  ) => Effect.Effect<Option.Option<typeof StateFromRow.Type>, SqlError | ParseResult.ParseError>
+  /** The target's cursor: the highest seq applied or passed over. */
+  readonly lastPulledSeq: (targetKey: string) => Effect.Effect<number, SqlError | ParseResult.ParseError>
+  /** The `n` of a `SELECT ... AS n` (0 without a row). */
+  readonly count: (
+    query: Effect.Effect<ReadonlyArray<unknown>, SqlError>
+  ) => Effect.Effect<number, SqlError | ParseResult.ParseError>
+}
+
+/** @internal */
+export const make = (label: string): Effect.Effect<Db, never, SqlClient.SqlClient> =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const appliers = yield* Applier.Applier
+    const findState = SqlSchema.findOne({
+      Request: Schema.String,
+      Result: StateFromRow,
+      execute: (targetKey) => sql`SELECT * FROM sync_state WHERE target_key = ${targetKey}`
+    })
+    return {
+      sql,
+      label,
+      appliers,
+      fail: (action) => fromSqlError(label, action),
+      now: Clock.currentTimeMillis,
+      writeTransaction: (effect) =>
+        sql.withTransaction(
+          Effect.zipRight(sql`UPDATE sync_meta SET value = value WHERE key = 'write_lock'`, effect)
+        ),
+      touchState: (targetKey, at) =>
+        sql`INSERT INTO sync_state (target_key, updated_at) VALUES (${targetKey}, ${at})
+          ON CONFLICT (target_key) DO UPDATE SET updated_at = excluded.updated_at`,
+      findState,
+      lastPulledSeq: (targetKey) =>
+        Effect.map(findState(targetKey), Option.match({ onNone: () => 0, onSome: (s) => s.lastPulledSeq })),
+      count: (query) =>
+        Effect.map(
+          Effect.flatMap(query, Schema.decodeUnknown(Schema.Array(CountRow))),
+          (rows) => rows[0]?.n ?? 0
+        )
+    }
+  })

@@ -1,0 +1,211 @@
+/**
+ * The rows of the replica's tables, decoded with Schema at the boundary, and the JSON forms the
+ * store writes.
+ *
+ * @internal
+ */
+import { Mutation } from "@autosync/core"
+import * as Either from "effect/Either"
+import * as ParseResult from "effect/ParseResult"
+import * as Schema from "effect/Schema"
+
+const Millis = Schema.Number
+const OptionalDate = Schema.NullOr(Schema.DateFromNumber)
+
+const StateRow = Schema.Struct({
+  target_key: Schema.String,
+  last_enqueued_seq: Schema.Number,
+  last_acked_seq: Schema.Number,
+  last_pulled_seq: Schema.Number,
+  consecutive_failures: Schema.Number,
+  backoff_until: OptionalDate,
+  last_error: Schema.NullOr(Schema.String),
+  reason_code: Schema.NullOr(Schema.String),
+  // Absent from a file not migrated yet (opened read-only).
+  transport_identity: Schema.optionalWith(Schema.NullOr(Schema.String), { default: () => null }),
+  lease_owner: Schema.NullOr(Schema.String),
+  lease_until: OptionalDate,
+  updated_at: Schema.DateFromNumber
+})
+
+export const StateFromRow = Schema.transform(StateRow, Schema.typeSchema(Mutation.SyncState), {
+  strict: true,
+  decode: (row) => ({
+    targetKey: row.target_key,
+    lastEnqueuedSeq: row.last_enqueued_seq,
+    lastAckedSeq: row.last_acked_seq,
+    lastPulledSeq: row.last_pulled_seq,
+    consecutiveFailures: row.consecutive_failures,
+    ...(row.backoff_until !== null ? { backoffUntil: row.backoff_until } : {}),
+    ...(row.last_error !== null ? { lastError: row.last_error } : {}),
+    ...(row.reason_code !== null ? { reasonCode: row.reason_code } : {}),
+    ...(row.transport_identity !== null ? { transportIdentity: row.transport_identity } : {}),
+    ...(row.lease_owner !== null ? { leaseOwner: row.lease_owner } : {}),
+    ...(row.lease_until !== null ? { leaseUntil: row.lease_until } : {}),
+    updatedAt: row.updated_at
+  }),
+  encode: (state) => ({
+    target_key: state.targetKey,
+    last_enqueued_seq: state.lastEnqueuedSeq,
+    last_acked_seq: state.lastAckedSeq,
+    last_pulled_seq: state.lastPulledSeq,
+    consecutive_failures: state.consecutiveFailures,
+    backoff_until: state.backoffUntil ?? null,
+    last_error: state.lastError ?? null,
+    reason_code: state.reasonCode ?? null,
+    transport_identity: state.transportIdentity ?? null,
+    lease_owner: state.leaseOwner ?? null,
+    lease_until: state.leaseUntil ?? null,
+    updated_at: state.updatedAt
+  })
+})
+
+/** A JSON payload stored as TEXT; SQL `NULL` stands for a missing payload (JSON `null` is the text "null"). */
+const JsonText = Schema.transformOrFail(Schema.NullOr(Schema.String), Schema.Unknown, {
+  strict: true,
+  decode: (text, _, ast) => {
+    if (text === null) return ParseResult.succeed(undefined)
+    try {
+      return ParseResult.succeed(JSON.parse(text) as unknown)
+    } catch (e) {
+      return ParseResult.fail(new ParseResult.Type(ast, text, `the payload is not JSON: ${(e as Error).message}`))
+    }
+  },
+  encode: (value) => ParseResult.succeed(value === undefined ? null : JSON.stringify(value))
+})
+
+const JournalRow = Schema.Struct({
+  seq: Schema.Number,
+  target_key: Schema.String,
+  source: Mutation.Source,
+  project: Schema.String,
+  entity: Schema.String,
+  entity_key: Schema.String,
+  op: Schema.String,
+  payload: JsonText,
+  occurred_at: Schema.DateFromNumber,
+  acked_at: OptionalDate
+})
+
+// The rows' content was checked when it was written; read back, each row is checked for its
+// shape only (the pushed entries are checked again on the way out, by the wire schema).
+const SyncMutationShape = Schema.Struct({
+  seq: Schema.Number,
+  targetKey: Schema.String,
+  project: Schema.String,
+  entity: Schema.String,
+  entityKey: Schema.String,
+  op: Schema.String,
+  payload: Schema.Unknown,
+  source: Mutation.Source,
+  occurredAt: Schema.DateFromSelf,
+  ackedAt: Schema.optionalWith(Schema.DateFromSelf, { exact: true })
+})
+
+export const SyncMutationFromRow = Schema.transform(JournalRow, SyncMutationShape, {
+  strict: true,
+  decode: (row) => ({
+    seq: row.seq,
+    targetKey: row.target_key,
+    project: row.project,
+    entity: row.entity,
+    entityKey: row.entity_key,
+    op: row.op,
+    payload: row.payload,
+    source: row.source,
+    occurredAt: row.occurred_at,
+    ...(row.acked_at !== null ? { ackedAt: row.acked_at } : {})
+  }),
+  encode: (m) => ({
+    seq: m.seq,
+    target_key: m.targetKey,
+    source: m.source,
+    project: m.project,
+    entity: m.entity,
+    entity_key: m.entityKey,
+    op: m.op,
+    payload: m.payload,
+    occurred_at: m.occurredAt,
+    acked_at: m.ackedAt ?? null
+  })
+})
+
+export const KeptAsideRow = Schema.Struct({
+  id: Schema.Number,
+  seq: Schema.Number,
+  project: Schema.String,
+  entity: Schema.String,
+  entity_key: Schema.String,
+  op: Schema.String,
+  payload: Schema.NullOr(Schema.String),
+  occurred_at: Millis
+})
+
+export const KeyRow = Schema.Struct({ project: Schema.String, entity: Schema.String, entity_key: Schema.String })
+
+export const AckedRow = Schema.Struct({
+  seq: Schema.Number,
+  project: Schema.String,
+  entity: Schema.String,
+  entity_key: Schema.String
+})
+
+export const DocumentRow = Schema.Struct({
+  project: Schema.String,
+  entity: Schema.String,
+  entity_key: Schema.String,
+  value: Schema.parseJson()
+})
+
+export const DeadLetterRow = Schema.Struct({
+  seq: Schema.Number,
+  reason: Schema.String,
+  mutation: Schema.parseJson()
+})
+
+export const CountRow = Schema.Struct({ n: Schema.Number })
+export const decodeChanges = Schema.decodeUnknown(Schema.Struct({ changes: Schema.Number }))
+export const decodeSuperseding = Schema.decodeUnknown(Schema.Array(Schema.Struct({
+  project: Schema.String,
+  entity: Schema.String,
+  entity_key: Schema.String,
+  n: Schema.Number
+})))
+export const MetaRow = Schema.Struct({ value: Schema.String })
+export const ProjectRow = Schema.Struct({ project: Schema.String })
+export const ValueRow = Schema.Struct({ value: Schema.parseJson() })
+
+/** A pulled mutation without its payload: checked first, so the applier names payload problems. */
+export const PulledShape = Schema.Struct({
+  seq: Mutation.Seq,
+  project: Mutation.StoredProject,
+  entity: Mutation.Entity,
+  entityKey: Mutation.EntityKey,
+  op: Mutation.Op,
+  occurredAt: Schema.ValidDateFromSelf
+})
+
+export const decodeAcked = Schema.decodeUnknown(Schema.Array(AckedRow))
+export const decodePulledEither = Schema.decodeUnknownEither(Mutation.PulledMutation)
+
+const encodePulled = Schema.encodeUnknownEither(Mutation.PulledMutation)
+export const decodePulled = Schema.decodeUnknownOption(Mutation.PulledMutation)
+
+/** A mutation as a JSON text for the dead letters: its wire form when valid, else a best effort. */
+export const mutationJson = (m: unknown): string => {
+  const encoded = encodePulled(m)
+  if (Either.isRight(encoded)) return JSON.stringify(encoded.right)
+  try {
+    return JSON.stringify(m, (_key, value) => typeof value === "bigint" ? value.toString() : value) ?? "null"
+  } catch {
+    return JSON.stringify(String(m))
+  }
+}
+
+export const parseJsonOrUndefined = (text: string): unknown => {
+  try {
+    return JSON.parse(text)
+  } catch {
+    return undefined
+  }
+}
