@@ -141,6 +141,87 @@ const watchLatest = (
   })
 
 /**
+ * The body of one append transaction over a group: each append planned by the rules
+ * (`LogRules.plan`), in queue order, against what is stored and what the appends before it in
+ * the group store; the new rows inserted and announced. Outcomes are per append.
+ */
+const storeGroup = (
+  sql: SqlClient.SqlClient,
+  dialect: Dialect,
+  readLatest: Effect.Effect<number, SqlError | ParseResult.ParseError>
+) => {
+  const selectIdentities = (clientId: string, clientSeqs: ReadonlyArray<number>) =>
+    Effect.forEach(
+      Arr.chunksOf(clientSeqs, chunkSize),
+      (chunk) =>
+        sql`SELECT seq, client_seq, project, entity, entity_key, op, payload FROM autosync_log
+          WHERE client_id = ${clientId} AND client_seq IN ${sql.in(chunk)}`.pipe(
+          Effect.flatMap(decodeIdentities)
+        )
+    ).pipe(Effect.map((pages) => pages.flat()))
+
+  // What the group's identities were stored with, before it.
+  const storedIdentities = (group: ReadonlyArray<Pending>) =>
+    Effect.gen(function*() {
+      const wanted = new Map<string, Set<number>>()
+      for (const { clientId, entries } of group) {
+        const seqs = wanted.get(clientId) ?? new Set<number>()
+        for (const entry of entries) seqs.add(entry.clientSeq)
+        wanted.set(clientId, seqs)
+      }
+      const known = new Map<string, LogRules.Identity>()
+      for (const [clientId, clientSeqs] of wanted) {
+        for (const row of yield* selectIdentities(clientId, [...clientSeqs])) {
+          known.set(identity(clientId, row.client_seq), {
+            seq: row.seq,
+            project: row.project,
+            entity: row.entity,
+            entityKey: row.entity_key,
+            op: row.op,
+            payloadJson: row.payload
+          })
+        }
+      }
+      return known
+    })
+
+  return (group: ReadonlyArray<Pending>, occurredAt: number) =>
+    Effect.gen(function*() {
+      yield* dialect.lock
+      const known = yield* storedIdentities(group)
+      // Under the lock, so max(seq) + 1 is ours: gap-free, and in commit order. The new rows
+      // get exactly these seqs (nothing else can insert meanwhile), so they are not read back.
+      let latest = yield* readLatest
+      const rows: Array<LogRow> = []
+      const outcomes = group.map(({ clientId, entries }): ReadonlyArray<number> | MutationLogError => {
+        const planned = LogRules.plan(clientId, entries, (s) => known.get(identity(clientId, s)), latest)
+        if (Either.isLeft(planned)) return fromConflict(planned.left)
+        for (const fresh of planned.right.fresh) {
+          known.set(identity(clientId, fresh.clientSeq), fresh)
+          rows.push({
+            seq: fresh.seq,
+            client_id: clientId,
+            client_seq: fresh.clientSeq,
+            project: fresh.project,
+            entity: fresh.entity,
+            entity_key: fresh.entityKey,
+            op: fresh.op,
+            payload: fresh.payloadJson,
+            occurred_at: occurredAt
+          })
+        }
+        latest += planned.right.fresh.length
+        return planned.right.seqs
+      })
+      for (const chunk of Arr.chunksOf(rows, chunkSize)) {
+        yield* sql`INSERT INTO autosync_log ${sql.insert(chunk)}`
+      }
+      if (rows.length > 0) yield* dialect.announce(latest)
+      return { announced: rows.length > 0 ? latest : undefined, outcomes }
+    })
+}
+
+/**
  * The writer: appends queue up and one fiber stores everything waiting in one transaction (one
  * lock, one identity lookup per client, one insert per 500 rows, one announcement, one commit),
  * with exactly the outcome each append would have had alone, in queue order. While a transaction
@@ -153,81 +234,11 @@ const makeWriter = (
   bump: (latest: number) => Effect.Effect<void>
 ) =>
   Effect.gen(function*() {
-    const selectIdentities = (clientId: string, clientSeqs: ReadonlyArray<number>) =>
-      Effect.forEach(Arr.chunksOf(clientSeqs, chunkSize), (chunk) =>
-        sql`SELECT seq, client_seq, project, entity, entity_key, op, payload FROM autosync_log
-            WHERE client_id = ${clientId} AND client_seq IN ${sql.in(chunk)}`.pipe(
-          Effect.flatMap(decodeIdentities)
-        )).pipe(Effect.map((pages) =>
-          pages.flat()
-        ))
-
-    // What the group's identities were stored with, before it.
-    const storedIdentities = (group: ReadonlyArray<Pending>) =>
-      Effect.gen(function*() {
-        const wanted = new Map<string, Set<number>>()
-        for (const { clientId, entries } of group) {
-          const seqs = wanted.get(clientId) ?? new Set<number>()
-          for (const entry of entries) seqs.add(entry.clientSeq)
-          wanted.set(clientId, seqs)
-        }
-        const known = new Map<string, LogRules.Identity>()
-        for (const [clientId, clientSeqs] of wanted) {
-          for (const row of yield* selectIdentities(clientId, [...clientSeqs])) {
-            known.set(identity(clientId, row.client_seq), {
-              seq: row.seq,
-              project: row.project,
-              entity: row.entity,
-              entityKey: row.entity_key,
-              op: row.op,
-              payloadJson: row.payload
-            })
-          }
-        }
-        return known
-      })
-
-    // One transaction: each append planned by the rules, in queue order, against what is stored
-    // and what the appends before it in the group store.
-    const storeGroup = (group: ReadonlyArray<Pending>, occurredAt: number) =>
-      Effect.gen(function*() {
-        yield* dialect.lock
-        const known = yield* storedIdentities(group)
-        // Under the lock, so max(seq) + 1 is ours: gap-free, and in commit order. The new rows
-        // get exactly these seqs (nothing else can insert meanwhile), so they are not read back.
-        let latest = yield* readLatest
-        const rows: Array<LogRow> = []
-        const outcomes = group.map(({ clientId, entries }): ReadonlyArray<number> | MutationLogError => {
-          const planned = LogRules.plan(clientId, entries, (s) => known.get(identity(clientId, s)), latest)
-          if (Either.isLeft(planned)) return fromConflict(planned.left)
-          for (const fresh of planned.right.fresh) {
-            known.set(identity(clientId, fresh.clientSeq), fresh)
-            rows.push({
-              seq: fresh.seq,
-              client_id: clientId,
-              client_seq: fresh.clientSeq,
-              project: fresh.project,
-              entity: fresh.entity,
-              entity_key: fresh.entityKey,
-              op: fresh.op,
-              payload: fresh.payloadJson,
-              occurred_at: occurredAt
-            })
-          }
-          latest += planned.right.fresh.length
-          return planned.right.seqs
-        })
-        for (const chunk of Arr.chunksOf(rows, chunkSize)) {
-          yield* sql`INSERT INTO autosync_log ${sql.insert(chunk)}`
-        }
-        if (rows.length > 0) yield* dialect.announce(latest)
-        return { announced: rows.length > 0 ? latest : undefined, outcomes }
-      })
-
+    const store = storeGroup(sql, dialect, readLatest)
     const writeGroup = (group: ReadonlyArray<Pending>) =>
       Effect.gen(function*() {
         const occurredAt = yield* Clock.currentTimeMillis
-        const { announced, outcomes } = yield* sql.withTransaction(storeGroup(group, occurredAt))
+        const { announced, outcomes } = yield* sql.withTransaction(store(group, occurredAt))
         if (announced !== undefined) yield* bump(announced)
         yield* Effect.forEach(group, ({ done }, i) => {
           const outcome = outcomes[i]
