@@ -1,23 +1,23 @@
 /**
  * The cloud side as the manager sees it: push a batch of local writes, pull the server's log
- * by seq. `layerMemory` is an in-process server with the same rules as the real one: seqs
- * assigned in order, `(clientId, clientSeq)` deduplicated (a retry gets its first seq back, a
- * different mutation under a used identity is refused with 409), per-token project policy and
- * paged pulls. Several replicas can share one `MemoryServer`, so convergence is testable
+ * by seq. `layerMemory` is an in-process server following the real one's rules (`LogRules`, the
+ * same code): seqs assigned in order, `(clientId, clientSeq)` deduplicated (a retry gets its
+ * first seq back, a different mutation under a used identity is refused with 409), per-token
+ * project policy, paged and held pulls. Several replicas can share one `MemoryServer`, so convergence is testable
  * without I/O.
  *
  * @since 0.1.0
  */
-import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
-import * as Deferred from "effect/Deferred"
-import * as Duration from "effect/Duration"
+import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
 import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
-import type { PullResponse, PushResult } from "./Mutation.js"
-import { PulledMutation, PushBatch } from "./Mutation.js"
+import * as LogRules from "./LogRules.js"
+import type { PulledMutation, PullResponse, PushResult } from "./Mutation.js"
+import { PushBatch } from "./Mutation.js"
 
 /**
  * A failed push or pull.
@@ -78,15 +78,9 @@ export class CloudTransport extends Context.Tag("@autosync/core/CloudTransport")
   readonly identity?: string
 }>() {}
 
-interface LogRow {
-  readonly clientId: string
-  readonly clientSeq: number
-  readonly fingerprint: string
-  readonly mutation: PulledMutation
-}
-
 /**
- * An in-process sync server. Its state is plain data so tests can inspect it.
+ * An in-process sync server: `LogRules.makeMemory` behind the checks a real server makes at its
+ * boundary (the wire's schema, the token's projects). Its log is plain data so tests can inspect it.
  *
  * @since 0.1.0
  * @category models
@@ -110,9 +104,6 @@ export interface MemoryServer {
 
 const badRequest = (message: string) => new TransportError({ reason: "transport_failed", status: 400, message })
 
-const fingerprint = (m: PushBatch["mutations"][number]) =>
-  JSON.stringify([m.project, m.entity, m.entityKey, m.op, m.payload])
-
 /**
  * The largest page a pull returns, whatever `limit` asks.
  *
@@ -127,136 +118,45 @@ export const maxPullLimit = 1000
  * @since 0.1.0
  * @category constructors
  */
-export const makeMemoryServer: Effect.Effect<MemoryServer> = Effect.sync(() => {
-  const log: Array<LogRow> = []
-  const byIdentity = new Map<string, LogRow>()
-  let waiters: Array<Deferred.Deferred<void>> = []
-
+export const makeMemoryServer: Effect.Effect<MemoryServer> = Effect.map(LogRules.makeMemory, (log) => {
   const push = (batch: PushBatch, allowed?: ReadonlySet<string>) =>
     Effect.gen(function*() {
-      // Checked as the wire would check it: encoded (refinements), then decoded (a clean copy).
+      // Checked as the wire would check it: encoded (refinements), then decoded.
       const decoded = yield* Schema.encodeUnknown(PushBatch)(batch).pipe(
         Effect.flatMap(Schema.decode(PushBatch)),
         Effect.mapError((e) => badRequest(ParseResult.TreeFormatter.formatErrorSync(e)))
       )
-      const forbidden = decoded.mutations.find((m) => allowed !== undefined && !allowed.has(m.project))
-      if (forbidden) {
-        return yield* new TransportError({
-          reason: "policy_forbidden",
-          status: 403,
-          message: `project ${JSON.stringify(forbidden.project)} is not allowed for this token`
-        })
+      const refused = LogRules.forbidden(decoded.mutations, allowed)
+      if (Option.isSome(refused)) {
+        return yield* new TransportError({ reason: "policy_forbidden", status: 403, message: refused.value })
       }
-      // Check every identity before writing anything: a refused batch stores nothing. The same
-      // client_seq twice in one batch must carry the same content too.
-      const inBatch = new Map<number, string>()
-      for (const m of decoded.mutations) {
-        const earlier = inBatch.get(m.clientSeq)
-        if (earlier !== undefined && earlier !== fingerprint(m)) {
-          return yield* new TransportError({
-            reason: "identity_conflict",
-            status: 409,
-            message: `client_seq ${m.clientSeq} appears twice in the batch with different content`
-          })
-        }
-        inBatch.set(m.clientSeq, fingerprint(m))
-        const existing = byIdentity.get(`${decoded.clientId}\u0000${m.clientSeq}`)
-        if (existing && existing.fingerprint !== fingerprint(m)) {
-          return yield* new TransportError({
-            reason: "identity_conflict",
-            status: 409,
-            message:
-              `client_seq ${m.clientSeq} of client ${decoded.clientId} was already pushed with different content (server seq ${existing.mutation.seq})`
-          })
-        }
-      }
-      const occurredAt = new Date(yield* Effect.clockWith((c) => c.currentTimeMillis))
-      const acceptedSeqs: Array<number> = []
-      for (const m of decoded.mutations) {
-        const identity = `${decoded.clientId}\u0000${m.clientSeq}`
-        const existing = byIdentity.get(identity)
-        if (existing) {
-          acceptedSeqs.push(existing.mutation.seq)
-          continue
-        }
-        const row: LogRow = {
-          clientId: decoded.clientId,
-          clientSeq: m.clientSeq,
-          fingerprint: fingerprint(m),
-          mutation: {
-            seq: log.length + 1,
-            project: m.project,
-            entity: m.entity,
-            entityKey: m.entityKey,
-            op: m.op,
-            payload: m.payload,
-            occurredAt
-          }
-        }
-        log.push(row)
-        byIdentity.set(identity, row)
-        acceptedSeqs.push(row.mutation.seq)
-      }
-      const woken = waiters
-      waiters = []
-      yield* Effect.forEach(woken, (d) => Deferred.succeed(d, undefined), { discard: true })
+      const acceptedSeqs = yield* log.append(decoded.clientId, decoded.mutations).pipe(
+        Effect.mapError((conflict) =>
+          new TransportError({ reason: "identity_conflict", status: 409, message: conflict.message })
+        )
+      )
       return { acceptedSeqs }
     })
-
-  const page = (sinceSeq: number, limit: number, allowed?: ReadonlySet<string>, exclude?: string): PullResponse => {
-    const mutations: Array<PulledMutation> = []
-    let hasMore = false
-    for (let i = sinceSeq; i < log.length; i++) {
-      const m = log[i].mutation
-      if (allowed !== undefined && !allowed.has(m.project)) continue
-      if (exclude !== undefined && log[i].clientId === exclude) continue
-      if (mutations.length === limit) {
-        hasMore = true
-        break
-      }
-      mutations.push(m)
-    }
-    return { mutations, hasMore, latestSeq: log.length }
-  }
 
   const pull = (sinceSeq: number, limit: number, allowed?: ReadonlySet<string>, options?: PullOptions) =>
     Effect.gen(function*() {
       if (!Number.isSafeInteger(sinceSeq) || sinceSeq < 0) return yield* badRequest(`since_seq must be an integer >= 0`)
       if (!Number.isSafeInteger(limit) || limit < 1) return yield* badRequest(`limit must be an integer >= 1`)
-      const size = Math.min(limit, maxPullLimit)
-      const read = () => page(sinceSeq, size, allowed, options?.excludeClientId)
-      let current = read()
-      if (current.mutations.length > 0 || options?.wait === undefined) return current
-      // Long-poll: wait for pushes until one brings something to return, or the deadline.
-      const deadline = (yield* Clock.currentTimeMillis) + Duration.toMillis(Duration.decode(options.wait))
-      while (current.mutations.length === 0) {
-        const remaining = deadline - (yield* Clock.currentTimeMillis)
-        if (remaining <= 0) break
-        const wake = yield* Deferred.make<void>()
-        waiters.push(wake)
-        yield* Deferred.await(wake).pipe(Effect.timeoutOption(Duration.millis(remaining)))
-        waiters = waiters.filter((d) => d !== wake)
-        current = read()
-      }
-      return current
+      const read = log.since(sinceSeq, allowed, Math.min(limit, maxPullLimit), options?.excludeClientId)
+      const page = yield* options?.wait === undefined
+        ? read
+        : LogRules.hold(read, { awaitAfter: log.awaitAfter, wait: options.wait })
+      return LogRules.toPullResponse(page)
     })
 
   return {
-    log: () => log.map((r) => r.mutation),
-    latestSeq: () => log.length,
+    log: () => log.mutations().map(LogRules.toPulled),
+    latestSeq: log.latestSeq,
     push,
     pull
   }
 })
 
-/**
- * A `CloudTransport` over an in-process server. `allowedProjects` plays the token's policy:
- * pushes to other projects fail with `policy_forbidden`, pulls see only these projects. Its
- * `health` always answers.
- *
- * @since 0.1.0
- * @category constructors
- */
 /**
  * Options of a transport over an in-process server.
  *
@@ -270,6 +170,14 @@ export interface MemoryTransportOptions {
   readonly identity?: string
 }
 
+/**
+ * A `CloudTransport` over an in-process server. `allowedProjects` plays the token's policy:
+ * pushes to other projects fail with `policy_forbidden`, pulls see only these projects. Its
+ * `health` always answers.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
 export const fromMemoryServer = (
   server: MemoryServer,
   options: MemoryTransportOptions = {}

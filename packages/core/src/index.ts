@@ -26,6 +26,11 @@ export * as LocalStore from "./LocalStore.js"
 /**
  * @since 0.1.0
  */
+export * as LogRules from "./LogRules.js"
+
+/**
+ * @since 0.1.0
+ */
 export * as Merge from "./Merge.js"
 
 /**

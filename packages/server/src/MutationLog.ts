@@ -12,19 +12,19 @@
  * - `awaitAfter(seq)` completes once the log holds a seq greater than `seq` (for long-polls).
  *
  * Seqs are strictly increasing and gap-free, and a seq is visible only when every smaller one is,
- * so a puller that follows its cursor never skips one. `layerMemory` is the reference
- * implementation; `SqliteMutationLog` and `PgMutationLog` store it in SQL.
+ * so a puller that follows its cursor never skips one. The rules (identity, seqs, pages,
+ * long-poll) are core's `LogRules`, written once: `layerMemory` is `LogRules.makeMemory` (the log
+ * of core's in-process server too); `SqliteMutationLog` and `PgMutationLog` store the same rules
+ * in SQL.
  *
  * @since 0.1.0
  */
 import type { Mutation } from "@autosync/core"
-import * as Clock from "effect/Clock"
+import { LogRules } from "@autosync/core"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Schema from "effect/Schema"
-import * as Stream from "effect/Stream"
-import * as SubscriptionRef from "effect/SubscriptionRef"
 
 /**
  * A failed log operation.
@@ -78,21 +78,12 @@ export class MutationLog extends Context.Tag("@autosync/server/MutationLog")<Mut
 }>() {}
 
 /**
- * A mutation as the log stores it: the payload is its JSON text (as `JSON.stringify` gave it when
- * pushed), `occurredAt` is in epoch milliseconds.
+ * A mutation as the log stores it (see `LogRules.StoredMutation`).
  *
  * @since 0.1.0
  * @category models
  */
-export interface StoredMutation {
-  readonly seq: number
-  readonly project: string
-  readonly entity: string
-  readonly entityKey: string
-  readonly op: string
-  readonly payloadJson: string
-  readonly occurredAt: number
-}
+export type StoredMutation = LogRules.StoredMutation
 
 /**
  * A page of the log as stored (see `sinceStored`).
@@ -100,199 +91,49 @@ export interface StoredMutation {
  * @since 0.1.0
  * @category models
  */
-export interface StoredPage {
-  readonly mutations: ReadonlyArray<StoredMutation>
-  readonly hasMore: boolean
-  readonly latestSeq: number
-}
+export type StoredPage = LogRules.StoredPage
 
 /**
- * A stored page as a `PullResponse` (payloads parsed).
+ * A stored page as a `PullResponse` (payloads parsed): `LogRules.toPullResponse`.
  *
  * @since 0.1.0
  * @category constructors
  */
-export const toPullResponse = (page: StoredPage): Mutation.PullResponse => ({
-  mutations: page.mutations.map((m): Mutation.PulledMutation => ({
-    seq: m.seq,
-    project: m.project,
-    entity: m.entity,
-    entityKey: m.entityKey,
-    op: m.op,
-    payload: JSON.parse(m.payloadJson),
-    occurredAt: new Date(m.occurredAt)
-  })),
-  hasMore: page.hasMore,
-  latestSeq: page.latestSeq
-})
+export const toPullResponse: (page: StoredPage) => Mutation.PullResponse = LogRules.toPullResponse
 
 /**
- * The content of an entry that must match for a repeated `(clientId, clientSeq)` to count as a
- * retry: everything but the seq. Payloads compare by their JSON text.
- *
- * @since 0.1.0
- * @category models
- */
-export const sameContent = (
-  a: Pick<Mutation.MutationEntry, "project" | "entity" | "entityKey" | "op"> & { readonly payloadJson: string },
-  b: Pick<Mutation.MutationEntry, "project" | "entity" | "entityKey" | "op"> & { readonly payloadJson: string }
-): boolean =>
-  a.project === b.project && a.entity === b.entity && a.entityKey === b.entityKey && a.op === b.op &&
-  a.payloadJson === b.payloadJson
-
-/**
- * The message of a `conflict` for an identity stored before.
+ * A conflict found by the rules, as the log's error.
  *
  * @since 0.1.0
  * @category errors
  */
-export const conflictError = (clientId: string, clientSeq: number, seq: number): MutationLogError =>
+export const fromConflict = (conflict: LogRules.IdentityConflict): MutationLogError =>
   new MutationLogError({
     reason: "conflict",
-    seq,
-    message:
-      `client_seq ${clientSeq} of client ${clientId} was already pushed with different content (server seq ${seq})`
+    message: conflict.message,
+    ...(conflict.seq === undefined ? {} : { seq: conflict.seq })
   })
 
 /**
- * Checks a batch against itself: the same `clientSeq` twice must carry the same content.
+ * A new, empty in-memory log: `LogRules.makeMemory`, the same log as core's in-process server.
  *
  * @since 0.1.0
  * @category constructors
  */
-export const checkBatch = (
-  clientId: string,
-  entries: ReadonlyArray<Mutation.MutationEntry>
-): Effect.Effect<ReadonlyMap<number, string>, MutationLogError> =>
-  Effect.suspend(() => {
-    const seen = new Map<number, { readonly entry: Mutation.MutationEntry; readonly payloadJson: string }>()
-    const payloads = new Map<number, string>()
-    for (const entry of entries) {
-      const payloadJson = JSON.stringify(entry.payload)
-      const before = seen.get(entry.clientSeq)
-      if (before && !sameContent({ ...before.entry, payloadJson: before.payloadJson }, { ...entry, payloadJson })) {
-        return Effect.fail(
-          new MutationLogError({
-            reason: "conflict",
-            message:
-              `client_seq ${entry.clientSeq} of client ${clientId} appears twice in the batch with different content`
-          })
-        )
-      }
-      seen.set(entry.clientSeq, { entry, payloadJson })
-      payloads.set(entry.clientSeq, payloadJson)
-    }
-    return Effect.succeed(payloads)
-  })
-
-/**
- * Completes once `latest` holds a value greater than `seq`.
- *
- * @since 0.1.0
- * @category constructors
- */
-export const awaitAbove = (latest: SubscriptionRef.SubscriptionRef<number>, seq: number): Effect.Effect<void> =>
-  latest.changes.pipe(Stream.filter((n) => n > seq), Stream.take(1), Stream.runDrain)
-
-interface Row {
-  readonly clientId: string
-  readonly clientSeq: number
-  readonly payloadJson: string
-  readonly mutation: Mutation.PulledMutation
-}
-
-/**
- * A new, empty in-memory log.
- *
- * @since 0.1.0
- * @category constructors
- */
-export const makeMemory: Effect.Effect<MutationLog["Type"]> = Effect.gen(function*() {
-  const log: Array<Row> = []
-  const byIdentity = new Map<string, Row>()
-  const latest = yield* SubscriptionRef.make(0)
-  const key = (clientId: string, clientSeq: number) => `${clientId}\u0000${clientSeq}`
-
-  const append = (clientId: string, entries: ReadonlyArray<Mutation.MutationEntry>) =>
-    Effect.gen(function*() {
-      const payloads = yield* checkBatch(clientId, entries)
-      for (const entry of entries) {
-        const existing = byIdentity.get(key(clientId, entry.clientSeq))
-        const payloadJson = payloads.get(entry.clientSeq)!
-        if (
-          existing &&
-          !sameContent({ ...existing.mutation, payloadJson: existing.payloadJson }, { ...entry, payloadJson })
-        ) {
-          return yield* conflictError(clientId, entry.clientSeq, existing.mutation.seq)
-        }
-      }
-      const occurredAt = new Date(yield* Clock.currentTimeMillis)
-      const seqs = entries.map((entry) => {
-        const existing = byIdentity.get(key(clientId, entry.clientSeq))
-        if (existing) return existing.mutation.seq
-        // Payloads are stored as JSON text, as the SQL logs do: the page holds a copy.
-        const payloadJson = payloads.get(entry.clientSeq)!
-        const row: Row = {
-          clientId,
-          clientSeq: entry.clientSeq,
-          payloadJson,
-          mutation: {
-            seq: log.length + 1,
-            project: entry.project,
-            entity: entry.entity,
-            entityKey: entry.entityKey,
-            op: entry.op,
-            payload: JSON.parse(payloadJson),
-            occurredAt
-          }
-        }
-        log.push(row)
-        byIdentity.set(key(clientId, entry.clientSeq), row)
-        return row.mutation.seq
-      })
-      yield* SubscriptionRef.set(latest, log.length)
-      return seqs
-    })
-
+export const makeMemory: Effect.Effect<MutationLog["Type"]> = Effect.map(LogRules.makeMemory, (log) => {
   const sinceStored = (
     sinceSeq: number,
     projects: ReadonlyArray<string> | undefined,
     limit: number,
     excludeClientId?: string
-  ) =>
-    Effect.sync((): StoredPage => {
-      const allowed = projects === undefined ? undefined : new Set(projects)
-      const mutations: Array<StoredMutation> = []
-      let hasMore = false
-      for (let i = Math.max(0, sinceSeq); i < log.length; i++) {
-        const row = log[i]
-        if (allowed !== undefined && !allowed.has(row.mutation.project)) continue
-        if (row.clientId === excludeClientId) continue
-        if (mutations.length === limit) {
-          hasMore = true
-          break
-        }
-        const { entity, entityKey, occurredAt, op, project, seq } = row.mutation
-        mutations.push({
-          seq,
-          project,
-          entity,
-          entityKey,
-          op,
-          payloadJson: row.payloadJson,
-          occurredAt: occurredAt.getTime()
-        })
-      }
-      return { mutations, hasMore, latestSeq: log.length }
-    })
-
+  ) => log.since(sinceSeq, projects === undefined ? undefined : new Set(projects), limit, excludeClientId)
   return MutationLog.of({
-    append,
+    append: (clientId, entries) => Effect.mapError(log.append(clientId, entries), fromConflict),
     since: (sinceSeq, projects, limit, excludeClientId) =>
-      Effect.map(sinceStored(sinceSeq, projects, limit, excludeClientId), toPullResponse),
+      Effect.map(sinceStored(sinceSeq, projects, limit, excludeClientId), LogRules.toPullResponse),
     sinceStored,
-    latestSeq: Effect.sync(() => log.length),
-    awaitAfter: (seq) => awaitAbove(latest, seq)
+    latestSeq: Effect.sync(log.latestSeq),
+    awaitAfter: log.awaitAfter
   })
 })
 

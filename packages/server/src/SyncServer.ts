@@ -4,9 +4,10 @@
  * - `push`: refuses (403) a batch with any project the token may not use, before anything is
  *   stored; else appends it to the log (409 on an identity conflict, naming the seq).
  * - `pull`: a page of the token's projects, less the writes of `exclude_client_id` (the puller's
- *   own); with `wait_ms` and nothing to return, held until the log grows past the latest seq it
- *   saw (re-checked, since the new seq may be another project's or the puller's own) or the wait
- *   (at most `SyncApi.maxWaitMs`) ends, or the server shuts down.
+ *   own); with `wait_ms` and nothing to return, held (`LogRules.hold`, as core's in-process server
+ *   holds it) until the log grows past the latest seq it saw (re-checked, since the new seq may be
+ *   another project's or the puller's own) or the wait (at most `SyncApi.maxWaitMs`) ends, or the
+ *   server shuts down.
  * - Bad input never reaches a handler as a defect: bodies over the limit get 413, bodies that are
  *   not JSON or do not match the schema get 400 `BadRequest` naming the field, unknown routes 404
  *   `NotFound`; every error answer is JSON with a `message`. Only storage failures give 500.
@@ -21,6 +22,7 @@
  * @since 0.1.0
  */
 import type { Mutation } from "@autosync/core"
+import { LogRules } from "@autosync/core"
 import { SyncApi } from "@autosync/http"
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import type * as HttpApi from "@effect/platform/HttpApi"
@@ -189,13 +191,8 @@ export const layerHandlers: Layer.Layer<HttpApiGroup.ApiGroup<"autosync", "sync"
       const shutdown = yield* ShutdownSignal
 
       const push = Effect.fn("SyncServer.push")(function*(batch: Mutation.PushBatch) {
-        const allowed = yield* SyncApi.AllowedProjects
-        const forbidden = batch.mutations.find((m) => !allowed.has(m.project))
-        if (forbidden) {
-          return yield* new SyncApi.Forbidden({
-            message: `project ${JSON.stringify(forbidden.project)} is not allowed for this token`
-          })
-        }
+        const refused = LogRules.forbidden(batch.mutations, yield* SyncApi.AllowedProjects)
+        if (Option.isSome(refused)) return yield* new SyncApi.Forbidden({ message: refused.value })
         const acceptedSeqs = yield* log.append(batch.clientId, batch.mutations).pipe(Effect.catchAll(fromAppendError))
         return { acceptedSeqs }
       })
@@ -205,26 +202,14 @@ export const layerHandlers: Layer.Layer<HttpApiGroup.ApiGroup<"autosync", "sync"
         function*(params: typeof SyncApi.PullParams.Type) {
           const projects = [...(yield* SyncApi.AllowedProjects)]
           const limit = Math.min(params.limit, SyncApi.maxPullLimit)
-          const wait = Math.min(params.waitMs, SyncApi.maxWaitMs)
           const read = log.sinceStored(params.sinceSeq, projects, limit, params.excludeClientId).pipe(
             Effect.catchAll(storageFailed)
           )
-          let page = yield* read
-          if (page.mutations.length === 0 && wait > 0) {
-            const deadline = (yield* Clock.currentTimeMillis) + wait
-            while (page.mutations.length === 0) {
-              const remaining = deadline - (yield* Clock.currentTimeMillis)
-              if (remaining <= 0) break
-              const woken = yield* log.awaitAfter(page.latestSeq).pipe(
-                Effect.as(true),
-                Effect.catchAll(() => Effect.succeed(false)),
-                Effect.raceFirst(Effect.as(Deferred.await(shutdown), false)),
-                Effect.timeoutTo({ duration: Duration.millis(remaining), onSuccess: (b) => b, onTimeout: () => false })
-              )
-              if (!woken) break
-              page = yield* read
-            }
-          }
+          const page = yield* LogRules.hold(read, {
+            awaitAfter: log.awaitAfter,
+            wait: Duration.millis(Math.min(params.waitMs, SyncApi.maxWaitMs)),
+            stop: Deferred.await(shutdown)
+          })
           return HttpServerResponse.text(pullBody(page), { contentType: "application/json" })
         }
       )

@@ -1,18 +1,24 @@
 /**
- * The `MutationLog` over `@effect/sql`, shared by the SQLite and PostgreSQL backends. What
- * differs between them comes in as a `Dialect`: how seq assignment is serialised, how other
- * processes are told about new seqs, and how this process hears about theirs. Appends are
- * group-committed: one writer fiber stores all the appends waiting, in one transaction.
+ * The `MutationLog` over `@effect/sql`, shared by the SQLite and PostgreSQL backends. The rules
+ * are core's `LogRules` (`plan` decides what an append stores, `page` cuts a pull's page,
+ * `awaitAbove` holds a long-poll); this module only stores them. What differs between the two
+ * databases comes in as a `Dialect`: how seq assignment is serialised, how other processes are
+ * told about new seqs, and how this process hears about theirs (feeding the same latest-seq
+ * `SubscriptionRef` the long-polls wait on). Appends are group-committed: one writer fiber stores
+ * all the appends waiting, in one transaction.
  */
 import type { Mutation } from "@autosync/core"
+import { LogRules } from "@autosync/core"
 import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
+import * as Arr from "effect/Array"
 import * as Cause from "effect/Cause"
 import * as Chunk from "effect/Chunk"
 import * as Clock from "effect/Clock"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import * as Option from "effect/Option"
 import type * as ParseResult from "effect/ParseResult"
 import * as Queue from "effect/Queue"
@@ -21,16 +27,7 @@ import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as SubscriptionRef from "effect/SubscriptionRef"
-import type { StoredMutation, StoredPage } from "../MutationLog.js"
-import {
-  awaitAbove,
-  checkBatch,
-  conflictError,
-  MutationLog,
-  MutationLogError,
-  sameContent,
-  toPullResponse
-} from "../MutationLog.js"
+import { fromConflict, MutationLog, MutationLogError } from "../MutationLog.js"
 
 /** @internal */
 export interface Dialect {
@@ -80,12 +77,6 @@ const decodeStored = Schema.decodeUnknown(Schema.Array(StoredRow))
 /** Rows per INSERT (9 parameters each) and identities per IN list: under every dialect's limit. */
 const chunkSize = 500
 
-const chunks = <A>(items: ReadonlyArray<A>): Array<ReadonlyArray<A>> => {
-  const out: Array<ReadonlyArray<A>> = []
-  for (let i = 0; i < items.length; i += chunkSize) out.push(items.slice(i, i + chunkSize))
-  return out
-}
-
 const storage = (what: string) => (cause: SqlError | ParseResult.ParseError | MutationLogError) =>
   cause._tag === "MutationLogError" ? cause : new MutationLogError({
     reason: "storage",
@@ -99,13 +90,9 @@ const logWarning = (message: string, cause: unknown) =>
 /** An append waiting for the writer. */
 interface Pending {
   readonly clientId: string
-  readonly entries: ReadonlyArray<Mutation.MutationEntry>
-  readonly payloads: ReadonlyMap<number, string>
+  readonly entries: ReadonlyArray<LogRules.StoredEntry>
   readonly done: Deferred.Deferred<ReadonlyArray<number>, MutationLogError>
 }
-
-/** What an identity was stored with. */
-type Stored = Omit<StoredMutation, "occurredAt">
 
 /** A row of `autosync_log` (a type, not an interface: `sql.insert` wants a record). */
 type LogRow = {
@@ -125,24 +112,19 @@ const identity = (clientId: string, clientSeq: number) => `${clientSeq}:${client
 /** The most appends one transaction stores. */
 const maxGroup = 64
 
-/** @internal */
-export const make = (
+/**
+ * The log's latest seq as a `SubscriptionRef` (what long-polls wait on): raised by this process's
+ * commits (`bump`), by hints from other processes, and by a slow poll in case one was missed (a
+ * dropped LISTEN connection, a writer that does not announce), so waiters never hang on a stale value.
+ */
+const watchLatest = (
+  readLatest: Effect.Effect<number, SqlError | ParseResult.ParseError>,
   dialect: Dialect,
   options: Options
-): Effect.Effect<MutationLog["Type"], MutationLogError, SqlClient.SqlClient | Scope.Scope> =>
+) =>
   Effect.gen(function*() {
-    const sql = yield* SqlClient.SqlClient
-
-    const readLatest = sql`SELECT MAX(seq) AS latest FROM autosync_log`.pipe(
-      Effect.flatMap(decodeLatest),
-      Effect.map((rows) => rows[0]?.latest ?? 0)
-    )
-
     const latest = yield* SubscriptionRef.make(yield* Effect.mapError(readLatest, storage("reading the latest seq")))
     const bump = (n: number) => SubscriptionRef.update(latest, (current) => Math.max(current, n))
-
-    // Hints from other processes, and a slow poll in case one was missed (a dropped LISTEN
-    // connection, a writer that does not announce): waiters never hang on a stale value.
     yield* dialect.hints.pipe(
       Stream.runForEach(bump),
       Effect.tapErrorCause((cause) => logWarning("listening for new seqs failed", cause)),
@@ -155,86 +137,108 @@ export const make = (
       Effect.repeat(Schedule.spaced(options.pollInterval)),
       Effect.forkScoped
     )
+    return { latest, bump }
+  })
 
-    const selectIdentities = (clientId: string, clientSeqs: ReadonlyArray<number>) =>
-      Effect.forEach(chunks(clientSeqs), (chunk) =>
+/**
+ * The body of one append transaction over a group: each append planned by the rules
+ * (`LogRules.plan`), in queue order, against what is stored and what the appends before it in
+ * the group store; the new rows inserted and announced. Outcomes are per append.
+ */
+const storeGroup = (
+  sql: SqlClient.SqlClient,
+  dialect: Dialect,
+  readLatest: Effect.Effect<number, SqlError | ParseResult.ParseError>
+) => {
+  const selectIdentities = (clientId: string, clientSeqs: ReadonlyArray<number>) =>
+    Effect.forEach(
+      Arr.chunksOf(clientSeqs, chunkSize),
+      (chunk) =>
         sql`SELECT seq, client_seq, project, entity, entity_key, op, payload FROM autosync_log
-            WHERE client_id = ${clientId} AND client_seq IN ${sql.in(chunk)}`.pipe(
+          WHERE client_id = ${clientId} AND client_seq IN ${sql.in(chunk)}`.pipe(
           Effect.flatMap(decodeIdentities)
-        )).pipe(Effect.map((pages) =>
-          pages.flat()
-        ))
+        )
+    ).pipe(Effect.map((pages) => pages.flat()))
 
-    // Group commit: appends queue up and one writer fiber stores everything waiting in one
-    // transaction (one lock, one identity lookup per client, one insert per 500 rows, one
-    // announcement, one commit), with exactly the outcome each append would have had alone, in
-    // queue order. While a transaction runs the next group gathers, so an idle log adds no delay.
-    const queue = yield* Queue.unbounded<Pending>()
+  // What the group's identities were stored with, before it.
+  const storedIdentities = (group: ReadonlyArray<Pending>) =>
+    Effect.gen(function*() {
+      const wanted = new Map<string, Set<number>>()
+      for (const { clientId, entries } of group) {
+        const seqs = wanted.get(clientId) ?? new Set<number>()
+        for (const entry of entries) seqs.add(entry.clientSeq)
+        wanted.set(clientId, seqs)
+      }
+      const known = new Map<string, LogRules.Identity>()
+      for (const [clientId, clientSeqs] of wanted) {
+        for (const row of yield* selectIdentities(clientId, [...clientSeqs])) {
+          known.set(identity(clientId, row.client_seq), {
+            seq: row.seq,
+            project: row.project,
+            entity: row.entity,
+            entityKey: row.entity_key,
+            op: row.op,
+            payloadJson: row.payload
+          })
+        }
+      }
+      return known
+    })
 
+  return (group: ReadonlyArray<Pending>, occurredAt: number) =>
+    Effect.gen(function*() {
+      yield* dialect.lock
+      const known = yield* storedIdentities(group)
+      // Under the lock, so max(seq) + 1 is ours: gap-free, and in commit order. The new rows
+      // get exactly these seqs (nothing else can insert meanwhile), so they are not read back.
+      let latest = yield* readLatest
+      const rows: Array<LogRow> = []
+      const outcomes = group.map(({ clientId, entries }): ReadonlyArray<number> | MutationLogError => {
+        const planned = LogRules.plan(clientId, entries, (s) => known.get(identity(clientId, s)), latest)
+        if (Either.isLeft(planned)) return fromConflict(planned.left)
+        for (const fresh of planned.right.fresh) {
+          known.set(identity(clientId, fresh.clientSeq), fresh)
+          rows.push({
+            seq: fresh.seq,
+            client_id: clientId,
+            client_seq: fresh.clientSeq,
+            project: fresh.project,
+            entity: fresh.entity,
+            entity_key: fresh.entityKey,
+            op: fresh.op,
+            payload: fresh.payloadJson,
+            occurred_at: occurredAt
+          })
+        }
+        latest += planned.right.fresh.length
+        return planned.right.seqs
+      })
+      for (const chunk of Arr.chunksOf(rows, chunkSize)) {
+        yield* sql`INSERT INTO autosync_log ${sql.insert(chunk)}`
+      }
+      if (rows.length > 0) yield* dialect.announce(latest)
+      return { announced: rows.length > 0 ? latest : undefined, outcomes }
+    })
+}
+
+/**
+ * The writer: appends queue up and one fiber stores everything waiting in one transaction (one
+ * lock, one identity lookup per client, one insert per 500 rows, one announcement, one commit),
+ * with exactly the outcome each append would have had alone, in queue order. While a transaction
+ * runs the next group gathers, so an idle log adds no delay.
+ */
+const makeWriter = (
+  sql: SqlClient.SqlClient,
+  dialect: Dialect,
+  readLatest: Effect.Effect<number, SqlError | ParseResult.ParseError>,
+  bump: (latest: number) => Effect.Effect<void>
+) =>
+  Effect.gen(function*() {
+    const store = storeGroup(sql, dialect, readLatest)
     const writeGroup = (group: ReadonlyArray<Pending>) =>
       Effect.gen(function*() {
         const occurredAt = yield* Clock.currentTimeMillis
-        const { announced, outcomes } = yield* sql.withTransaction(Effect.gen(function*() {
-          yield* dialect.lock
-          const wanted = new Map<string, Set<number>>()
-          for (const { clientId, entries } of group) {
-            const seqs = wanted.get(clientId) ?? new Set<number>()
-            for (const entry of entries) seqs.add(entry.clientSeq)
-            wanted.set(clientId, seqs)
-          }
-          // What is stored already, then what this group stores, by identity.
-          const known = new Map<string, Stored>()
-          for (const [clientId, clientSeqs] of wanted) {
-            for (const row of yield* selectIdentities(clientId, [...clientSeqs])) {
-              known.set(identity(clientId, row.client_seq), {
-                seq: row.seq,
-                project: row.project,
-                entity: row.entity,
-                entityKey: row.entity_key,
-                op: row.op,
-                payloadJson: row.payload
-              })
-            }
-          }
-          // Under the lock, so max(seq) + 1 is ours: gap-free, and in commit order. The new rows
-          // get exactly these seqs (nothing else can insert meanwhile), so they are not read back.
-          const base = yield* readLatest
-          let next = base
-          const rows: Array<LogRow> = []
-          const outcomes = group.map(({ clientId, entries, payloads }): ReadonlyArray<number> | MutationLogError => {
-            for (const entry of entries) {
-              const before = known.get(identity(clientId, entry.clientSeq))
-              if (before && !sameContent(before, { ...entry, payloadJson: payloads.get(entry.clientSeq)! })) {
-                return conflictError(clientId, entry.clientSeq, before.seq)
-              }
-            }
-            return entries.map((entry) => {
-              const key = identity(clientId, entry.clientSeq)
-              const before = known.get(key)
-              if (before) return before.seq
-              const payloadJson = payloads.get(entry.clientSeq)!
-              const seq = ++next
-              known.set(key, { ...entry, seq, payloadJson })
-              rows.push({
-                seq,
-                client_id: clientId,
-                client_seq: entry.clientSeq,
-                project: entry.project,
-                entity: entry.entity,
-                entity_key: entry.entityKey,
-                op: entry.op,
-                payload: payloadJson,
-                occurred_at: occurredAt
-              })
-              return seq
-            })
-          })
-          for (const chunk of chunks(rows)) {
-            yield* sql`INSERT INTO autosync_log ${sql.insert(chunk)}`
-          }
-          if (rows.length > 0) yield* dialect.announce(next)
-          return { announced: rows.length > 0 ? next : undefined, outcomes }
-        }))
+        const { announced, outcomes } = yield* sql.withTransaction(store(group, occurredAt))
         if (announced !== undefined) yield* bump(announced)
         yield* Effect.forEach(group, ({ done }, i) => {
           const outcome = outcomes[i]
@@ -256,6 +260,7 @@ export const make = (
         })
       )
 
+    const queue = yield* Queue.unbounded<Pending>()
     // A group once taken is written to the end, even when the log is closing.
     yield* Queue.takeBetween(queue, 1, maxGroup).pipe(
       Effect.flatMap((group) =>
@@ -282,55 +287,70 @@ export const make = (
       )
     )
 
-    const append = (clientId: string, entries: ReadonlyArray<Mutation.MutationEntry>) =>
+    return (clientId: string, entries: ReadonlyArray<Mutation.MutationEntry>) =>
       Effect.gen(function*() {
         if (entries.length === 0) return []
-        const payloads = yield* checkBatch(clientId, entries)
+        // Payloads are serialised here, off the writer's transaction.
         const done = yield* Deferred.make<ReadonlyArray<number>, MutationLogError>()
-        yield* Queue.offer(queue, { clientId, entries, payloads, done })
+        yield* Queue.offer(queue, { clientId, entries: LogRules.encodeEntries(entries), done })
         return yield* Deferred.await(done)
       })
+  })
 
-    const sinceStored = (
-      sinceSeq: number,
-      projects: ReadonlyArray<string> | undefined,
-      limit: number,
-      excludeClientId?: string
-    ) =>
-      Effect.gen(function*() {
-        // The latest seq first: every seq up to it is committed, so it never runs ahead of the page.
-        const latestSeq = yield* readLatest
-        if (projects !== undefined && projects.length === 0) {
-          return { mutations: [], hasMore: false, latestSeq } satisfies StoredPage
-        }
-        const rows = yield* sql`SELECT seq, project, entity, entity_key, op, payload, occurred_at FROM autosync_log
-          WHERE seq > ${sinceSeq}
-            ${projects === undefined ? sql`` : sql`AND project IN ${sql.in(projects)}`}
-            ${excludeClientId === undefined ? sql`` : sql`AND client_id <> ${excludeClientId}`}
-          ORDER BY seq LIMIT ${limit + 1}`.pipe(Effect.flatMap(decodeStored))
-        const mutations = rows.slice(0, limit).map((row): StoredMutation => ({
-          seq: row.seq,
-          project: row.project,
-          entity: row.entity,
-          entityKey: row.entity_key,
-          op: row.op,
-          payloadJson: row.payload,
-          occurredAt: row.occurred_at
-        }))
-        const last = mutations.length > 0 ? mutations[mutations.length - 1].seq : 0
-        return {
-          mutations,
-          hasMore: rows.length > limit,
-          latestSeq: Math.max(latestSeq, last)
-        } satisfies StoredPage
-      }).pipe(Effect.mapError(storage("reading the log")))
+/** The reader: a page is the rules' `page` over the candidates SQL selects. */
+const makeReader = (
+  sql: SqlClient.SqlClient,
+  readLatest: Effect.Effect<number, SqlError | ParseResult.ParseError>
+) =>
+(
+  sinceSeq: number,
+  projects: ReadonlyArray<string> | undefined,
+  limit: number,
+  excludeClientId?: string
+): Effect.Effect<LogRules.StoredPage, MutationLogError> =>
+  Effect.gen(function*() {
+    // The latest seq first: every seq up to it is committed, so it never runs ahead of the page.
+    const latestSeq = yield* readLatest
+    // No project allowed: nothing to select (and `IN ()` is not SQL).
+    if (projects !== undefined && projects.length === 0) return LogRules.page([], limit, latestSeq)
+    // The candidates: after the cursor, of the projects, less the writes of excludeClientId.
+    const rows = yield* sql`SELECT seq, project, entity, entity_key, op, payload, occurred_at FROM autosync_log
+      WHERE seq > ${sinceSeq}
+        ${projects === undefined ? sql`` : sql`AND project IN ${sql.in(projects)}`}
+        ${excludeClientId === undefined ? sql`` : sql`AND client_id <> ${excludeClientId}`}
+      ORDER BY seq LIMIT ${limit + 1}`.pipe(Effect.flatMap(decodeStored))
+    const candidates = rows.map((row): LogRules.StoredMutation => ({
+      seq: row.seq,
+      project: row.project,
+      entity: row.entity,
+      entityKey: row.entity_key,
+      op: row.op,
+      payloadJson: row.payload,
+      occurredAt: row.occurred_at
+    }))
+    return LogRules.page(candidates, limit, latestSeq)
+  }).pipe(Effect.mapError(storage("reading the log")))
 
+/** @internal */
+export const make = (
+  dialect: Dialect,
+  options: Options
+): Effect.Effect<MutationLog["Type"], MutationLogError, SqlClient.SqlClient | Scope.Scope> =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const readLatest = sql`SELECT MAX(seq) AS latest FROM autosync_log`.pipe(
+      Effect.flatMap(decodeLatest),
+      Effect.map((rows) => rows[0]?.latest ?? 0)
+    )
+    const { bump, latest } = yield* watchLatest(readLatest, dialect, options)
+    const append = yield* makeWriter(sql, dialect, readLatest, bump)
+    const sinceStored = makeReader(sql, readLatest)
     return MutationLog.of({
       append,
       since: (sinceSeq, projects, limit, excludeClientId) =>
-        Effect.map(sinceStored(sinceSeq, projects, limit, excludeClientId), toPullResponse),
+        Effect.map(sinceStored(sinceSeq, projects, limit, excludeClientId), LogRules.toPullResponse),
       sinceStored,
       latestSeq: Effect.mapError(readLatest, storage("reading the latest seq")),
-      awaitAfter: (seq) => awaitAbove(latest, seq)
+      awaitAfter: (seq) => LogRules.awaitAbove(latest, seq)
     })
   })
