@@ -243,9 +243,6 @@ const lockedTransaction = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
       )
     ))
 
-const isMigrationError = (u: unknown): u is Migrator.MigrationError =>
-  typeof u === "object" && u !== null && (u as { _tag?: unknown })._tag === "MigrationError"
-
 /**
  * Checks the version, then runs the pending migrations in one transaction. Safe to run from
  * several processes at once: the transaction takes SQLite's write lock before it reads which
@@ -266,9 +263,11 @@ export const run = (
     checkVersion(label),
     lockedTransaction(Migrator.make({})({ loader, table: migrationsTable })).pipe(
       // The Migrator turns a failing migration into a defect; it is a storage failure to us.
-      Effect.catchAllDefect((defect) => isMigrationError(defect) ? Effect.fail(defect) : Effect.die(defect)),
+      Effect.catchAllDefect((defect) =>
+        defect instanceof Migrator.MigrationError ? Effect.fail(defect) : Effect.die(defect)
+      ),
       Effect.mapError((error) =>
-        isMigrationError(error) && error.cause !== undefined
+        error instanceof Migrator.MigrationError && error.cause !== undefined
           ? fromCause(label, `migrating (${error.message})`, error.cause)
           : fromCause(label, "migrating", error)
       )
