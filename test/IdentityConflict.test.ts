@@ -5,18 +5,19 @@
  * reidentify` refuses while that agent holds the file and then gives the copy a new identity,
  * and after that both replicas sync and end with the same documents.
  */
+import { Status } from "@autosync/core"
+import { Schema } from "effect"
 import { copyFileSync, existsSync } from "node:fs"
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest"
 import { assertBuilt, createToken, type Proc, Processes, startServer, tempDir, waitFor } from "./support/processes.js"
 
 const project = "notes"
 
-interface StatusReport {
-  readonly client_id: string
-  readonly pending: number
-  readonly reason_code: string | null
-  readonly last_error: string | null
-}
+/** `status --json` output: exactly a `Status.StatusReport` (snake_case keys, ISO dates). */
+const parseStatusReport = (text: string) =>
+  Schema.encodeSync(Status.StatusReport)(
+    Schema.decodeUnknownSync(Schema.parseJson(Status.StatusReport))(text, { onExcessProperty: "error" })
+  )
 
 describe("identity conflicts", () => {
   const procs = new Processes()
@@ -30,7 +31,7 @@ describe("identity conflicts", () => {
     if (result.code !== 0) throw new Error(`autosync ${args.join(" ")} failed (${result.code}): ${result.stderr}`)
     return result.stdout
   }
-  const status = async (db: string) => JSON.parse(await cli("status", "--db", db, "--json")) as StatusReport
+  const status = async (db: string) => parseStatusReport(await cli("status", "--db", db, "--json"))
   const documents = async (db: string) => JSON.parse(await cli("list", "--db", db, "--json", project)) as unknown
 
   it("a copied file gets identity_conflict; after reidentify both converge", { timeout: 240_000 }, async () => {

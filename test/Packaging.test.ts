@@ -6,7 +6,8 @@
  *
  * Proves: the packed manifests resolve (no `workspace:*` left, `dist` shipped, no `source`
  * condition pointing at TypeScript), the application ends with one copy of `effect` (the
- * libraries take it as a peer), the CLI tarball runs its bundle, and the example works.
+ * libraries take it as a peer), the CLI tarball runs its bundle, the example works, and an
+ * application's own vitest runs `@autosync/testkit`'s LocalStore suite (with `@autosync/core/testing`).
  * npm compiles better-sqlite3 here, so this takes a minute or two.
  */
 import { spawn } from "node:child_process"
@@ -16,7 +17,7 @@ import ts from "typescript"
 import { afterAll, describe, expect, it } from "vitest"
 import { Proc, repoRoot, tempDir, waitFor } from "./support/processes.js"
 
-const packages = ["core", "sqlite", "http", "server", "cli"] as const
+const packages = ["core", "sqlite", "http", "server", "cli", "testkit"] as const
 
 // effect and the @effect/* peers, at the ranges of STACK.md (what an application would install).
 const peers = {
@@ -26,18 +27,21 @@ const peers = {
   "@effect/platform-node": "^0.108.2",
   "@effect/sql": "^0.52.1",
   "@effect/sql-pg": "^0.53.0",
-  "@effect/sql-sqlite-node": "^0.53.0"
+  "@effect/sql-sqlite-node": "^0.53.0",
+  // @autosync/testkit's peers: an application that tests its own backend has them.
+  "@effect/vitest": "^0.30.0",
+  vitest: "^3.2.4"
 }
 
 const box = tempDir("packaging")
 const procs: Array<Proc> = []
 
-// A clean environment for npm: none of the npm_*/pnpm settings `pnpm test` passes to its scripts
+// A clean environment for npm: none of the npm_*/pnpm settings `pnpm test` passes to its scripts, nor vitest's own
 // (they would steer the install). node-gyp gets Node's headers rather than a download.
 const env = (): Record<string, string> => {
   const clean: Record<string, string> = {}
   for (const [key, value] of Object.entries(process.env)) {
-    if (value !== undefined && !/^(npm_|pnpm_)/i.test(key)) clean[key] = value
+    if (value !== undefined && !/^(npm_|pnpm_|vitest)/i.test(key)) clean[key] = value
   }
   clean.NO_COLOR = "1"
   if (existsSync("/usr/include/node/node.h")) clean.npm_config_nodedir = process.env.npm_config_nodedir ?? "/usr"
@@ -156,7 +160,10 @@ describe("packaging", () => {
         const json = manifest(pkg)
         expect(JSON.stringify(json)).not.toContain("workspace:")
         expect(JSON.stringify(json.exports)).not.toContain("source")
-        expect(existsSync(join(app, "node_modules", "@autosync", pkg, json.exports["."].types))).toBe(true)
+        for (const entry of Object.values(json.exports) as Array<{ types: string; default: string }>) {
+          expect(existsSync(join(app, "node_modules", "@autosync", pkg, entry.types))).toBe(true)
+          expect(existsSync(join(app, "node_modules", "@autosync", pkg, entry.default))).toBe(true)
+        }
         if (pkg !== "cli") {
           expect(json.peerDependencies.effect).toBe(peers.effect)
           expect(Object.keys(json.dependencies ?? {}).filter((d) => !d.startsWith("@autosync/"))).toEqual([])
@@ -241,6 +248,36 @@ describe("packaging", () => {
         value: { title: "Hello from laptop.db" }
       })
       await server.stop()
+
+      step("the application's vitest runs @autosync/testkit's LocalStore suite")
+      // 8. A user testing their own LocalStore: the suite from the installed testkit, run by the
+      // application's own vitest (here against the memory store), and the test tools' entry point.
+      writeFileSync(
+        join(app, "store.test.mjs"),
+        [
+          `import { LocalStore } from "@autosync/core"`,
+          `import { FaultyTransport } from "@autosync/core/testing"`,
+          `import { LocalStoreSuite } from "@autosync/testkit"`,
+          `import { expect, it } from "vitest"`,
+          `LocalStoreSuite("my store", LocalStore.layerMemory)`,
+          `it("the test tools are behind @autosync/core/testing", () => {`,
+          `  expect(typeof FaultyTransport.wrap).toBe("function")`,
+          `})`
+        ].join("\n")
+      )
+      const tested = await run(
+        process.execPath,
+        [
+          join(app, "node_modules/vitest/vitest.mjs"),
+          "run",
+          "store.test.mjs",
+          "--reporter=verbose"
+        ],
+        app,
+        { timeoutMs: 120_000, env: { CI: "1" } }
+      )
+      expect(tested).toContain("LocalStore contract: my store")
+      expect(tested).toMatch(/Tests\s+\d+ passed/)
       step("done")
     },
     420_000

@@ -127,7 +127,7 @@ export const run = (options: Options): Effect.Effect<void, unknown, FileSystem.F
           payload: { n, title: `Note ${n}`, tags: ["demo", n % 2 === 0 ? "even" : "odd"] }
         }
       })
-      yield* a.store.appendLocal("cloud", batch)
+      yield* a.store.appendLocal(SyncConfig.defaults.targetKey, batch)
       const t = yield* Clock.currentTimeMillis
       for (const row of batch) writtenAt.set(row.entityKey, t)
       yield* a.manager.notifyDirty

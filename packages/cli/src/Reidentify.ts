@@ -10,7 +10,7 @@
  *
  * @since 0.1.0
  */
-import { LocalStore } from "@autosync/core"
+import { LocalStore, SyncConfig } from "@autosync/core"
 import * as Command from "@effect/cli/Command"
 import * as Clock from "effect/Clock"
 import * as Console from "effect/Console"
@@ -19,8 +19,8 @@ import * as CliError from "./CliError.js"
 import * as Flags from "./Flags.js"
 import * as Replica from "./Replica.js"
 
-// The target the agent syncs (`SyncConfig.targetKey`'s default): its lease tells a running agent.
-const targetKey = "cloud"
+// The target the agent syncs: its lease tells a running agent.
+const targetKey = SyncConfig.defaults.targetKey
 
 const reidentify = (file: string) =>
   Effect.gen(function*() {

@@ -3,11 +3,12 @@
  *
  * @since 0.1.0
  */
-import { LocalStore, type Status } from "@autosync/core"
+import { LocalStore, Status, SyncConfig } from "@autosync/core"
 import * as Command from "@effect/cli/Command"
 import * as Clock from "effect/Clock"
 import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
+import * as Schema from "effect/Schema"
 import * as CliError from "./CliError.js"
 import * as Flags from "./Flags.js"
 import * as Replica from "./Replica.js"
@@ -22,52 +23,41 @@ export const command = Command.make(
   (opts) =>
     Effect.gen(function*() {
       const store = yield* LocalStore.LocalStore
-      const state = yield* store.getSyncState("cloud")
-      const pending = yield* store.countPending("cloud")
-      const nonEnrolled = yield* store.skipAckNonEnrolledMutations("cloud")
-      const enrolled = yield* store.listEnrolled
-      const now = new Date(yield* Clock.currentTimeMillis)
-      const leaseActive = state.leaseOwner !== undefined && state.leaseUntil !== undefined && state.leaseUntil > now
-      // The file holds no live phase (that lives in the running manager): derive one from the state.
-      const phase: Status.Phase = state.consecutiveFailures > 0
-        ? "backoff"
-        : state.lastPulledSeq > 0 || state.lastAckedSeq > 0
-        ? "healthy"
-        : "idle"
-      const report = {
+      const targetKey = SyncConfig.defaults.targetKey
+      const report = Status.report(yield* store.getSyncState(targetKey), {
         file: opts.db,
-        client_id: store.clientId,
-        phase,
-        pending,
-        non_enrolled_pending: nonEnrolled,
-        enrolled,
-        last_enqueued_seq: state.lastEnqueuedSeq,
-        last_acked_seq: state.lastAckedSeq,
-        last_pulled_seq: state.lastPulledSeq,
-        consecutive_failures: state.consecutiveFailures,
-        last_error: state.lastError ?? null,
-        reason_code: state.reasonCode ?? null,
-        backoff_until: state.backoffUntil?.toISOString() ?? null,
-        lease_owner: leaseActive ? state.leaseOwner! : null,
-        lease_until: leaseActive ? state.leaseUntil!.toISOString() : null
-      }
-      if (opts.json) return yield* Console.log(JSON.stringify(report, null, 2))
+        clientId: store.clientId,
+        pending: yield* store.countPending(targetKey),
+        nonEnrolledPending: yield* store.skipAckNonEnrolledMutations(targetKey),
+        enrolled: yield* store.listEnrolled,
+        now: new Date(yield* Clock.currentTimeMillis)
+      })
+      if (opts.json) return yield* Console.log(JSON.stringify(Schema.encodeSync(Status.StatusReport)(report), null, 2))
+      const { nonEnrolledPending } = report
       const rows: Array<[string, unknown]> = [
         ["file", report.file],
-        ["client id", report.client_id],
+        ["client id", report.clientId],
         ["phase", report.phase],
-        ["pending rows", `${report.pending}${nonEnrolled > 0 ? ` (${nonEnrolled} in projects not enrolled)` : ""}`],
+        [
+          "pending rows",
+          `${report.pending}${nonEnrolledPending > 0 ? ` (${nonEnrolledPending} in projects not enrolled)` : ""}`
+        ],
         [
           "enrolled",
-          enrolled.length > 0 ? enrolled.join(", ") : "(none: nothing is pushed until you `autosync enroll`)"
+          report.enrolled.length > 0
+            ? report.enrolled.join(", ")
+            : "(none: nothing is pushed until you `autosync enroll`)"
         ],
-        ["last pulled seq", report.last_pulled_seq],
-        ["last acked seq", report.last_acked_seq],
-        ["failures", report.consecutive_failures],
-        ["last error", report.last_error ?? "-"],
-        ["reason", report.reason_code ?? "-"],
-        ["retry at", report.backoff_until ?? "-"],
-        ["lease holder", report.lease_owner ? `${report.lease_owner} until ${report.lease_until}` : "(free)"]
+        ["last pulled seq", report.lastPulledSeq],
+        ["last acked seq", report.lastAckedSeq],
+        ["failures", report.consecutiveFailures],
+        ["last error", report.lastError ?? "-"],
+        ["reason", report.reasonCode ?? "-"],
+        ["retry at", report.backoffUntil?.toISOString() ?? "-"],
+        [
+          "lease holder",
+          report.leaseOwner !== null ? `${report.leaseOwner} until ${report.leaseUntil?.toISOString()}` : "(free)"
+        ]
       ]
       yield* Console.log(rows.map(([k, v]) => `${k.padEnd(16)} ${v}`).join("\n"))
     }).pipe(Effect.provide(Replica.layerExisting(opts.db)), CliError.explain)

@@ -4,6 +4,8 @@
  * `AUTOSYNC_*` variable unless the test sets it, and every child killed when the test finishes,
  * pass or fail. Every wait polls for a condition until a deadline; none sleeps and hopes.
  */
+import { Status } from "@autosync/core"
+import { Schema } from "effect"
 import { type ChildProcess, spawn } from "node:child_process"
 import * as Fs from "node:fs"
 import * as Net from "node:net"
@@ -95,24 +97,14 @@ export const unusedPort = () =>
     })
   })
 
-/** The status `--json` report (the fields the tests read). */
-export interface StatusReport {
-  readonly file: string
-  readonly client_id: string
-  readonly phase: string
-  readonly pending: number
-  readonly non_enrolled_pending: number
-  readonly enrolled: ReadonlyArray<string>
-  readonly last_enqueued_seq: number
-  readonly last_acked_seq: number
-  readonly last_pulled_seq: number
-  readonly consecutive_failures: number
-  readonly last_error: string | null
-  readonly reason_code: string | null
-  readonly backoff_until: string | null
-  readonly lease_owner: string | null
-  readonly lease_until: string | null
-}
+/** The status `--json` report as printed: snake_case keys, ISO dates (`Status.StatusReport` encoded). */
+export type StatusReport = typeof Status.StatusReport.Encoded
+
+/** Parses `status --json` output: exactly a `Status.StatusReport`, no field missing or extra. */
+export const parseStatusReport = (text: string): StatusReport =>
+  Schema.encodeSync(Status.StatusReport)(
+    Schema.decodeUnknownSync(Schema.parseJson(Status.StatusReport))(text, { onExcessProperty: "error" })
+  )
 
 export interface Server {
   readonly child: Child
@@ -199,7 +191,7 @@ export class Sandbox {
   }
 
   async status(db: string): Promise<StatusReport> {
-    return JSON.parse(await this.ok(["status", "--db", db, "--json"])) as StatusReport
+    return parseStatusReport(await this.ok(["status", "--db", db, "--json"]))
   }
 
   /**

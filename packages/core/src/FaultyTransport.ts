@@ -34,7 +34,8 @@
  * provide `TestClock`): storm, switch the faults off, let the manager catch up, then assert.
  *
  * ```ts
- * import { CloudTransport, FaultyTransport, LocalStore, SyncConfig, SyncManager } from "@autosync/core"
+ * import { CloudTransport, LocalStore, SyncConfig, SyncManager } from "@autosync/core"
+ * import { FaultyTransport } from "@autosync/core/testing"
  * import { assert, it } from "@effect/vitest"
  * import { Effect, Random, TestClock } from "effect"
  *

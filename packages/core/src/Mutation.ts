@@ -1,7 +1,8 @@
 /**
  * The data that flows through autosync: what a replica pushes, what it pulls, and the rows of
- * its journal. TypeScript fields are camelCase; the encoded (JSON) form is snake_case, the same
- * on the wire and in `autosync status --json`.
+ * its journal. TypeScript fields are camelCase; the wire schemas' encoded (JSON) form is
+ * snake_case. Journal rows, sync state and local writes have no JSON form of their own
+ * (`autosync status --json` is `Status.StatusReport`).
  *
  * @since 0.1.0
  */
@@ -179,9 +180,6 @@ export const Cursor = Schema.Number.pipe(
     jsonSchema: { type: "integer", minimum: 0, maximum: Number.MAX_SAFE_INTEGER }
   })
 )
-
-const snake = <S extends Schema.Schema.Any, K extends string>(schema: S, key: K) =>
-  Schema.propertySignature(schema).pipe(Schema.fromKey(key))
 
 // The wire schemas below are transformations from the JSON struct (snake_case, every refinement,
 // so problems are named as they are spelled on the wire) to a plain type-side struct, renaming by
@@ -377,7 +375,7 @@ export interface PullResponse extends Schema.Schema.Type<typeof PullResponse> {}
 export const LocalWrite = Schema.Struct({
   project: Project,
   entity: Entity,
-  entityKey: snake(EntityKey, "entity_key"),
+  entityKey: EntityKey,
   op: Op,
   payload: Payload
 })
@@ -402,15 +400,15 @@ export const Source = Schema.Literal("local", "remote")
  */
 export const SyncMutation = Schema.Struct({
   seq: Seq,
-  targetKey: snake(Schema.String, "target_key"),
+  targetKey: Schema.String,
   project: StoredProject,
   entity: Entity,
-  entityKey: snake(EntityKey, "entity_key"),
+  entityKey: EntityKey,
   op: Op,
   payload: Payload,
   source: Source,
-  occurredAt: snake(Schema.Date, "occurred_at"),
-  ackedAt: Schema.optionalWith(Schema.Date, { exact: true }).pipe(Schema.fromKey("acked_at"))
+  occurredAt: Schema.Date,
+  ackedAt: Schema.optionalWith(Schema.Date, { exact: true })
 })
 /**
  * @since 0.1.0
@@ -425,19 +423,19 @@ export interface SyncMutation extends Schema.Schema.Type<typeof SyncMutation> {}
  * @category models
  */
 export const SyncState = Schema.Struct({
-  targetKey: snake(Schema.String, "target_key"),
-  lastEnqueuedSeq: snake(Cursor, "last_enqueued_seq"),
-  lastAckedSeq: snake(Cursor, "last_acked_seq"),
-  lastPulledSeq: snake(Cursor, "last_pulled_seq"),
-  consecutiveFailures: snake(Schema.NonNegativeInt, "consecutive_failures"),
-  backoffUntil: Schema.optionalWith(Schema.Date, { exact: true }).pipe(Schema.fromKey("backoff_until")),
-  lastError: Schema.optionalWith(Schema.String, { exact: true }).pipe(Schema.fromKey("last_error")),
-  reasonCode: Schema.optionalWith(Schema.String, { exact: true }).pipe(Schema.fromKey("reason_code")),
+  targetKey: Schema.String,
+  lastEnqueuedSeq: Cursor,
+  lastAckedSeq: Cursor,
+  lastPulledSeq: Cursor,
+  consecutiveFailures: Schema.NonNegativeInt,
+  backoffUntil: Schema.optionalWith(Schema.Date, { exact: true }),
+  lastError: Schema.optionalWith(Schema.String, { exact: true }),
+  reasonCode: Schema.optionalWith(Schema.String, { exact: true }),
   /** The `CloudTransport.identity` the recorded failure was met with (server URL, token hash). */
-  transportIdentity: Schema.optionalWith(Schema.String, { exact: true }).pipe(Schema.fromKey("transport_identity")),
-  leaseOwner: Schema.optionalWith(Schema.String, { exact: true }).pipe(Schema.fromKey("lease_owner")),
-  leaseUntil: Schema.optionalWith(Schema.Date, { exact: true }).pipe(Schema.fromKey("lease_until")),
-  updatedAt: snake(Schema.Date, "updated_at")
+  transportIdentity: Schema.optionalWith(Schema.String, { exact: true }),
+  leaseOwner: Schema.optionalWith(Schema.String, { exact: true }),
+  leaseUntil: Schema.optionalWith(Schema.Date, { exact: true }),
+  updatedAt: Schema.Date
 })
 /**
  * @since 0.1.0

@@ -14,6 +14,7 @@
  * @since 0.1.0
  */
 import * as Schema from "effect/Schema"
+import type { SyncState } from "./Mutation.js"
 
 /**
  * @since 0.1.0
@@ -187,3 +188,89 @@ const rank = (code: ReasonCode): number =>
     : code === "internal_error"
     ? 1
     : 0
+
+const nullable = <S extends Schema.Schema.Any, K extends string>(schema: S, key: K) =>
+  Schema.propertySignature(Schema.NullOr(schema)).pipe(Schema.fromKey(key))
+
+const count = <K extends string>(key: K) => Schema.propertySignature(Schema.NonNegativeInt).pipe(Schema.fromKey(key))
+
+/**
+ * What `autosync status` reports about a replica file, read from the file alone (no running
+ * manager, no server). `null` where there is nothing to tell; the encoded form (what
+ * `status --json` prints) has snake_case keys and ISO dates.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const StatusReport = Schema.Struct({
+  file: Schema.String,
+  clientId: Schema.propertySignature(Schema.String).pipe(Schema.fromKey("client_id")),
+  phase: Phase,
+  pending: Schema.NonNegativeInt,
+  nonEnrolledPending: count("non_enrolled_pending"),
+  enrolled: Schema.Array(Schema.String),
+  lastEnqueuedSeq: count("last_enqueued_seq"),
+  lastAckedSeq: count("last_acked_seq"),
+  lastPulledSeq: count("last_pulled_seq"),
+  consecutiveFailures: count("consecutive_failures"),
+  lastError: nullable(Schema.String, "last_error"),
+  reasonCode: nullable(Schema.String, "reason_code"),
+  backoffUntil: nullable(Schema.Date, "backoff_until"),
+  leaseOwner: nullable(Schema.String, "lease_owner"),
+  leaseUntil: nullable(Schema.Date, "lease_until")
+})
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface StatusReport extends Schema.Schema.Type<typeof StatusReport> {}
+
+/**
+ * What a report needs beside the target's `SyncState`, all read from the same file.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ReportFacts {
+  readonly file: string
+  readonly clientId: string
+  /** Local rows not yet acked, enrolled or not. */
+  readonly pending: number
+  /** Of those, the rows in projects that are not enrolled. */
+  readonly nonEnrolledPending: number
+  readonly enrolled: ReadonlyArray<string>
+  readonly now: Date
+}
+
+/**
+ * The report of a replica file. The file holds no live phase (that lives in the running
+ * manager), so one is derived from the state: `backoff` after failures, `healthy` once anything
+ * was acked or pulled, else `idle`. A lease shows only while it is held (not yet expired).
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const report = (state: SyncState, facts: ReportFacts): StatusReport => {
+  const leaseHeld = state.leaseOwner !== undefined && state.leaseUntil !== undefined && state.leaseUntil > facts.now
+  return {
+    file: facts.file,
+    clientId: facts.clientId,
+    phase: state.consecutiveFailures > 0
+      ? "backoff"
+      : state.lastPulledSeq > 0 || state.lastAckedSeq > 0
+      ? "healthy"
+      : "idle",
+    pending: facts.pending,
+    nonEnrolledPending: facts.nonEnrolledPending,
+    enrolled: facts.enrolled,
+    lastEnqueuedSeq: state.lastEnqueuedSeq,
+    lastAckedSeq: state.lastAckedSeq,
+    lastPulledSeq: state.lastPulledSeq,
+    consecutiveFailures: state.consecutiveFailures,
+    lastError: state.lastError ?? null,
+    reasonCode: state.reasonCode ?? null,
+    backoffUntil: state.backoffUntil ?? null,
+    leaseOwner: leaseHeld ? state.leaseOwner! : null,
+    leaseUntil: leaseHeld ? state.leaseUntil! : null
+  }
+}

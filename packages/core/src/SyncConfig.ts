@@ -6,10 +6,8 @@
  */
 import * as Config from "effect/Config"
 import * as ConfigError from "effect/ConfigError"
-import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Random from "effect/Random"
 
@@ -58,14 +56,6 @@ export interface SyncConfig {
   /** The longest retry delay. Defaults to 5 minutes. */
   readonly maxBackoff: Duration.Duration
 }
-
-/**
- * A tag for applications that provide the configuration as a service.
- *
- * @since 0.1.0
- * @category tags
- */
-export class SyncConfigTag extends Context.Tag("@autosync/core/SyncConfig")<SyncConfigTag, SyncConfig>() {}
 
 /**
  * Every default except `leaseOwner`, which `make` draws at random.
@@ -212,17 +202,3 @@ export const config: Config.Config<Input> = Config.all({
  */
 export const fromEnv = (overrides: Input = {}): Effect.Effect<SyncConfig, ConfigError.ConfigError> =>
   Effect.flatMap(config, (fromEnvironment) => make({ ...fromEnvironment, ...overrides }))
-
-/**
- * @since 0.1.0
- * @category layers
- */
-export const layer = (input: Input = {}): Layer.Layer<SyncConfigTag, ConfigError.ConfigError> =>
-  Layer.effect(SyncConfigTag, make(input))
-
-/**
- * @since 0.1.0
- * @category layers
- */
-export const layerFromEnv = (overrides: Input = {}): Layer.Layer<SyncConfigTag, ConfigError.ConfigError> =>
-  Layer.effect(SyncConfigTag, fromEnv(overrides))

@@ -16,11 +16,6 @@ export * as DirtySignal from "./DirtySignal.js"
 /**
  * @since 0.1.0
  */
-export * as FaultyTransport from "./FaultyTransport.js"
-
-/**
- * @since 0.1.0
- */
 export * as LocalStore from "./LocalStore.js"
 
 /**

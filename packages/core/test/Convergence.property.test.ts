@@ -18,7 +18,8 @@
  * (or put `seed` and `path` into `parameters` below) to run exactly that shrunk counterexample.
  * `AUTOSYNC_PROP_RUNS=<n>` changes the number of runs (200 by default).
  */
-import { CloudTransport, FaultyTransport, LocalStore, SyncConfig, SyncManager } from "@autosync/core"
+import { CloudTransport, LocalStore, SyncConfig, SyncManager } from "@autosync/core"
+import { FaultyTransport } from "@autosync/core/testing"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, FastCheck as fc, type Fiber, Layer, Logger, LogLevel, Random, TestClock, TestContext } from "effect"
 import { documentsOf, replay } from "./fakes.js"

@@ -1,4 +1,5 @@
-import { CloudTransport, FaultyTransport, LocalStore, Mutation, SyncConfig, SyncManager } from "@autosync/core"
+import { CloudTransport, LocalStore, Mutation, SyncConfig, SyncManager } from "@autosync/core"
+import { FaultyTransport } from "@autosync/core/testing"
 import { assert, describe, it } from "@effect/vitest"
 import { Cause, Effect, Exit, Fiber, Layer, Option, Random, Ref, TestClock } from "effect"
 import { put } from "./fakes.js"

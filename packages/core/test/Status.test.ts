@@ -1,4 +1,4 @@
-import { Status } from "@autosync/core"
+import { LocalStore, Status } from "@autosync/core"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Schema } from "effect"
 
@@ -77,5 +77,65 @@ describe("Status.fromOutcome", () => {
         reason_message: "x"
       })
       assert.deepStrictEqual(yield* Schema.decodeUnknown(Status.Status)(json), status)
+    }))
+})
+
+describe("Status.report", () => {
+  const facts: Status.ReportFacts = {
+    file: "a.db",
+    clientId: "c1",
+    pending: 3,
+    nonEnrolledPending: 1,
+    enrolled: ["notes"],
+    now: at
+  }
+  const fresh = LocalStore.emptyState("cloud", at)
+
+  it("derives the phase from the file: idle before any sync, healthy after one, backoff after failures", () => {
+    assert.strictEqual(Status.report(fresh, facts).phase, "idle")
+    assert.strictEqual(Status.report({ ...fresh, lastAckedSeq: 1 }, facts).phase, "healthy")
+    assert.strictEqual(Status.report({ ...fresh, lastPulledSeq: 1 }, facts).phase, "healthy")
+    assert.strictEqual(Status.report({ ...fresh, lastPulledSeq: 1, consecutiveFailures: 2 }, facts).phase, "backoff")
+  })
+
+  it("shows a lease only while it is held", () => {
+    const leased = { ...fresh, leaseOwner: "agent-1", leaseUntil: until }
+    const held = Status.report(leased, facts)
+    assert.deepStrictEqual([held.leaseOwner, held.leaseUntil], ["agent-1", until])
+    const expired = Status.report(leased, { ...facts, now: until })
+    assert.deepStrictEqual([expired.leaseOwner, expired.leaseUntil], [null, null])
+  })
+
+  it.effect("encodes as the status --json report: snake_case keys, ISO dates, null for nothing", () =>
+    Effect.gen(function*() {
+      const report = Status.report({
+        ...fresh,
+        lastEnqueuedSeq: 5,
+        lastAckedSeq: 2,
+        lastPulledSeq: 7,
+        consecutiveFailures: 1,
+        lastError: "down",
+        reasonCode: "transport_failed",
+        backoffUntil: until
+      }, facts)
+      const json = yield* Schema.encode(Status.StatusReport)(report)
+      assert.deepStrictEqual(json, {
+        file: "a.db",
+        client_id: "c1",
+        phase: "backoff",
+        pending: 3,
+        non_enrolled_pending: 1,
+        enrolled: ["notes"],
+        last_enqueued_seq: 5,
+        last_acked_seq: 2,
+        last_pulled_seq: 7,
+        consecutive_failures: 1,
+        last_error: "down",
+        reason_code: "transport_failed",
+        backoff_until: "2026-01-01T00:00:02.000Z",
+        lease_owner: null,
+        lease_until: null
+      })
+      assert.deepStrictEqual(yield* Schema.decodeUnknown(Status.StatusReport)(json), report)
     }))
 })

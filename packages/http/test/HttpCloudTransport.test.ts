@@ -1,7 +1,7 @@
 /**
  * `HttpCloudTransport` against a scripted `node:http` server: what it sends, and how every kind
  * of failure becomes a `TransportError`. (Its conformance with the real server is proven by the
- * shared `CloudTransportSuite` in @autosync/server.)
+ * shared `CloudTransportSuite` of @autosync/testkit, run in @autosync/server's tests.)
  */
 import { CloudTransport } from "@autosync/core"
 import { HttpCloudTransport } from "@autosync/http"

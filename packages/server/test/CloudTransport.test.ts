@@ -1,5 +1,5 @@
+import { CloudTransportHarness as Harness, CloudTransportSuite, layerMemoryHarness } from "@autosync/testkit"
 import { Effect, Layer } from "effect"
-import { CloudTransportSuite, Harness, layerMemoryHarness } from "./CloudTransportSuite.js"
 import { layerMemoryServer, layerSqliteServer, TestServer } from "./helpers.js"
 
 const fromServer = <E>(server: Layer.Layer<TestServer, E>): Layer.Layer<Harness, E> =>

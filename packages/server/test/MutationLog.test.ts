@@ -1,7 +1,7 @@
 import { MutationLog, PgMutationLog, SqliteMutationLog } from "@autosync/server"
+import { MutationLogSuite } from "@autosync/testkit"
 import { Effect, Layer } from "effect"
 import { tempDbFile } from "./helpers.js"
-import { MutationLogSuite } from "./MutationLogSuite.js"
 import { describePg, freshSchema, layerClient } from "./pg.js"
 
 MutationLogSuite("memory", MutationLog.layerMemory)

@@ -101,8 +101,6 @@ export interface EntityApplier {
 // Rows per multi-row statement: well under SQLite's 32766 bound variables.
 const chunkSize = 1000
 
-const chunks = <A>(items: ReadonlyArray<A>): ReadonlyArray<ReadonlyArray<A>> => Arr.chunksOf(items, chunkSize)
-
 /**
  * The built-in applier: the `sync_documents` table. `"upsert"` stores the payload as the
  * document (JSON text), `"delete"` removes it; any other op is refused.
@@ -145,7 +143,7 @@ export const documents: EntityApplier = {
         value: JSON.stringify(c.payload),
         updated_at: now
       }))
-      for (const rows of chunks(upserts)) {
+      for (const rows of inChunks(upserts)) {
         yield* sql`INSERT INTO sync_documents ${sql.insert(rows)}
           ON CONFLICT (project, entity, entity_key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at`
       }
@@ -187,7 +185,7 @@ export const applyAll = (
  * @since 0.1.0
  * @category appliers
  */
-export const inChunks = chunks
+export const inChunks = <A>(items: ReadonlyArray<A>): ReadonlyArray<ReadonlyArray<A>> => Arr.chunksOf(items, chunkSize)
 
 /**
  * The appliers by entity name.

@@ -17,7 +17,7 @@
  *
  * @since 0.1.0
  */
-import { DirtySignal, LocalStore } from "@autosync/core"
+import { DirtySignal, LocalStore, SyncConfig } from "@autosync/core"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -72,7 +72,7 @@ export const make = (options: Options = {}): Effect.Effect<Documents["Type"], ne
   Effect.gen(function*() {
     const store = yield* LocalStore.LocalStore
     const signal = yield* Effect.serviceOption(DirtySignal.DirtySignal)
-    const targetKey = options.targetKey ?? "cloud"
+    const targetKey = options.targetKey ?? SyncConfig.defaults.targetKey
     const notify = Option.match(signal, { onNone: () => Effect.void, onSome: (s) => s.notify })
 
     const write = (project: string, entity: string, entityKey: string, op: string, payload: unknown) =>

@@ -1,6 +1,6 @@
 import { LocalStore } from "@autosync/core"
-import { localStoreSuite } from "./LocalStoreSuite.js"
+import { LocalStoreSuite } from "@autosync/testkit"
 import { layerTempFile } from "./utils.js"
 
-localStoreSuite("LocalStore.layerMemory", LocalStore.layerMemory)
-localStoreSuite("SqliteLocalStore on a temporary file", layerTempFile)
+LocalStoreSuite("LocalStore.layerMemory", LocalStore.layerMemory)
+LocalStoreSuite("SqliteLocalStore on a temporary file", layerTempFile)

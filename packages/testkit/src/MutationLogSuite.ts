@@ -6,8 +6,15 @@
 import type { Mutation } from "@autosync/core"
 import { MutationLog } from "@autosync/server"
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Either, Exit, FastCheck as fc, Fiber, Layer, Option, TestClock } from "effect"
-import { entry, failureOf } from "./helpers.js"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Exit from "effect/Exit"
+import * as fc from "effect/FastCheck"
+import * as Fiber from "effect/Fiber"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as TestClock from "effect/TestClock"
+import { entry, failureOf } from "./internal/helpers.js"
 
 const logError = <A>(effect: Effect.Effect<A, MutationLog.MutationLogError>) => failureOf(effect)
 
@@ -37,6 +44,13 @@ const model = (base: number) => {
   }
 }
 
+/**
+ * Registers, under `describe`, the tests every `MutationLog` backend must pass; `layer` is built
+ * afresh for each test and must give an empty log.
+ *
+ * @since 0.1.0
+ * @category suites
+ */
 export const MutationLogSuite = (name: string, layer: Layer.Layer<MutationLog.MutationLog, unknown>) =>
   describe(`MutationLog: ${name}`, () => {
     const test = (title: string, body: Effect.Effect<void, MutationLog.MutationLogError, MutationLog.MutationLog>) =>

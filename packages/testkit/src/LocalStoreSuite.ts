@@ -3,7 +3,13 @@
  */
 import { LocalStore, Mutation } from "@autosync/core"
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Either, FastCheck as fc, Layer, Option, Schema, TestClock } from "effect"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as fc from "effect/FastCheck"
+import type * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Schema from "effect/Schema"
+import * as TestClock from "effect/TestClock"
 
 const write = (entityKey: string, payload: unknown, project = "p", entity = "doc"): Mutation.LocalWrite => ({
   project,
@@ -38,7 +44,14 @@ const pendingSeqs = (limit = 100, options?: LocalStore.ListPendingOptions) =>
     (s) => Effect.map(s.listPendingMutations("cloud", limit, options), (rows) => rows.map((r) => r.seq))
   )
 
-export const localStoreSuite = (
+/**
+ * Registers, under `describe`, the tests every `LocalStore` must pass; `layer` is built afresh
+ * for each test (an empty store). Run it from a vitest test file with your own layer.
+ *
+ * @since 0.1.0
+ * @category suites
+ */
+export const LocalStoreSuite = (
   name: string,
   layer: Layer.Layer<LocalStore.LocalStore, LocalStore.LocalStoreError>
 ) =>

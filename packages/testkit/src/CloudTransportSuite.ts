@@ -8,15 +8,30 @@
 import { CloudTransport } from "@autosync/core"
 import type { Mutation } from "@autosync/core"
 import { assert, describe, it } from "@effect/vitest"
-import { Context, Duration, Effect, Fiber, Layer, Option } from "effect"
-import { entry, failureOf } from "./helpers.js"
+import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import { entry, failureOf } from "./internal/helpers.js"
 
-/** A fresh server per build; `transport(projects)` talks to it with a token for those projects. */
+/**
+ * A fresh server per build; `transport(projects)` talks to it with a token for those projects.
+ *
+ * @since 0.1.0
+ * @category harness
+ */
 export class Harness extends Context.Tag("test/CloudTransportHarness")<Harness, {
   readonly transport: (projects: ReadonlyArray<string>) => Effect.Effect<CloudTransport.CloudTransport["Type"]>
 }>() {}
 
-/** The harness over core's memory server. */
+/**
+ * The harness over core's memory server.
+ *
+ * @since 0.1.0
+ * @category harness
+ */
 export const layerMemoryHarness: Layer.Layer<Harness> = Layer.effect(
   Harness,
   Effect.map(CloudTransport.makeMemoryServer, (server) => ({
@@ -28,6 +43,13 @@ const failure = <A>(effect: Effect.Effect<A, CloudTransport.TransportError>) => 
 
 const seqsOf = (page: Mutation.PullResponse) => page.mutations.map((m) => m.seq)
 
+/**
+ * Registers, under `describe`, the tests every `CloudTransport` and the server behind it must
+ * pass; `layer` gives a fresh server per test and transports to it (see `Harness`).
+ *
+ * @since 0.1.0
+ * @category suites
+ */
 export const CloudTransportSuite = (name: string, layer: Layer.Layer<Harness>) =>
   describe(`CloudTransport conformance: ${name}`, () => {
     const test = (title: string, body: Effect.Effect<void, CloudTransport.TransportError, Harness>) =>
