@@ -16,6 +16,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
+import * as Order from "effect/Order"
 import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
 import * as Merge from "./Merge.js"
@@ -536,7 +537,7 @@ export const makeMemory = (options: MemoryOptions = {}): Effect.Effect<LocalStor
         Effect.sync(() =>
           [...documents.values()]
             .filter((d) => d.project === project && (entity === undefined || d.entity === entity))
-            .sort((a, b) => a.entity === b.entity ? compare(a.entityKey, b.entityKey) : compare(a.entity, b.entity))
+            .sort(byEntityThenKey)
         ),
       listDeadLetters: Effect.sync(() => [...deadLetters]),
       reidentify: Effect.gen(function*() {
@@ -556,7 +557,11 @@ export const makeMemory = (options: MemoryOptions = {}): Effect.Effect<LocalStor
     })
   })
 
-const compare = (a: string, b: string) => a < b ? -1 : a > b ? 1 : 0
+// Documents in the order the SQLite store lists them: by entity, then key.
+const byEntityThenKey: Order.Order<{ readonly entity: string; readonly entityKey: string }> = Order.combine(
+  Order.mapInput(Order.string, (d) => d.entity),
+  Order.mapInput(Order.string, (d) => d.entityKey)
+)
 
 /**
  * A fresh in-memory store.
