@@ -20,6 +20,15 @@
  * A defect inside a cycle never kills the loop: the phase becomes `backoff` with reason
  * `internal_error` and the cycle is retried at its deadline. Retries never give up for good.
  *
+ * The parts live in `internal/`: `wake.ts` (debounce, poll, remote news, the backoff wait),
+ * `cycle.ts` (push, pull, the outcome), `lease.ts` (fencing), `watcher.ts` (the long-poll and
+ * its reconnect schedule), `recovery.ts` (the health probe, the restored deadline), and
+ * `shared.ts` (the `Ref`s and queues they share). This module assembles them; `run` is one
+ * fiber in a `FiberHandle`, so a second `run` returns at once and `stop` interrupts it (the
+ * lease is released on the way out). Each failure's deadline is the next step of
+ * `Backoff.schedule` after the failures so far; it is persisted, so a restarted process waits
+ * it out and continues the sequence.
+ *
  * @since 0.1.0
  */
 import type * as ConfigError from "effect/ConfigError"
