@@ -58,3 +58,44 @@ describe("Backoff", () => {
       assert.deepStrictEqual([...delays].map(seconds), [1, 2, 4, 8, 16])
     }))
 })
+
+describe("Backoff.schedule", () => {
+  const tight = { base: "250 millis", max: "3 seconds" } as const
+
+  it.effect("waits exactly the closed form's delays for any jitter draw, from any persisted count", () =>
+    Effect.gen(function*() {
+      for (const r of [0, 0.1, 0.25, 0.5, 0.75, 0.999999]) {
+        for (const opts of [options, tight]) {
+          for (const after of [0, 1, 3, 8, 12, 1022, 1023, 5000]) {
+            const delays = yield* Schedule.run(Schedule.delays(Backoff.schedule(opts, after)), 0, [1, 2, 3, 4, 5, 6])
+              .pipe(
+                Effect.withRandomFixed([r])
+              )
+            const expected = [1, 2, 3, 4, 5, 6].map((i) => Duration.toMillis(Backoff.delayFor(after + i, opts, r)))
+            assert.deepStrictEqual([...delays].map(Duration.toMillis), expected, `r=${r} after=${after}`)
+            assert.strictEqual(
+              Duration.toMillis(yield* Backoff.delay(after + 1, opts).pipe(Effect.withRandomFixed([r]))),
+              expected[0]
+            )
+          }
+        }
+      }
+    }))
+
+  it.effect("outputs the number of the failure each delay follows", () =>
+    Effect.gen(function*() {
+      const out = yield* Schedule.run(Backoff.schedule(options, 4), 0, [1, 2, 3]).pipe(Effect.withRandomFixed([0.5]))
+      assert.deepStrictEqual([...out], [5, 6, 7])
+    }))
+
+  it.effect("a seeded Random draws one value per delay, as Backoff.delay does", () =>
+    Effect.gen(function*() {
+      const fromSchedule = yield* Schedule.run(Schedule.delays(Backoff.schedule(options)), 0, [1, 2, 3, 4, 5]).pipe(
+        Effect.withRandom(Random.make("seed-7"))
+      )
+      const fromDelay = yield* Effect.forEach([1, 2, 3, 4, 5], (n) => Backoff.delay(n, options)).pipe(
+        Effect.withRandom(Random.make("seed-7"))
+      )
+      assert.deepStrictEqual([...fromSchedule].map(Duration.toMillis), fromDelay.map(Duration.toMillis))
+    }))
+})

@@ -734,3 +734,64 @@ describe("SyncManager recovery after a restart", () => {
       assert.strictEqual(yield* first.store.countPending("cloud"), 0)
     }).pipe(Effect.withRandom(Random.make(3))))
 })
+
+describe("SyncManager schedules", () => {
+  it.scoped("a restarted manager continues the backoff sequence from the persisted failure count", () =>
+    Effect.gen(function*() {
+      const server = yield* CloudTransport.makeMemoryServer
+      const first = yield* makeReplica({ server })
+      first.fake.failPull = 3
+      // A refusal: the restarted manager waits out the deadline (no health probe cuts it short).
+      first.fake.error = new CloudTransport.TransportError({
+        reason: "auth_required",
+        status: 401,
+        message: "bad token"
+      })
+      for (let i = 0; i < 3; i++) yield* first.manager.syncNow // failures 1, 2, 3 at 0: retry at 0 + 4 s
+      assert.strictEqual((yield* first.store.getSyncState("cloud")).backoffUntil?.getTime(), 4000)
+      const second = yield* makeReplica({ server, store: first.store, enroll: [] })
+      second.fake.failPull = 1
+      yield* Effect.forkScoped(second.manager.run)
+      yield* TestClock.adjust("4 seconds") // failure 4 at 4 s: its delay is 8 s, not the first failure's 1 s
+      assert.strictEqual((yield* second.manager.status).consecutiveFailures, 4)
+      assert.strictEqual((yield* second.manager.status).backoffUntil?.getTime(), 12_000)
+      yield* TestClock.adjust("9 seconds")
+      assert.deepStrictEqual(cycles(second.fake.log), ["pull@4000", "pull@12000"])
+      assert.strictEqual((yield* second.manager.status).phase, "healthy")
+    }).pipe(Effect.withRandomFixed([0.5])))
+
+  it.scoped("the live-sync watcher reconnects max(baseBackoff, probeInterval) after each failed long-poll", () =>
+    Effect.gen(function*() {
+      const server = yield* CloudTransport.makeMemoryServer
+      const { fake, manager } = yield* makeReplica({
+        server,
+        config: { pollInterval: "60 seconds", longPollWait: "20 seconds" }
+      })
+      yield* Effect.forkScoped(manager.run)
+      yield* TestClock.adjust("1 millis")
+      fake.failPull = 2 // the next two long-polls fail; the watcher's first one is held until 20 s
+      yield* TestClock.adjust("30 seconds")
+      assert.deepStrictEqual(fake.log.filter((l) => l.startsWith("watch@")), [
+        "watch@0",
+        "watch@20000",
+        "watch@23000",
+        "watch@26000"
+      ])
+    }).pipe(Effect.withRandomFixed([0.5])))
+
+  it.scoped("interrupting run (not stop) also ends the loop and releases the lease; run can start again", () =>
+    Effect.gen(function*() {
+      const server = yield* CloudTransport.makeMemoryServer
+      const { fake, manager, store } = yield* makeReplica({ server, config: { pollInterval: "30 seconds" } })
+      const fiber = yield* Effect.fork(manager.run)
+      yield* TestClock.adjust("1 millis")
+      assert.strictEqual((yield* store.getSyncState("cloud")).leaseOwner, "w1")
+      yield* Fiber.interrupt(fiber)
+      assert.strictEqual((yield* store.getSyncState("cloud")).leaseOwner, undefined)
+      yield* TestClock.adjust("60 seconds") // no poll: the loop is gone
+      assert.deepStrictEqual(cycles(fake.log), ["pull@0"])
+      yield* Effect.forkScoped(manager.run)
+      yield* TestClock.adjust("1 millis")
+      assert.deepStrictEqual(cycles(fake.log), ["pull@0", "pull@60001"])
+    }))
+})
