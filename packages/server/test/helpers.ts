@@ -1,9 +1,9 @@
 import { CloudTransport } from "@autosync/core"
-import type { Mutation } from "@autosync/core"
 import { HttpCloudTransport } from "@autosync/http"
 import { MutationLog, SqliteMutationLog, SyncServer, Tokens } from "@autosync/server"
+import { Fixtures } from "@autosync/testkit"
 import * as HttpServer from "@effect/platform/HttpServer"
-import { Context, Effect, Exit, Layer } from "effect"
+import { Context, Effect, Layer } from "effect"
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
@@ -77,26 +77,9 @@ export const layerSqliteServer = (options: SyncServer.Options = {}): Layer.Layer
       ))
   )
 
-/** A mutation entry with defaults. */
-export const entry = (
-  clientSeq: number,
-  overrides: Partial<Mutation.MutationEntry> = {}
-): Mutation.MutationEntry => ({
-  clientSeq,
-  project: "p1",
-  entity: "document",
-  entityKey: `k${clientSeq}`,
-  op: "upsert",
-  payload: { n: clientSeq },
-  ...overrides
-})
-
-/** The typed failure of an effect that must fail (a defect or success fails the test). */
-export const failureOf = <A, E>(effect: Effect.Effect<A, E>): Effect.Effect<E> =>
-  Effect.flatMap(Effect.exit(effect), (exit) =>
-    Exit.isFailure(exit) && exit.cause._tag === "Fail"
-      ? Effect.succeed(exit.cause.error)
-      : Effect.dieMessage(`expected a typed failure, got ${String(exit)}`))
+/** The suites' fixtures, shared with the server's own tests. */
+export const entry: typeof Fixtures.entry = Fixtures.entry
+export const failureOf: typeof Fixtures.failureOf = Fixtures.failureOf
 
 /** Raw HTTP, for what the typed client would refuse to send. */
 export const request = (

@@ -14,7 +14,7 @@ import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
-import { entry, failureOf } from "./internal/helpers.js"
+import { entry, failureOf } from "./Fixtures.js"
 
 /**
  * A fresh server per build; `transport(projects)` talks to it with a token for those projects.

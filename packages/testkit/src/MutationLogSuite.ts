@@ -14,7 +14,7 @@ import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as TestClock from "effect/TestClock"
-import { entry, failureOf } from "./internal/helpers.js"
+import { entry, failureOf } from "./Fixtures.js"
 
 const logError = <A>(effect: Effect.Effect<A, MutationLog.MutationLogError>) => failureOf(effect)
 

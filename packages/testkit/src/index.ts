@@ -19,3 +19,8 @@ export { CloudTransportSuite, Harness as CloudTransportHarness, layerMemoryHarne
  * @since 0.1.0
  */
 export { MutationLogSuite } from "./MutationLogSuite.js"
+
+/**
+ * @since 0.1.0
+ */
+export * as Fixtures from "./Fixtures.js"
