@@ -118,7 +118,7 @@ const truncate = (s: string, max = 500) => s.length > max ? `${s.slice(0, max)}â
 const badRequest = (message: string) => failed(message, 400)
 
 /** Any failure of a generated client call, as a `TransportError`. */
-const classify = (what: string, error: unknown, status: number | undefined): CloudTransport.TransportError => {
+const transportErrorOf = (what: string, error: unknown, status: number | undefined): CloudTransport.TransportError => {
   if (error instanceof CloudTransport.TransportError) return error
   if (ParseResult.isParseError(error)) {
     // Name the bad fields (`mutations.0.seq: Expected an integerâ€¦`), not the schema's structure.
@@ -167,7 +167,7 @@ export const make = (
     const call = <A, E>(what: string, effect: Effect.Effect<A, E>, limit: Duration.Duration) =>
       effect.pipe(
         Effect.catchAll((error) =>
-          Effect.flatMap(FiberRef.get(lastStatus), (status) => Effect.fail(classify(what, error, status)))
+          Effect.flatMap(FiberRef.get(lastStatus), (status) => Effect.fail(transportErrorOf(what, error, status)))
         ),
         Effect.timeoutFail({
           duration: limit,
