@@ -73,14 +73,7 @@ const run = async (
 ) => {
   const timeoutMs = options.timeoutMs ?? 60_000
   const proc = start(`${command} ${args.slice(0, 2).join(" ")}`, command, args, cwd, options.env)
-  let timer: NodeJS.Timeout | undefined
-  const timedOut = new Promise<"timeout">((resolve) => (timer = setTimeout(() => resolve("timeout"), timeoutMs)))
-  const outcome = await Promise.race([proc.exited, timedOut])
-  clearTimeout(timer)
-  if (outcome === "timeout") {
-    await proc.kill("SIGKILL")
-    throw new Error(`${proc.name} did not finish within ${timeoutMs} ms\n${proc.describe(60)}`)
-  }
+  const outcome = await proc.finish(timeoutMs, 60)
   if (outcome.code !== 0) throw new Error(`${proc.name} failed\n${proc.describe(60)}`)
   return proc.stdout
 }

@@ -141,6 +141,19 @@ export class Proc {
     }
   }
 
+  /** Waits for the process to end; SIGKILLs it and fails (with its last `lines` of output) after `timeoutMs`. */
+  async finish(timeoutMs: number, lines = 30): Promise<Exit> {
+    let timer: NodeJS.Timeout | undefined
+    const timedOut = new Promise<"timeout">((resolve) => (timer = setTimeout(() => resolve("timeout"), timeoutMs)))
+    const outcome = await Promise.race([this.exited, timedOut])
+    clearTimeout(timer)
+    if (outcome === "timeout") {
+      await this.kill("SIGKILL")
+      throw new Error(`${this.name} did not finish within ${timeoutMs} ms\n${this.describe(lines)}`)
+    }
+    return outcome
+  }
+
   describe(lines = 30) {
     const tail = (s: string) => s.split("\n").slice(-lines).join("\n")
     return `--- ${this.name} (${this.exit ? `exited ${this.exit.code ?? this.exit.signal}` : "running"})\n` +
@@ -188,14 +201,7 @@ export class Processes {
 
   /** Waits for a process to end, SIGKILLing it (and failing) after `timeoutMs`. */
   async finish(proc: Proc, timeoutMs = 30_000): Promise<Result> {
-    let timer: NodeJS.Timeout | undefined
-    const timedOut = new Promise<"timeout">((resolve) => (timer = setTimeout(() => resolve("timeout"), timeoutMs)))
-    const outcome = await Promise.race([proc.exited, timedOut])
-    clearTimeout(timer)
-    if (outcome === "timeout") {
-      await proc.kill("SIGKILL")
-      throw new Error(`${proc.name} did not finish within ${timeoutMs} ms\n${proc.describe()}`)
-    }
+    const outcome = await proc.finish(timeoutMs)
     return { code: outcome.code, signal: outcome.signal, stdout: proc.stdout, stderr: proc.stderr }
   }
 
