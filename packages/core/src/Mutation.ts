@@ -251,16 +251,36 @@ export const ClientId = Schema.String.pipe(
 )
 
 /**
+ * A batch of one replica's local writes. `ackedThrough` (optional) is the replica's watermark:
+ * every one of its local writes with a `clientSeq` at or below it is acked, so it never pushes
+ * one of them again; the server may forget their identities (see the log's compaction).
+ *
  * @since 0.1.0
  * @category models
  */
 export const PushBatch = Schema.transform(
-  Schema.Struct({ client_id: ClientId, mutations: Schema.Array(EntryJson) }),
-  Schema.Struct({ clientId: Schema.String, mutations: Schema.Array(EntryType) }),
+  Schema.Struct({
+    client_id: ClientId,
+    mutations: Schema.Array(EntryJson),
+    acked_through: Schema.optionalWith(Cursor, { exact: true })
+  }),
+  Schema.Struct({
+    clientId: Schema.String,
+    mutations: Schema.Array(EntryType),
+    ackedThrough: Schema.optionalWith(Schema.Number, { exact: true })
+  }),
   {
     strict: true,
-    decode: (w) => ({ clientId: w.client_id, mutations: w.mutations.map(entryFromJson) }),
-    encode: (b) => ({ client_id: b.clientId, mutations: b.mutations.map(entryToJson) })
+    decode: (w) => ({
+      clientId: w.client_id,
+      mutations: w.mutations.map(entryFromJson),
+      ...(w.acked_through === undefined ? {} : { ackedThrough: w.acked_through })
+    }),
+    encode: (b) => ({
+      client_id: b.clientId,
+      mutations: b.mutations.map(entryToJson),
+      ...(b.ackedThrough === undefined ? {} : { acked_through: b.ackedThrough })
+    })
   }
 )
 /**
