@@ -85,6 +85,25 @@ export interface ApplyPageOptions {
 }
 
 /**
+ * What a replica's journal holds. It keeps only what sync still needs: pending local rows, the
+ * pulled mutations kept aside until an ack settles them, and per key the server seq of the
+ * replica's newest acked write while the cursor is below it (`Merge.keepsOwnAckedSeq`). Acked
+ * local rows and applied, superseded or duplicate pulled ones are pruned when acked or applied;
+ * dead letters stay in their own table.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface JournalSize {
+  /** Journal rows: pending local rows and kept-aside pulled ones, of every target. */
+  readonly rows: number
+  /** Keys with a remembered `ownAckedSeq`. */
+  readonly keyFacts: number
+  /** The database file's size in bytes (without its WAL); `undefined` for a store without a file. */
+  readonly fileBytes: number | undefined
+}
+
+/**
  * What {@link LocalStore} `reidentify` did.
  *
  * @since 0.1.0
@@ -114,6 +133,15 @@ export class LocalStore extends Context.Tag("@autosync/core/LocalStore")<LocalSt
   ) => Effect.Effect<ReadonlyArray<SyncMutation>, LocalStoreError>
   /** Local rows pending in all projects, enrolled or not. */
   readonly countPending: (targetKey: string) => Effect.Effect<number, LocalStoreError>
+  /**
+   * The `ackedThrough` watermark every push carries (`PushBatch`): every local write of this
+   * replica with a journal seq (its `clientSeq`) at or below it is acked (`Merge.ackedThrough`).
+   * Exact: never above a pending row, of any target or project, enrolled or not (a `clientSeq`
+   * is the replica's, whatever the target).
+   */
+  readonly ackedThrough: Effect.Effect<number, LocalStoreError>
+  /** What the journal holds now (it keeps only what sync still needs; see {@link JournalSize}). */
+  readonly journalSize: Effect.Effect<JournalSize, LocalStoreError>
   /**
    * Acks every local row with seq `<= lastAckedSeq`, without server seqs: kept-aside mutations
    * of keys left without un-acked writes are applied. Prefer {@link ackMutationSeqs}.
@@ -277,9 +305,9 @@ export const emptyState = (targetKey: string, now: Date): SyncState => ({
   updatedAt: now
 })
 
+/** A pending local row: acked rows leave the journal. */
 interface JournalRow {
-  row: SyncMutation
-  serverSeq?: number
+  readonly row: SyncMutation
 }
 
 /**
@@ -295,7 +323,10 @@ export interface MemoryOptions {
 
 /** The in-memory store's tables. */
 interface MemoryTables {
-  readonly journal: Array<JournalRow>
+  /** Pending local rows, in seq order. */
+  journal: Array<JournalRow>
+  /** Per target and key: the server seq of our newest acked write, while the cursor is below it. */
+  readonly ownAcked: Map<string, number>
   readonly states: Map<string, SyncState>
   readonly documents: Map<string, Document>
   /** Per target and key (`targetKey \0 Merge.keyOf`). */
@@ -320,8 +351,7 @@ const applyToDocuments = (tables: MemoryTables, m: Merge.Key & { readonly op: st
   else tables.documents.set(key, { project: m.project, entity: m.entity, entityKey: m.entityKey, value: m.payload })
 }
 
-const isPendingLocal = (j: JournalRow, targetKey: string) =>
-  j.row.targetKey === targetKey && j.row.source === "local" && j.row.ackedAt === undefined
+const isPendingLocal = (j: JournalRow, targetKey: string) => j.row.targetKey === targetKey
 
 /**
  * The memory store's side of the convergence rule: the facts looked up in its tables, the
@@ -330,17 +360,16 @@ const isPendingLocal = (j: JournalRow, targetKey: string) =>
 const memoryMerge = (
   tables: MemoryTables
 ): Pick<LocalStore["Type"], "applyPulledMutation" | "applyPulledMutations" | "ackMutations" | "ackMutationSeqs"> => {
-  const { journal, keptAside } = tables
+  const { keptAside, ownAcked } = tables
   const hasUnacked = (targetKey: string, key: string) =>
-    journal.some((j) => isPendingLocal(j, targetKey) && Merge.keyOf(j.row) === key)
-  const ownAckedSeq = (targetKey: string, key: string) =>
-    journal.reduce(
-      (max, j) =>
-        j.row.targetKey === targetKey && j.row.source === "local" && Merge.keyOf(j.row) === key
-          ? Math.max(max, j.serverSeq ?? 0)
-          : max,
-      0
-    )
+    tables.journal.some((j) => isPendingLocal(j, targetKey) && Merge.keyOf(j.row) === key)
+  const ownAckedSeq = (targetKey: string, key: string) => ownAcked.get(`${targetKey}\u0000${key}`) ?? 0
+  // The facts the cursor has passed are needed no more.
+  const forgetPassed = (targetKey: string, cursor: number) => {
+    for (const [k, seq] of ownAcked) {
+      if (k.startsWith(`${targetKey}\u0000`) && !Merge.keepsOwnAckedSeq(seq, cursor)) ownAcked.delete(k)
+    }
+  }
 
   const carryOut = (targetKey: string, m: PulledMutation, result: ApplyResult) => {
     if (result === "dead_letter") {
@@ -370,22 +399,28 @@ const memoryMerge = (
       const next = Merge.cursorAfter(cursor, through)
       if (next !== before || through !== undefined) {
         yield* updateMemoryState(tables, targetKey, () => ({ lastPulledSeq: next }))
+        forgetPassed(targetKey, next)
       }
       return results
     })
 
   // Marks the rows acked, then settles the kept-aside mutations of their keys.
+  // Acked rows leave the journal; their server seqs stay as per-key facts while needed.
   const markAcked = (targetKey: string, seqs: ReadonlyMap<number, number | undefined>, at: Date) => {
     const acked: Array<{ key: SyncMutation; serverSeq: number | undefined }> = []
-    for (const j of journal) {
-      if (!isPendingLocal(j, targetKey) || !seqs.has(j.row.seq)) continue
-      const serverSeq = seqs.get(j.row.seq)
-      j.row = { ...j.row, ackedAt: at }
-      if (serverSeq !== undefined) j.serverSeq = serverSeq
-      acked.push({ key: j.row, serverSeq })
+    const remaining: Array<JournalRow> = []
+    for (const j of tables.journal) {
+      if (isPendingLocal(j, targetKey) && seqs.has(j.row.seq)) {
+        acked.push({ key: j.row, serverSeq: seqs.get(j.row.seq) })
+      } else remaining.push(j)
     }
+    tables.journal = remaining
+    const cursor = memoryState(tables, targetKey, at).lastPulledSeq
     for (const [key, { serverSeq }] of Merge.ackedSeqByKey(acked)) {
       const heldKey = `${targetKey}\u0000${key}`
+      if (Merge.keepsOwnAckedSeq(serverSeq, cursor)) {
+        ownAcked.set(heldKey, Math.max(ownAcked.get(heldKey) ?? 0, serverSeq))
+      }
       const held = keptAside.get(heldKey)
       if (held === undefined) continue
       const settled = Merge.settle(held, { ackedSeq: serverSeq, hasUnackedWrite: hasUnacked(targetKey, key) })
@@ -403,7 +438,7 @@ const memoryMerge = (
     ackMutations: (targetKey, lastAckedSeq) =>
       Effect.flatMap(memoryNow, (at) => {
         const seqs = new Map<number, number | undefined>()
-        for (const j of journal) {
+        for (const j of tables.journal) {
           if (isPendingLocal(j, targetKey) && j.row.seq <= lastAckedSeq) seqs.set(j.row.seq, undefined)
         }
         return markAcked(targetKey, seqs, at)
@@ -428,12 +463,13 @@ export const makeMemory = (options: MemoryOptions = {}): Effect.Effect<LocalStor
     let clientId = options.clientId ?? (yield* newId)
     const tables: MemoryTables = {
       journal: [],
+      ownAcked: new Map(),
       states: new Map(),
       documents: new Map(),
       keptAside: new Map(),
       deadLetters: []
     }
-    const { deadLetters, documents, journal, keptAside, states } = tables
+    const { deadLetters, documents, keptAside, ownAcked, states } = tables
     const enrolled = new Set<string>()
     let nextSeq = 1
 
@@ -453,7 +489,7 @@ export const makeMemory = (options: MemoryOptions = {}): Effect.Effect<LocalStor
         Effect.sync(() => {
           const excluded = new Set(opts?.excludeProjects ?? [])
           const out: Array<SyncMutation> = []
-          for (const j of journal) {
+          for (const j of tables.journal) {
             if (out.length >= limit) break
             if (isPendingLocal(j, targetKey) && enrolled.has(j.row.project) && !excluded.has(j.row.project)) {
               out.push(j.row)
@@ -461,9 +497,17 @@ export const makeMemory = (options: MemoryOptions = {}): Effect.Effect<LocalStor
           }
           return out
         }),
-      countPending: (targetKey) => Effect.sync(() => journal.filter((j) => isPendingLocal(j, targetKey)).length),
+      countPending: (targetKey) => Effect.sync(() => tables.journal.filter((j) => isPendingLocal(j, targetKey)).length),
+      ackedThrough: Effect.sync(() => Merge.ackedThrough(tables.journal[0]?.row.seq, nextSeq - 1)),
+      journalSize: Effect.sync(() => ({
+        rows: tables.journal.length + [...keptAside.values()].reduce((n, held) => n + held.length, 0),
+        keyFacts: ownAcked.size,
+        fileBytes: undefined
+      })),
       skipAckNonEnrolledMutations: (targetKey) =>
-        Effect.sync(() => journal.filter((j) => isPendingLocal(j, targetKey) && !enrolled.has(j.row.project)).length),
+        Effect.sync(() =>
+          tables.journal.filter((j) => isPendingLocal(j, targetKey) && !enrolled.has(j.row.project)).length
+        ),
       acquireLease: (targetKey, owner, ttl, at) =>
         Effect.gen(function*() {
           const current = stateOf(targetKey, at)
@@ -520,7 +564,7 @@ export const makeMemory = (options: MemoryOptions = {}): Effect.Effect<LocalStor
           for (const w of writes) {
             const seq = nextSeq++
             applyToDocuments(tables, w)
-            journal.push({ row: { ...w, seq, targetKey, source: "local", occurredAt: at } })
+            tables.journal.push({ row: { ...w, seq, targetKey, source: "local", occurredAt: at } })
             seqs.push(seq)
           }
           if (seqs.length > 0) yield* update(targetKey, () => ({ lastEnqueuedSeq: seqs[seqs.length - 1] }))
@@ -551,7 +595,7 @@ export const makeMemory = (options: MemoryOptions = {}): Effect.Effect<LocalStor
           const { backoffUntil: _b, lastError: _e, reasonCode: _r, transportIdentity: _t, ...rest } = state
           states.set(targetKey, { ...rest, lastPulledSeq: 0, consecutiveFailures: 0, updatedAt: at })
         }
-        const pending = journal.filter((j) => j.row.source === "local" && j.row.ackedAt === undefined).length
+        const pending = tables.journal.length
         return { previousClientId, clientId: fresh, pending }
       })
     })

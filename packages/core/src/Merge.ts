@@ -176,3 +176,35 @@ export const pageProblem = (
  */
 export const cursorAfter = (cursor: number, throughSeq: number | undefined): number =>
   throughSeq === undefined ? cursor : Math.max(cursor, throughSeq)
+
+/**
+ * Whether a pulled mutation's outcome must stay in the journal: only one kept aside (it waits
+ * for the ack that settles it). Applied, superseded and duplicate mutations are done with (the
+ * cursor remembers them) and dead letters have their own table.
+ *
+ * @since 0.1.0
+ * @category retention
+ */
+export const keepsPulled = (result: ApplyResult): boolean => result === "kept_aside"
+
+/**
+ * Whether a key's `ownAckedSeq` is still a fact `decide` needs: only while the cursor is below
+ * it. Every mutation still to be pulled has a seq above the cursor, so once the cursor reached
+ * `ownAckedSeq` none can be superseded by that write, and the fact can be forgotten.
+ *
+ * @since 0.1.0
+ * @category retention
+ */
+export const keepsOwnAckedSeq = (ownAckedSeq: number, lastPulledSeq: number): boolean => ownAckedSeq > lastPulledSeq
+
+/**
+ * The replica's `ackedThrough` watermark (see `PushBatch`): every local write with a journal seq
+ * at or below it is acked. It is the seq just below the first pending local row (of any target
+ * or project, enrolled or not), or, with none pending, the last journal seq ever given out.
+ * Journal seqs are never reused, so the watermark stays exact after acked rows are pruned.
+ *
+ * @since 0.1.0
+ * @category retention
+ */
+export const ackedThrough = (firstPendingSeq: number | undefined, lastLocalSeq: number): number =>
+  firstPendingSeq === undefined ? lastLocalSeq : Math.min(firstPendingSeq - 1, lastLocalSeq)

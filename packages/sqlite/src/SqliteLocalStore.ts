@@ -34,6 +34,7 @@ import * as Apply from "./internal/apply.js"
 import { retryWhileBusy } from "./internal/busy.js"
 import * as Db from "./internal/db.js"
 import * as Documents from "./internal/documents.js"
+import { fromCause } from "./internal/errors.js"
 import * as Identity from "./internal/identity.js"
 import * as Journal from "./internal/journal.js"
 import * as Open from "./internal/open.js"
@@ -78,6 +79,38 @@ export const make: Effect.Effect<LocalStore.LocalStore["Type"], LocalStore.Local
  */
 export const layer: Layer.Layer<LocalStore.LocalStore, LocalStore.LocalStoreError, SqlClient.SqlClient> = Layer
   .effect(LocalStore.LocalStore, make)
+
+/**
+ * Gives back to the file system every free page of the database in context, in bounded steps
+ * of incremental vacuum (each its own short write, so writers of other processes are never held
+ * for long). The store already takes such a step after a write that freed many pages; this is
+ * for a caller that wants the file at its smallest now (a test, a bench, a backup). Returns the
+ * pages given back.
+ *
+ * @since 0.1.0
+ * @category maintenance
+ */
+export const reclaimSpace: Effect.Effect<number, LocalStore.LocalStoreError, SqlClient.SqlClient> = Effect.gen(
+  function*() {
+    const sql = yield* SqlClient.SqlClient
+    const label = yield* Open.describeDatabase
+    const step = <A, E>(effect: Effect.Effect<A, E>) =>
+      Effect.mapError(effect, (error) => fromCause(label, "reclaiming free space", error))
+    const freePages = sql<{ n: number }>`SELECT freelist_count AS n FROM pragma_freelist_count()`.pipe(
+      Effect.map((rows) => rows[0]?.n ?? 0)
+    )
+    let given = 0
+    while (true) {
+      const free = yield* step(freePages)
+      if (free === 0) return given
+      yield* step(Db.incrementalVacuum(sql, Math.min(free, 2048)))
+      const left = yield* step(freePages)
+      given += free - left
+      // Not a file in incremental mode (or nothing moved): nothing more to give back.
+      if (left >= free) return given
+    }
+  }
+)
 
 /**
  * Options of {@link layerFile}.

@@ -8,12 +8,16 @@
  * anything in it is changed.
  *
  * Tables:
- * - `sync_meta` — `key`/`value` pairs: `schema_version`, `client_id`.
+ * - `sync_meta` — `key`/`value` pairs: `schema_version`, `client_id`, `last_local_seq` (the
+ *   last journal seq given out: seqs are never reused, also after their rows were pruned).
  * - `sync_state` — one row per target: cursors, failures, backoff and the lease.
- * - `sync_mutations` — the journal. Local rows (`source = 'local'`, `seq` = the journal seq,
- *   the `client_seq` they are pushed with; `acked_at` and `server_seq` once acked) and pulled
- *   rows (`source = 'remote'`, `seq` = the server seq, `status` = `applied`, `kept_aside`,
- *   `discarded` or `dead_letter`).
+ * - `sync_mutations` — the journal, which keeps only what sync still needs: pending local rows
+ *   (`source = 'local'`, `seq` = the journal seq, the `client_seq` they are pushed with), deleted
+ *   when acked; and pulled rows kept aside (`source = 'remote'`, `seq` = the server seq,
+ *   `status = 'kept_aside'`), deleted when an ack settles them. (Files of migration 3 and
+ *   before also held acked and applied rows; migration 4 pruned them.)
+ * - `sync_key_facts` — per target and key, `own_acked_seq`: the server seq of the replica's
+ *   newest acked write while the cursor is below it (`Merge.keepsOwnAckedSeq`).
  * - `sync_enrolled_projects` — the projects whose rows are pushed.
  * - `sync_documents` — the built-in document table; `value` is JSON text.
  * - `sync_dead_letters` — pulled mutations that could not be applied, with the reason.
@@ -126,6 +130,36 @@ const transportIdentity = Effect.gen(function*() {
 })
 
 /**
+ * The bounded journal: the per-key facts the convergence rule needs move to `sync_key_facts`
+ * (filled from the old acked rows), the last journal seq to `sync_meta`, and the rows sync no
+ * longer needs are pruned. The space they took is given back by the incremental vacuum
+ * ({@link run} switches the file to it once).
+ */
+const boundedJournal = Effect.gen(function*() {
+  const sql = yield* SqlClient.SqlClient
+  yield* sql`CREATE TABLE sync_key_facts (
+    target_key TEXT NOT NULL,
+    project TEXT NOT NULL,
+    entity TEXT NOT NULL,
+    entity_key TEXT NOT NULL,
+    own_acked_seq INTEGER NOT NULL,
+    PRIMARY KEY (target_key, project, entity, entity_key)
+  ) WITHOUT ROWID`
+  yield* sql`CREATE INDEX sync_key_facts_seq ON sync_key_facts (target_key, own_acked_seq)`
+  yield* sql`INSERT INTO sync_meta (key, value)
+    SELECT 'last_local_seq', CAST(COALESCE(MAX(seq), 0) AS TEXT) FROM sync_mutations WHERE source = 'local'`
+  yield* sql`INSERT INTO sync_key_facts (target_key, project, entity, entity_key, own_acked_seq)
+    SELECT m.target_key, m.project, m.entity, m.entity_key, MAX(m.server_seq)
+    FROM sync_mutations m LEFT JOIN sync_state s ON s.target_key = m.target_key
+    WHERE m.source = 'local' AND m.acked_at IS NOT NULL AND m.server_seq IS NOT NULL
+    GROUP BY m.target_key, m.project, m.entity, m.entity_key
+    HAVING MAX(m.server_seq) > COALESCE(MAX(s.last_pulled_seq), 0)`
+  yield* sql`DELETE FROM sync_mutations
+    WHERE (source = 'local' AND acked_at IS NOT NULL) OR (source = 'remote' AND status IS NOT 'kept_aside')`
+  yield* sql`DROP INDEX IF EXISTS sync_mutations_local_server_seq`
+})
+
+/**
  * The migrations, keyed `<id>_<name>` as `Migrator.fromRecord` expects.
  *
  * @since 0.1.0
@@ -134,7 +168,8 @@ const transportIdentity = Effect.gen(function*() {
 export const migrations: Record<string, Effect.Effect<void, unknown, SqlClient.SqlClient>> = {
   "0001_init": init,
   "0002_own_server_seq_index": ownServerSeqIndex,
-  "0003_transport_identity": transportIdentity
+  "0003_transport_identity": transportIdentity,
+  "0004_bounded_journal": boundedJournal
 }
 
 /**
@@ -270,9 +305,35 @@ export const run = (
         error instanceof Migrator.MigrationError && error.cause !== undefined
           ? fromCause(label, `migrating (${error.message})`, error.cause)
           : fromCause(label, "migrating", error)
-      )
+      ),
+      Effect.tap(() => ensureIncrementalVacuum(label))
     )
   )
+
+const AutoVacuumRows = Schema.Array(Schema.Struct({ auto_vacuum: Schema.Number }))
+
+/**
+ * Switches the file to `auto_vacuum = INCREMENTAL` (2) unless it is already, so pruned journal
+ * rows give their space back in bounded steps (`SqliteLocalStore.reclaimSpace`). On a file that
+ * has tables, the switch takes a `VACUUM` (a full rewrite): once per file, as the first open by
+ * this version migrates it. `VACUUM` cannot run inside a transaction, hence outside the
+ * migrations' one.
+ *
+ * @since 0.1.0
+ * @category migrations
+ */
+export const ensureIncrementalVacuum = (
+  label = "the SQLite database"
+): Effect.Effect<void, LocalStore.LocalStoreError, SqlClient.SqlClient> =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const mode = yield* sql`SELECT auto_vacuum FROM pragma_auto_vacuum()`.pipe(
+      Effect.flatMap(Schema.decodeUnknown(AutoVacuumRows))
+    )
+    if (mode[0]?.auto_vacuum === 2) return
+    yield* sql.unsafe("PRAGMA auto_vacuum = INCREMENTAL")
+    yield* sql.unsafe("VACUUM")
+  }).pipe(Effect.mapError((error) => fromCause(label, "switching to incremental vacuum", error)))
 
 /**
  * Runs the migrations when built.

@@ -104,24 +104,28 @@ describe("SqliteLocalStore", () => {
             "sync_dead_letters",
             "sync_documents",
             "sync_enrolled_projects",
+            "sync_key_facts",
             "sync_meta",
             "sync_mutations",
             "sync_state"
           ])
           const meta = yield* sqlRows<{ key: string; value: string }>("SELECT key, value FROM sync_meta ORDER BY key")
-          assert.deepStrictEqual(meta.map((m) => m.key), ["client_id", "schema_version"])
-          assert.strictEqual(meta[1].value, String(SqliteMigrations.schemaVersion))
+          assert.deepStrictEqual(meta.map((m) => m.key), ["client_id", "last_local_seq", "schema_version"])
+          assert.strictEqual(meta[2].value, String(SqliteMigrations.schemaVersion))
           assert.deepStrictEqual(
             yield* sqlRows("SELECT migration_id, name FROM autosync_migrations"),
             [
               { migration_id: 1, name: "init" },
               { migration_id: 2, name: "own_server_seq_index" },
-              { migration_id: 3, name: "transport_identity" }
+              { migration_id: 3, name: "transport_identity" },
+              { migration_id: 4, name: "bounded_journal" }
             ]
           )
           assert.deepStrictEqual(yield* sqlRows("PRAGMA journal_mode"), [{ journal_mode: "wal" }])
           assert.deepStrictEqual(yield* sqlRows("PRAGMA busy_timeout"), [{ timeout: 5000 }])
           assert.deepStrictEqual(yield* sqlRows("PRAGMA synchronous"), [{ synchronous: 2 }])
+          // Pruned journal rows give their space back (SqliteLocalStore.reclaimSpace).
+          assert.deepStrictEqual(yield* sqlRows("PRAGMA auto_vacuum"), [{ auto_vacuum: 2 }])
           // Running the migrations again is a no-op.
           assert.deepStrictEqual(yield* SqliteMigrations.run(), [])
         })

@@ -655,6 +655,81 @@ export const LocalStoreSuite = (
         assert.deepStrictEqual(yield* doc("d"), Option.some("remote d"))
       })))
 
+    it.effect("pruning: acked and applied rows leave the journal; every convergence case still holds", () =>
+      run(Effect.gen(function*() {
+        const store = yield* LocalStore.LocalStore
+        const size = Effect.map(store.journalSize, ({ keyFacts, rows }) => ({ rows, keyFacts }))
+        yield* store.enroll("p")
+        const [a, b, c] = yield* store.appendLocal("cloud", [
+          write("a", "mine a"),
+          write("b", "mine b"),
+          write("c", "c")
+        ])
+        assert.deepStrictEqual(yield* size, { rows: 3, keyFacts: 0 })
+        // Acked rows are pruned; their server seqs stay as per-key facts while the cursor is below them.
+        yield* store.ackMutationSeqs("cloud", [{ seq: a, serverSeq: 10 }, { seq: b, serverSeq: 11 }])
+        assert.deepStrictEqual(yield* size, { rows: 1, keyFacts: 2 })
+        assert.deepStrictEqual(yield* pendingSeqs(), [c])
+        // Applied: not journalled. Kept aside: journalled until settled.
+        assert.strictEqual(yield* store.applyPulledMutation("cloud", pulled(5, "x", "theirs x")), "applied")
+        assert.strictEqual(yield* store.applyPulledMutation("cloud", pulled(6, "c", "theirs c")), "kept_aside")
+        assert.deepStrictEqual(yield* size, { rows: 2, keyFacts: 2 })
+        // Settle after the ack: 6 is below our 12, discarded; the journal is empty.
+        yield* store.ackMutationSeqs("cloud", [{ seq: c, serverSeq: 12 }])
+        assert.deepStrictEqual(yield* doc("c"), Option.some("c"))
+        assert.deepStrictEqual(yield* size, { rows: 0, keyFacts: 3 })
+        // Duplicate and superseded still hold with the rows gone.
+        assert.strictEqual(yield* store.applyPulledMutation("cloud", pulled(5, "x", "theirs x")), "duplicate")
+        assert.strictEqual(yield* store.applyPulledMutation("cloud", pulled(9, "a", "older a")), "superseded")
+        assert.deepStrictEqual(yield* doc("a"), Option.some("mine a"))
+        // The cursor passing a fact forgets it; what it told is no longer needed.
+        yield* store.applyPulledMutations("cloud", [], { throughSeq: 11 })
+        assert.deepStrictEqual(yield* size, { rows: 0, keyFacts: 1 })
+        assert.strictEqual(yield* store.applyPulledMutation("cloud", pulled(13, "a", "newer a")), "applied")
+        assert.deepStrictEqual(yield* doc("a"), Option.some("newer a"))
+        assert.deepStrictEqual(yield* size, { rows: 0, keyFacts: 0 })
+        // Dead letters stay in their own table, not in the journal.
+        assert.strictEqual(yield* store.applyPulledMutation("cloud", pulled(14, "y", 1, "bogus")), "dead_letter")
+        assert.deepStrictEqual((yield* store.listDeadLetters).map((d) => d.seq), [14])
+        assert.deepStrictEqual(yield* size, { rows: 0, keyFacts: 0 })
+        // Settled after the ack of a later write: a kept-aside write above ours applies, and goes.
+        const [d] = yield* store.appendLocal("cloud", [write("a", "mine again")])
+        assert.strictEqual(yield* store.applyPulledMutation("cloud", pulled(16, "a", "theirs a")), "kept_aside")
+        yield* store.ackMutationSeqs("cloud", [{ seq: d, serverSeq: 15 }])
+        assert.deepStrictEqual(yield* doc("a"), Option.some("theirs a"))
+        assert.deepStrictEqual(yield* size, { rows: 0, keyFacts: 0 })
+      })))
+
+    it.effect("journal seqs are never reused once pruned; ackedThrough is exact across projects and targets", () =>
+      run(Effect.gen(function*() {
+        const store = yield* LocalStore.LocalStore
+        assert.strictEqual(yield* store.ackedThrough, 0)
+        yield* store.enroll("p")
+        const [s1, s2] = yield* store.appendLocal("cloud", [write("a", 1), write("b", 2, "q")])
+        const [s3] = yield* store.appendLocal("elsewhere", [write("c", 3)])
+        assert.deepStrictEqual([s1, s2, s3], [1, 2, 3])
+        assert.strictEqual(yield* store.ackedThrough, 0)
+        yield* store.ackMutationSeqs("cloud", [{ seq: s1, serverSeq: 1 }])
+        // 2 is pending in a project not enrolled: it holds the watermark.
+        assert.strictEqual(yield* store.ackedThrough, 1)
+        yield* store.enroll("q")
+        yield* store.ackMutationSeqs("cloud", [{ seq: s2, serverSeq: 2 }])
+        // 3 is pending for another target: a clientSeq is the replica's, whatever the target.
+        assert.strictEqual(yield* store.ackedThrough, 2)
+        yield* store.ackMutationSeqs("elsewhere", [{ seq: s3, serverSeq: 1 }])
+        assert.strictEqual(yield* store.ackedThrough, 3)
+        assert.strictEqual((yield* store.journalSize).rows, 0)
+        // An empty journal does not give seqs out again.
+        const [s4, s5, s6] = yield* store.appendLocal("cloud", [write("a", 4), write("b", 5), write("c", 6)])
+        assert.deepStrictEqual([s4, s5, s6], [4, 5, 6])
+        assert.strictEqual(yield* store.ackedThrough, 3)
+        // Acked out of order: the watermark stays below the first pending row.
+        yield* store.ackMutationSeqs("cloud", [{ seq: s6, serverSeq: 6 }, { seq: s4, serverSeq: 4 }])
+        assert.strictEqual(yield* store.ackedThrough, 4)
+        yield* store.ackMutations("cloud", s5)
+        assert.strictEqual(yield* store.ackedThrough, 6)
+      })))
+
     it.effect("every failure is a LocalStoreError", () =>
       run(Effect.gen(function*() {
         const store = yield* LocalStore.LocalStore

@@ -64,7 +64,11 @@ const push = (shared: Shared, lease: Lease) =>
       }
       for (const group of groupByProject(rows)) {
         const project = group[0].project
-        const result = yield* Effect.either(transport.push({ clientId: store.clientId, mutations: group.map(toEntry) }))
+        // Exact whenever read: acks only raise it, and new rows get higher seqs.
+        const ackedThrough = yield* store.ackedThrough
+        const result = yield* Effect.either(
+          transport.push({ clientId: store.clientId, mutations: group.map(toEntry), ackedThrough })
+        )
         if (Either.isLeft(result)) {
           failed.set(project, describeFailure(result.left))
           continue

@@ -4,8 +4,9 @@
  * in the page fails, one mutation at a time. Also the kept-aside rows an ack settles, and the
  * dead letters.
  *
- * Journal rows of pulled mutations keep their outcome in `status`: `applied`, `kept_aside`,
- * `discarded` (superseded, or settled below our own write) or `dead_letter`.
+ * Only pulled mutations kept aside are journalled (`status = 'kept_aside'`, `Merge.keepsPulled`),
+ * until an ack settles them: then they are applied or discarded, and deleted. The facts on our
+ * own acked writes (`sync_key_facts`) the cursor has passed are deleted as it moves.
  *
  * @internal
  */
@@ -33,10 +34,6 @@ import {
 
 type Pulled = Mutation.PulledMutation
 
-/** The journal status of a decision carried out. */
-const statusOf = (result: "applied" | "kept_aside" | "superseded" | "dead_letter") =>
-  result === "superseded" ? "discarded" : result
-
 const remoteRow = (targetKey: string, m: Pulled, status: string) => ({
   target_key: targetKey,
   source: "remote",
@@ -54,8 +51,8 @@ const insertDeadLetter = (db: Db, targetKey: string, seq: number, reason: string
   db.sql`INSERT INTO sync_dead_letters (target_key, seq, reason, mutation, created_at)
     VALUES (${targetKey}, ${seq}, ${reason}, ${mutationJson(mutation)}, ${at})`
 
-const insertRemote = (db: Db, targetKey: string, m: Pulled, status: string) =>
-  db.sql`INSERT INTO sync_mutations ${db.sql.insert(remoteRow(targetKey, m, status))}`
+const keepAside = (db: Db, targetKey: string, m: Pulled) =>
+  db.sql`INSERT INTO sync_mutations ${db.sql.insert(remoteRow(targetKey, m, "kept_aside"))}`
 
 /**
  * Applies a pulled mutation through its applier in a savepoint: a rejection rolls back the
@@ -94,14 +91,13 @@ const unackedKeys = (db: Db, targetKey: string, mutations: ReadonlyArray<Pulled>
     Effect.map(keySet)
   )
 
-// For the page's keys, the highest server seq of our acked writes above the page's first
+// For the page's keys, the server seq of our newest acked write when above the page's first
 // seq: none lower can supersede a mutation of the page past the cursor.
 const ownAckedSeqs = (db: Db, targetKey: string, mutations: ReadonlyArray<Pulled>) =>
-  db.sql`SELECT project, entity, entity_key, MAX(server_seq) AS n FROM sync_mutations
-    WHERE target_key = ${targetKey} AND source = 'local' AND server_seq IS NOT NULL
+  db.sql`SELECT project, entity, entity_key, own_acked_seq AS n FROM sync_key_facts
+    WHERE target_key = ${targetKey}
       AND entity_key IN ${db.sql.in([...new Set(mutations.map((m) => m.entityKey))])}
-      AND server_seq > ${mutations[0].seq}
-    GROUP BY project, entity, entity_key`.pipe(
+      AND own_acked_seq > ${mutations[0].seq}`.pipe(
     Effect.flatMap(decodeSuperseding),
     Effect.map((rows) =>
       new Map(rows.map((r) => [Merge.keyOf({ project: r.project, entity: r.entity, entityKey: r.entity_key }), r.n]))
@@ -121,11 +117,13 @@ const decide = (db: Db, targetKey: string, mutations: ReadonlyArray<Pulled>) =>
     return { ...decided, lastPulledSeq }
   })
 
+// The cursor, and the facts it has passed forgotten (`Merge.keepsOwnAckedSeq`, as SQL).
 const writeCursor = (db: Db, targetKey: string, cursor: number, at: number) =>
-  Effect.zipRight(
+  Effect.all([
     db.touchState(targetKey, at),
-    db.sql`UPDATE sync_state SET last_pulled_seq = MAX(last_pulled_seq, ${cursor}) WHERE target_key = ${targetKey}`
-  )
+    db.sql`UPDATE sync_state SET last_pulled_seq = MAX(last_pulled_seq, ${cursor}) WHERE target_key = ${targetKey}`,
+    db.sql`DELETE FROM sync_key_facts WHERE target_key = ${targetKey} AND own_acked_seq <= ${cursor}`
+  ], { discard: true })
 
 /**
  * The whole page in a few statements, for a page where nothing fails: the applies batched per
@@ -140,7 +138,7 @@ const applyPageAtOnce = (db: Db, targetKey: string, mutations: ReadonlyArray<Pul
       const result = results[i]
       if (result === "duplicate") continue
       if (result === "dead_letter") yield* insertDeadLetter(db, targetKey, m.seq, problemOf(db, m) ?? "", m, at)
-      else rows.push(remoteRow(targetKey, m, statusOf(result)))
+      else if (Merge.keepsPulled(result)) rows.push(remoteRow(targetKey, m, result))
       if (result === "applied") changes.push({ ...m, targetKey, source: "remote" })
     }
     yield* Applier.applyAll(db.appliers, changes).pipe(Effect.provideService(SqlClient.SqlClient, db.sql))
@@ -163,7 +161,7 @@ const carryOut = (
       return decision
     }
     const result = decision === "applied" ? yield* applyRemote(db, targetKey, m, at) : decision
-    yield* insertRemote(db, targetKey, m, statusOf(result))
+    if (Merge.keepsPulled(result)) yield* keepAside(db, targetKey, m)
     return result
   })
 
@@ -228,6 +226,7 @@ const applyPulledMutations = (db: Db) =>
       }
       return applied
     })).pipe(Effect.mapError(db.fail("applying pulled mutations")))
+    yield* db.reclaim
     if (Option.isSome(failure)) return yield* db.fail("applying a pulled mutation")(failure.value)
     return results
   })
@@ -295,12 +294,10 @@ export const settleKeptAside = (
         ackedSeq: serverSeq,
         hasUnackedWrite: yield* hasUnacked(db, targetKey, key)
       })
-      for (const chunk of Applier.inChunks(settled.discard.map((r) => r.id))) {
-        yield* db.sql`UPDATE sync_mutations SET status = 'discarded' WHERE id IN ${db.sql.in(chunk)}`
-      }
-      for (const row of settled.apply) {
-        const result = yield* applyKeptAside(db, targetKey, row, at)
-        yield* db.sql`UPDATE sync_mutations SET status = ${result} WHERE id = ${row.id}`
+      for (const row of settled.apply) yield* applyKeptAside(db, targetKey, row, at)
+      // Settled: applied (or dead-lettered) and discarded rows leave the journal.
+      for (const chunk of Applier.inChunks([...settled.discard, ...settled.apply].map((r) => r.id))) {
+        yield* db.sql`DELETE FROM sync_mutations WHERE id IN ${db.sql.in(chunk)}`
       }
     }
   })

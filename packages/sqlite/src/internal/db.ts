@@ -42,11 +42,32 @@ export interface Db {
   ) => Effect.Effect<Option.Option<typeof StateFromRow.Type>, SqlError | ParseResult.ParseError>
   /** The target's cursor: the highest seq applied or passed over. */
   readonly lastPulledSeq: (targetKey: string) => Effect.Effect<number, SqlError | ParseResult.ParseError>
+  /**
+   * After a write that pruned rows (outside its transaction): one bounded step of incremental
+   * vacuum when the free pages are many, so the file gives back what the journal no longer
+   * holds. Free pages are reused by later writes, so a few are left alone. Best effort: a busy
+   * file or a failure leaves the space for the next step.
+   */
+  readonly reclaim: Effect.Effect<void>
   /** The `n` of a `SELECT ... AS n` (0 without a row). */
   readonly count: (
     query: Effect.Effect<ReadonlyArray<unknown>, SqlError>
   ) => Effect.Effect<number, SqlError | ParseResult.ParseError>
 }
+
+/** Free pages below which nothing is reclaimed (they are reused by later writes). */
+const reclaimMinPages = 256
+/** The pages one step of {@link Db.reclaim} gives back at most (8 MiB at 4 KiB pages). */
+const reclaimStepPages = 2048
+
+/**
+ * `PRAGMA incremental_vacuum(n)`: gives back up to `n` free pages (on a file in `auto_vacuum =
+ * INCREMENTAL`; a no-op otherwise).
+ *
+ * @internal
+ */
+export const incrementalVacuum = (sql: SqlClient.SqlClient, pages: number): Effect.Effect<void, SqlError> =>
+  Effect.asVoid(sql.unsafe(`PRAGMA incremental_vacuum(${Math.max(1, Math.floor(pages))})`))
 
 /** @internal */
 export const make = (label: string): Effect.Effect<Db, never, SqlClient.SqlClient> =>
@@ -58,9 +79,21 @@ export const make = (label: string): Effect.Effect<Db, never, SqlClient.SqlClien
       Result: StateFromRow,
       execute: (targetKey) => sql`SELECT * FROM sync_state WHERE target_key = ${targetKey}`
     })
+    const count = (query: Effect.Effect<ReadonlyArray<unknown>, SqlError>) =>
+      Effect.map(
+        Effect.flatMap(query, Schema.decodeUnknown(Schema.Array(CountRow))),
+        (rows) => rows[0]?.n ?? 0
+      )
     return {
       sql,
       label,
+      reclaim: Effect.gen(function*() {
+        const free = yield* count(sql`SELECT freelist_count AS n FROM pragma_freelist_count()`)
+        if (free < reclaimMinPages) return
+        const pages = yield* count(sql`SELECT page_count AS n FROM pragma_page_count()`)
+        if (free * 4 < pages) return
+        yield* incrementalVacuum(sql, reclaimStepPages)
+      }).pipe(Effect.ignore),
       appliers,
       fail: (action) => fromSqlError(label, action),
       now: Clock.currentTimeMillis,
@@ -74,10 +107,6 @@ export const make = (label: string): Effect.Effect<Db, never, SqlClient.SqlClien
       findState,
       lastPulledSeq: (targetKey) =>
         Effect.map(findState(targetKey), Option.match({ onNone: () => 0, onSome: (s) => s.lastPulledSeq })),
-      count: (query) =>
-        Effect.map(
-          Effect.flatMap(query, Schema.decodeUnknown(Schema.Array(CountRow))),
-          (rows) => rows[0]?.n ?? 0
-        )
+      count
     }
   })

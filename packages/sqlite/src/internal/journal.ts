@@ -3,9 +3,14 @@
  * pending rows listed, acks recorded (settling kept-aside mutations through `apply.ts`), and
  * the enrolled projects that decide which rows are pushed.
  *
+ * An acked row leaves the journal in its ack's transaction; what the convergence rule still
+ * needs of it, the server seq it got, stays per key in `sync_key_facts` while the cursor is
+ * below it (`Merge.keepsOwnAckedSeq`). Journal seqs come from `sync_meta.last_local_seq`, so
+ * none is given out twice however many rows were pruned.
+ *
  * @internal
  */
-import { LocalStore, type Mutation } from "@autosync/core"
+import { LocalStore, Merge, type Mutation } from "@autosync/core"
 import * as SqlClient from "@effect/sql/SqlClient"
 import * as SqlSchema from "@effect/sql/SqlSchema"
 import * as Arr from "effect/Array"
@@ -15,7 +20,7 @@ import * as Schema from "effect/Schema"
 import * as Applier from "../Applier.js"
 import * as Apply from "./apply.js"
 import type { Db } from "./db.js"
-import { type AckedRow, decodeAcked, decodeChanges, ProjectRow, SyncMutationFromRow } from "./rows.js"
+import { type AckedRow, decodeAcked, ProjectRow, SyncMutationFromRow } from "./rows.js"
 
 /**
  * Acks as runs of consecutive local seqs whose server seqs are consecutive too (`delta` =
@@ -43,6 +48,8 @@ const ackRuns = (serverSeqs: ReadonlyMap<number, number | undefined>) => {
 type JournalMembers =
   | "listPendingMutations"
   | "countPending"
+  | "ackedThrough"
+  | "journalSize"
   | "ackMutations"
   | "ackMutationSeqs"
   | "skipAckNonEnrolledMutations"
@@ -70,6 +77,30 @@ const raiseLastAcked = (db: Db, targetKey: string, maxSeq: number, at: number) =
     db.sql`UPDATE sync_state SET last_acked_seq = MAX(last_acked_seq, ${maxSeq}) WHERE target_key = ${targetKey}`
   )
 
+/** The last journal seq given out (the journal's own rows count too, for a file mid-migration). */
+const lastLocalSeq = (db: Db) =>
+  db.count(db.sql`SELECT MAX(
+    COALESCE((SELECT CAST(value AS INTEGER) FROM sync_meta WHERE key = 'last_local_seq'), 0),
+    COALESCE((SELECT MAX(seq) FROM sync_mutations WHERE source = 'local'), 0)) AS n`)
+
+const pendingIn = (db: Db, targetKey: string, run: AckRun) =>
+  db.sql`target_key = ${targetKey} AND source = 'local' AND acked_at IS NULL AND seq BETWEEN ${run.from} AND ${run.to}`
+
+/**
+ * Keeps, per key of a run acked with known server seqs, the highest of them while the cursor
+ * is below it (`Merge.keepsOwnAckedSeq`, as SQL).
+ */
+const recordOwnAcked = (db: Db, targetKey: string, run: AckRun) =>
+  run.delta === undefined ? Effect.void : db.sql`INSERT INTO sync_key_facts
+      (target_key, project, entity, entity_key, own_acked_seq)
+    SELECT target_key, project, entity, entity_key, MAX(seq) + ${run.delta} FROM sync_mutations
+    WHERE ${pendingIn(db, targetKey, run)}
+    GROUP BY project, entity, entity_key
+    HAVING MAX(seq) + ${run.delta} > COALESCE(
+      (SELECT last_pulled_seq FROM sync_state WHERE target_key = ${targetKey}), 0)
+    ON CONFLICT (target_key, project, entity, entity_key)
+      DO UPDATE SET own_acked_seq = MAX(own_acked_seq, excluded.own_acked_seq)`
+
 /** Settles the keys of rows just acked (with their server seqs when known), then raises last_acked_seq. */
 const markAcked = (
   db: Db,
@@ -91,31 +122,26 @@ const markAcked = (
     raiseLastAcked(db, targetKey, rows.reduce((max, row) => Math.max(max, row.seq), 0), at)
   )
 
-const updateRun = (db: Db, targetKey: string, run: AckRun, at: number, returning: boolean) =>
-  db.sql`UPDATE sync_mutations
-    SET acked_at = ${at}, server_seq = ${run.delta === undefined ? db.sql`server_seq` : db.sql`seq + ${run.delta}`}
-    WHERE target_key = ${targetKey} AND source = 'local' AND acked_at IS NULL
-      AND seq BETWEEN ${run.from} AND ${run.to}
-    ${returning ? db.sql`RETURNING seq, project, entity, entity_key` : db.sql``}`
+// Acks a run: its server seqs kept as key facts, then its rows pruned.
+const ackRun = (db: Db, targetKey: string, run: AckRun) =>
+  Effect.zipRight(
+    recordOwnAcked(db, targetKey, run),
+    db.sql`DELETE FROM sync_mutations WHERE ${pendingIn(db, targetKey, run)}
+      RETURNING seq, project, entity, entity_key`.pipe(Effect.flatMap(decodeAcked))
+  )
 
 // With nothing kept aside, no key needs settling and the rows need not be read back
-// (RETURNING doubles the statement's cost). A run updated in full ends at `to`.
+// (RETURNING doubles the statement's cost): the highest row acked is read off the index first.
 const ackRunsQuickly = (db: Db, targetKey: string, runs: ReadonlyArray<AckRun>, at: number) =>
   Effect.gen(function*() {
     let maxSeq = 0
     for (const run of runs) {
-      const { changes } = yield* updateRun(db, targetKey, run, at, false).raw.pipe(Effect.flatMap(decodeChanges))
-      if (changes === run.to - run.from + 1) maxSeq = Math.max(maxSeq, run.to)
-      else if (changes > 0) {
-        // Part of the run was unknown or acked before: the highest row now acked (rows acked
-        // before are at or below last_acked_seq already).
-        maxSeq = Math.max(
-          maxSeq,
-          yield* db.count(db.sql`SELECT COALESCE(MAX(seq), 0) AS n FROM sync_mutations
-            WHERE target_key = ${targetKey} AND source = 'local' AND acked_at IS NOT NULL
-              AND seq BETWEEN ${run.from} AND ${run.to}`)
-        )
-      }
+      const highest = yield* db.count(db.sql`SELECT COALESCE(MAX(seq), 0) AS n FROM sync_mutations
+        WHERE ${pendingIn(db, targetKey, run)}`)
+      if (highest === 0) continue
+      maxSeq = Math.max(maxSeq, highest)
+      yield* recordOwnAcked(db, targetKey, run)
+      yield* db.sql`DELETE FROM sync_mutations WHERE ${pendingIn(db, targetKey, run)}`
     }
     yield* raiseLastAcked(db, targetKey, maxSeq, at)
   })
@@ -131,11 +157,10 @@ const ackMutationSeqs = (db: Db) =>
       const runs = ackRuns(serverSeqs)
       if (!(yield* Apply.hasKeptAside(db, targetKey))) return yield* ackRunsQuickly(db, targetKey, runs, at)
       const rows: Array<typeof AckedRow.Type> = []
-      for (const run of runs) {
-        rows.push(...(yield* updateRun(db, targetKey, run, at, true).pipe(Effect.flatMap(decodeAcked))))
-      }
+      for (const run of runs) rows.push(...(yield* ackRun(db, targetKey, run)))
       yield* markAcked(db, targetKey, rows, serverSeqs, at)
     })).pipe(Effect.mapError(db.fail("acking mutations")))
+    yield* db.reclaim
   })
 
 const appendLocal = (db: Db) =>
@@ -153,8 +178,10 @@ const appendLocal = (db: Db) =>
     if (writes.length === 0) return []
     const at = yield* db.now
     return yield* db.writeTransaction(Effect.gen(function*() {
-      const last = yield* db.count(db.sql`SELECT COALESCE(MAX(seq), 0) AS n FROM sync_mutations WHERE source = 'local'`)
+      const last = yield* lastLocalSeq(db)
       const seqs = writes.map((_, i) => last + 1 + i)
+      yield* db.sql`INSERT INTO sync_meta (key, value) VALUES ('last_local_seq', ${String(seqs[seqs.length - 1])})
+        ON CONFLICT (key) DO UPDATE SET value = excluded.value`
       // The whole batch in a few statements: appliers that can take many changes at once do.
       yield* Applier.applyAll(db.appliers, writes.map((w, i) => ({ ...w, targetKey, source: "local", seq: seqs[i] })))
         .pipe(
@@ -207,12 +234,28 @@ export const make = (db: Db): Pick<LocalStore.LocalStore["Type"], JournalMembers
     ackMutations: Effect.fn("SqliteLocalStore.ackMutations")(function*(targetKey, lastAckedSeq) {
       const at = yield* now
       yield* writeTransaction(Effect.gen(function*() {
-        const rows = yield* sql`UPDATE sync_mutations SET acked_at = ${at}
+        const rows = yield* sql`DELETE FROM sync_mutations
           WHERE target_key = ${targetKey} AND source = 'local' AND acked_at IS NULL AND seq <= ${lastAckedSeq}
           RETURNING seq, project, entity, entity_key`.pipe(Effect.flatMap(decodeAcked))
         yield* markAcked(db, targetKey, rows, new Map(), at)
       })).pipe(Effect.mapError(fail("acking mutations")))
+      yield* db.reclaim
     }),
+
+    ackedThrough: Effect.gen(function*() {
+      const first = yield* count(sql`SELECT COALESCE(MIN(seq), 0) AS n FROM sync_mutations
+        WHERE source = 'local' AND acked_at IS NULL`)
+      return Merge.ackedThrough(first === 0 ? undefined : first, yield* lastLocalSeq(db))
+    }).pipe(Effect.mapError(fail("reading the acked-through watermark"))),
+
+    journalSize: Effect.gen(function*() {
+      const rows = yield* count(sql`SELECT COUNT(*) AS n FROM sync_mutations`)
+      const keyFacts = yield* count(sql`SELECT COUNT(*) AS n FROM sync_key_facts`)
+      const fileBytes = yield* count(
+        sql`SELECT page_count * page_size AS n FROM pragma_page_count(), pragma_page_size()`
+      )
+      return { rows, keyFacts, fileBytes }
+    }).pipe(Effect.mapError(fail("measuring the journal"))),
 
     ackMutationSeqs: ackMutationSeqs(db),
 

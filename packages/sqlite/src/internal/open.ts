@@ -82,6 +82,11 @@ export const openFile = (
         yield* client.unsafe(`PRAGMA synchronous = ${options.synchronous === "normal" ? "NORMAL" : "FULL"}`).pipe(
           Effect.mapError(fromSqlError(label, "setting synchronous"))
         )
+        // A new file gets its tables after this, so it needs no VACUUM to take it (see
+        // `SqliteMigrations.ensureIncrementalVacuum`); on a file with tables it changes nothing.
+        yield* client.unsafe("PRAGMA auto_vacuum = INCREMENTAL").pipe(
+          Effect.mapError(fromSqlError(label, "setting auto_vacuum"))
+        )
         yield* client.unsafe("PRAGMA journal_mode = WAL").pipe(
           Effect.mapError(fromSqlError(label, "switching to WAL mode"))
         )
