@@ -103,7 +103,7 @@ export const reclaimSpace: Effect.Effect<number, LocalStore.LocalStoreError, Sql
     while (true) {
       const free = yield* step(freePages)
       if (free === 0) return given
-      yield* step(Db.incrementalVacuum(sql, Math.min(free, 2048)))
+      yield* step(Db.incrementalVacuum(sql, Math.min(free, 512)))
       const left = yield* step(freePages)
       given += free - left
       // Not a file in incremental mode (or nothing moved): nothing more to give back.

@@ -57,17 +57,21 @@ export interface Db {
 
 /** Free pages below which nothing is reclaimed (they are reused by later writes). */
 const reclaimMinPages = 256
-/** The pages one step of {@link Db.reclaim} gives back at most (8 MiB at 4 KiB pages). */
-const reclaimStepPages = 2048
+/** The pages one step of {@link Db.reclaim} gives back at most (2 MiB at 4 KiB pages). */
+const reclaimStepPages = 512
 
 /**
- * `PRAGMA incremental_vacuum(n)`: gives back up to `n` free pages (on a file in `auto_vacuum =
- * INCREMENTAL`; a no-op otherwise).
+ * Gives back up to `pages` free pages, in one transaction (on a file in `auto_vacuum =
+ * INCREMENTAL`; a no-op otherwise). A prepared `PRAGMA incremental_vacuum` frees one page per
+ * step, and the driver steps a statement without results once, so it runs once per page:
+ * inside one transaction, that is one commit (one fsync) for the lot.
  *
  * @internal
  */
 export const incrementalVacuum = (sql: SqlClient.SqlClient, pages: number): Effect.Effect<void, SqlError> =>
-  Effect.asVoid(sql.unsafe(`PRAGMA incremental_vacuum(${Math.max(1, Math.floor(pages))})`))
+  sql.withTransaction(
+    Effect.repeatN(sql.unsafe("PRAGMA incremental_vacuum(1)"), Math.max(0, Math.floor(pages) - 1))
+  ).pipe(Effect.asVoid)
 
 /** @internal */
 export const make = (label: string): Effect.Effect<Db, never, SqlClient.SqlClient> =>
