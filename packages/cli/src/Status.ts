@@ -13,6 +13,9 @@ import * as CliError from "./CliError.js"
 import * as Flags from "./Flags.js"
 import * as Replica from "./Replica.js"
 
+const formatBytes = (bytes: number): string =>
+  bytes < 1024 * 1024 ? `${(bytes / 1024).toFixed(1)} KiB` : `${(bytes / (1024 * 1024)).toFixed(1)} MiB`
+
 /**
  * @since 0.1.0
  * @category commands
@@ -30,7 +33,8 @@ export const command = Command.make(
         pending: yield* store.countPending(targetKey),
         nonEnrolledPending: yield* store.skipAckNonEnrolledMutations(targetKey),
         enrolled: yield* store.listEnrolled,
-        now: new Date(yield* Clock.currentTimeMillis)
+        now: new Date(yield* Clock.currentTimeMillis),
+        journal: yield* store.journalSize
       })
       if (opts.json) return yield* Console.log(JSON.stringify(Schema.encodeSync(Status.StatusReport)(report), null, 2))
       const { nonEnrolledPending } = report
@@ -57,7 +61,9 @@ export const command = Command.make(
         [
           "lease holder",
           report.leaseOwner !== null ? `${report.leaseOwner} until ${report.leaseUntil?.toISOString()}` : "(free)"
-        ]
+        ],
+        ["journal rows", `${report.journalRows} (pending and kept-aside rows; acked and applied ones are pruned)`],
+        ["file size", report.fileBytes === null ? "-" : formatBytes(report.fileBytes)]
       ]
       yield* Console.log(rows.map(([k, v]) => `${k.padEnd(16)} ${v}`).join("\n"))
     }).pipe(Effect.provide(Replica.layerExisting(opts.db)), CliError.explain)

@@ -180,6 +180,7 @@ describe.concurrent("autosync", () => {
     assert.strictEqual(unenrolled.pending, 2)
     assert.strictEqual(unenrolled.non_enrolled_pending, 2)
     assert.strictEqual(unenrolled.last_enqueued_seq, 2)
+    assert.strictEqual(unenrolled.journal_rows, 2)
     assert.deepStrictEqual(unenrolled.enrolled, [])
 
     await box.ok(["enroll", "notes", "--db", db])
@@ -204,6 +205,9 @@ describe.concurrent("autosync", () => {
     // The server's log holds just these two mutations, pulled back as seqs 1 and 2.
     assert.strictEqual(synced.last_pulled_seq, 2)
     assert.strictEqual(synced.consecutive_failures, 0)
+    // Acked and pulled: the journal keeps nothing of it.
+    assert.strictEqual(synced.journal_rows, 0)
+    assert.isAbove(synced.file_bytes ?? 0, 0)
     assert.strictEqual(synced.reason_code, null)
     assert.isString(synced.lease_owner)
 
@@ -227,6 +231,8 @@ describe.concurrent("autosync", () => {
     assert.match(text, /^enrolled\s+notes$/m)
     assert.match(text, /^last pulled seq\s+2$/m)
     assert.match(text, /^lease holder\s+\(free\)$/m)
+    assert.match(text, /^journal rows\s+0 \(/m)
+    assert.match(text, /^file size\s+[\d.]+ KiB$/m)
   }, long)
 
   // -------------------------------------------------------------------------------------------

@@ -217,7 +217,11 @@ export const StatusReport = Schema.Struct({
   reasonCode: nullable(Schema.String, "reason_code"),
   backoffUntil: nullable(Schema.Date, "backoff_until"),
   leaseOwner: nullable(Schema.String, "lease_owner"),
-  leaseUntil: nullable(Schema.Date, "lease_until")
+  leaseUntil: nullable(Schema.Date, "lease_until"),
+  /** Rows in the journal: pending local writes and kept-aside pulled ones (`LocalStore.JournalSize`). */
+  journalRows: count("journal_rows"),
+  /** The replica file's size in bytes (without its WAL); `null` for a store without a file. */
+  fileBytes: nullable(Schema.NonNegativeInt, "file_bytes")
 })
 /**
  * @since 0.1.0
@@ -240,6 +244,8 @@ export interface ReportFacts {
   readonly nonEnrolledPending: number
   readonly enrolled: ReadonlyArray<string>
   readonly now: Date
+  /** What the journal holds (`LocalStore.journalSize`). */
+  readonly journal: { readonly rows: number; readonly fileBytes: number | undefined }
 }
 
 /**
@@ -271,6 +277,8 @@ export const report = (state: SyncState, facts: ReportFacts): StatusReport => {
     reasonCode: state.reasonCode ?? null,
     backoffUntil: state.backoffUntil ?? null,
     leaseOwner: leaseHeld ? state.leaseOwner! : null,
-    leaseUntil: leaseHeld ? state.leaseUntil! : null
+    leaseUntil: leaseHeld ? state.leaseUntil! : null,
+    journalRows: facts.journal.rows,
+    fileBytes: facts.journal.fileBytes ?? null
   }
 }

@@ -87,7 +87,8 @@ describe("Status.report", () => {
     pending: 3,
     nonEnrolledPending: 1,
     enrolled: ["notes"],
-    now: at
+    now: at,
+    journal: { rows: 4, fileBytes: 8192 }
   }
   const fresh = LocalStore.emptyState("cloud", at)
 
@@ -134,8 +135,12 @@ describe("Status.report", () => {
         reason_code: "transport_failed",
         backoff_until: "2026-01-01T00:00:02.000Z",
         lease_owner: null,
-        lease_until: null
+        lease_until: null,
+        journal_rows: 4,
+        file_bytes: 8192
       })
+      // A store without a file has no file size.
+      assert.strictEqual(Status.report(fresh, { ...facts, journal: { rows: 0, fileBytes: undefined } }).fileBytes, null)
       assert.deepStrictEqual(yield* Schema.decodeUnknown(Status.StatusReport)(json), report)
     }))
 })
