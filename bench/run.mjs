@@ -9,6 +9,7 @@ import { table } from "./lib/stats.mjs"
 import * as Backlog from "./scenarios/backlog.mjs"
 import * as Cli from "./scenarios/cli.mjs"
 import * as Cost from "./scenarios/cost.mjs"
+import * as Growth from "./scenarios/growth.mjs"
 import * as Idle from "./scenarios/idle.mjs"
 import * as Latency from "./scenarios/latency.mjs"
 import * as Recovery from "./scenarios/recovery.mjs"
@@ -25,7 +26,8 @@ const scenarios = {
   cost: Cost,
   store: Store,
   recovery: Recovery,
-  cli: Cli
+  cli: Cli,
+  growth: Growth
 }
 
 const usage = `usage: pnpm bench [options]      (or node bench/run.mjs [options], without the build)
@@ -49,6 +51,8 @@ const usage = `usage: pnpm bench [options]      (or node bench/run.mjs [options]
   --idle-seconds S       idle: measured seconds (default 60)
   --cost-requests N      cost: sequential pushes and pulls per backend (default 500)
   --store-rows N         store: rows through each LocalStore step (default 20000)
+  --growth-keys N        growth: keys the writes go to (default 10000)
+  --growth-writes LIST   growth: checkpoints, in writes, at which the file is measured (default 10000,100000,1000000)
   --recovery-agents N     recovery: agents (replica processes) against one server (default 20)
   --outage-seconds S      recovery: how long the server is down (default 60)
   --stall-seconds S      give up on a scenario whose replica makes no progress this long (default 60)
@@ -82,6 +86,8 @@ const { values } = parseArgs({
     "idle-seconds": { type: "string" },
     "cost-requests": { type: "string" },
     "store-rows": { type: "string" },
+    "growth-keys": { type: "string" },
+    "growth-writes": { type: "string" },
     "recovery-agents": { type: "string" },
     "outage-seconds": { type: "string" },
     "stall-seconds": { type: "string" },
@@ -130,6 +136,8 @@ const flags = {
   idleSeconds: positive("idle-seconds", quick ? 5 : 60),
   costRequests: positive("cost-requests", quick ? 100 : 500),
   storeRows: positive("store-rows", quick ? 2000 : 20_000),
+  growthKeys: positive("growth-keys", quick ? 1000 : 10_000),
+  growthWrites: list("growth-writes", quick ? ["1000", "10000", "20000"] : ["10000", "100000", "1000000"]).map(Number),
   recoveryAgents: positive("recovery-agents", 20),
   outageSeconds: positive("outage-seconds", quick ? 15 : 60),
   stallSeconds: positive("stall-seconds", 60),
@@ -137,6 +145,7 @@ const flags = {
   serverBuild: values["server-build"] === undefined ? undefined : resolve(values["server-build"]),
   sqlStats: values["sql-stats"] === true
 }
+if (flags.growthWrites.some((n) => !Number.isInteger(n) || n < 1)) fail("--growth-writes: positive integers")
 if (flags.batches.some((b) => !Number.isInteger(b) || b < 1 || b > 1000)) fail("--batches: integers from 1 to 1000")
 if (flags.latencyVariants.some((v) => !(v.debounce >= 0) || (v.maxWait !== undefined && !(v.maxWait > 0)))) {
   fail("--debounces: ms >= 0, optionally followed by :maxWait")
