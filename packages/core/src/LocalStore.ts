@@ -351,6 +351,7 @@ const applyToDocuments = (tables: MemoryTables, m: Merge.Key & { readonly op: st
   else tables.documents.set(key, { project: m.project, entity: m.entity, entityKey: m.entityKey, value: m.payload })
 }
 
+// Every journal row is a pending local one: this tells the target's.
 const isPendingLocal = (j: JournalRow, targetKey: string) => j.row.targetKey === targetKey
 
 /**
@@ -404,8 +405,8 @@ const memoryMerge = (
       return results
     })
 
-  // Marks the rows acked, then settles the kept-aside mutations of their keys.
-  // Acked rows leave the journal; their server seqs stay as per-key facts while needed.
+  // Acked rows leave the journal (their server seqs stay as per-key facts while the cursor is
+  // below them), then the kept-aside mutations of their keys are settled.
   const markAcked = (targetKey: string, seqs: ReadonlyMap<number, number | undefined>, at: Date) => {
     const acked: Array<{ key: SyncMutation; serverSeq: number | undefined }> = []
     const remaining: Array<JournalRow> = []
