@@ -14,7 +14,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Schedule from "effect/Schedule"
-import type { CompactionReport } from "./MutationLog.js"
+import type { CompactionReport, MutationLogError } from "./MutationLog.js"
 import { MutationLog } from "./MutationLog.js"
 
 /**
@@ -59,7 +59,9 @@ export const describe = (report: CompactionReport): string =>
  * @since 0.1.0
  * @category constructors
  */
-export const check = (threshold: number) =>
+export const check = (
+  threshold: number
+): Effect.Effect<CompactionReport | undefined, MutationLogError, MutationLog> =>
   Effect.gen(function*() {
     const log = yield* MutationLog
     const stats = yield* log.stats
