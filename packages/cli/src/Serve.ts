@@ -47,13 +47,19 @@ export const command = Command.make(
     databaseUrl: Flags.databaseUrl,
     port: Flags.port,
     host: Flags.host,
-    bodyLimit: Flags.positiveInt("body-limit", 8 * 1024 * 1024, "The largest request body in bytes. Defaults to 8 MiB.")
+    bodyLimit: Flags.positiveInt("body-limit", 8 * 1024 * 1024, "The largest request body in bytes. Defaults to 8 MiB."),
+    compactThreshold: Flags.compactThreshold
   },
   (opts) =>
     Effect.gen(function*() {
       const where = yield* ServerStore.choose(opts.db, opts.databaseUrl)
       const { SyncServer } = yield* ServerStore.load
-      const options = { port: opts.port, host: opts.host, bodyLimit: opts.bodyLimit }
+      const options = {
+        port: opts.port,
+        host: opts.host,
+        bodyLimit: opts.bodyLimit,
+        compactThreshold: opts.compactThreshold
+      }
       const server = where._tag === "sqlite"
         ? SyncServer.layerSqlite({ ...options, file: where.file })
         : SyncServer.layerPg({ ...options, url: where.url })

@@ -1,15 +1,21 @@
 /**
- * `autosync status`: a replica's sync state read from its file alone (no server, no lease).
+ * `autosync status`: a replica's sync state read from its file alone (no server, no lease); or,
+ * pointed at a server's database (a server's SQLite file, or `--database-url`), the server log's
+ * stats: rows, live keys, tombstones, superseded rows, last compaction.
  *
  * @since 0.1.0
  */
 import { LocalStore, Status, SyncConfig } from "@autosync/core"
+import { ReplicaFile } from "@autosync/sqlite"
 import * as Command from "@effect/cli/Command"
+import * as Options from "@effect/cli/Options"
 import * as Clock from "effect/Clock"
 import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import * as CliError from "./CliError.js"
+import * as Compact from "./Compact.js"
 import * as Flags from "./Flags.js"
 import * as Replica from "./Replica.js"
 
@@ -17,11 +23,9 @@ import * as Replica from "./Replica.js"
  * @since 0.1.0
  * @category commands
  */
-export const command = Command.make(
-  "status",
-  { db: Flags.localDb, json: Flags.json },
-  (opts) =>
-    Effect.gen(function*() {
+// A replica's state, read from its file alone.
+const replicaStatus = (opts: { readonly db: string; readonly json: boolean }) =>
+  Effect.gen(function*() {
       const store = yield* LocalStore.LocalStore
       const targetKey = SyncConfig.defaults.targetKey
       const report = Status.report(yield* store.getSyncState(targetKey), {
@@ -60,7 +64,34 @@ export const command = Command.make(
         ]
       ]
       yield* Console.log(rows.map(([k, v]) => `${k.padEnd(16)} ${v}`).join("\n"))
-    }).pipe(Effect.provide(Replica.layerExisting(opts.db)), CliError.explain)
+    }).pipe(Effect.provide(Replica.layerExisting(opts.db)))
+
+// No environment fallback: AUTOSYNC_DATABASE_URL set for `serve` must not turn a replica's
+// status into the server's.
+const serverUrl = Options.redacted("database-url").pipe(
+  Options.optional,
+  Options.withDescription("Show the log stats of the server on this PostgreSQL database instead.")
+)
+
+/**
+ * @since 0.1.0
+ * @category commands
+ */
+export const command = Command.make(
+  "status",
+  { db: Flags.localDb, databaseUrl: serverUrl, json: Flags.json },
+  (opts) =>
+    Effect.gen(function*() {
+      if (Option.isSome(opts.databaseUrl)) {
+        return yield* Compact.printStats({ _tag: "pg", url: opts.databaseUrl.value }, opts.json)
+      }
+      // A server's database: its log's stats (rows, live keys, tombstones, last compaction).
+      const kind = yield* ReplicaFile.inspect(opts.db)
+      if (kind._tag === "Server") return yield* Compact.printStats({ _tag: "sqlite", file: opts.db }, opts.json)
+      return yield* replicaStatus(opts)
+    }).pipe(CliError.explain)
 ).pipe(
-  Command.withDescription("Show a replica's sync state from its file alone (no server needed).")
+  Command.withDescription(
+    "Show a replica's sync state from its file alone (no server needed); for a server's database (--db FILE or --database-url URL), its log's stats."
+  )
 )
