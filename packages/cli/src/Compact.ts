@@ -29,19 +29,24 @@ export const withLog = <A, E>(
     const { MutationLog, PgMutationLog, SqliteMutationLog } = yield* ServerStore.load
     const layer = where._tag === "sqlite"
       ? SqliteMutationLog.layerFile({ file: where.file })
-      : PgMutationLog.layerUrl({ url: where.url, maxConnections: 2 })
+      : PgMutationLog.layerUrl({ url: where.url, maxConnections: 2, listen: false })
     return yield* Effect.scoped(Effect.flatMap(MutationLog.MutationLog, f).pipe(Effect.provide(layer)))
   })
 
 /**
- * The server's log stats as `autosync status` prints them (JSON with `json`).
+ * The server's log stats as `autosync status` prints them (JSON with `json`), read without
+ * changing anything.
  *
  * @since 0.1.0
  * @category constructors
  */
-export const printStats = (where: ServerStore.Where, json: boolean) =>
+export const printStats = (where: ServerStore.Where, json: boolean): Effect.Effect<void, unknown> =>
   Effect.gen(function*() {
-    const stats = yield* withLog(where, (log) => log.stats)
+    // Read only: nothing of the database changes (no migration either).
+    const { PgMutationLog, SqliteMutationLog } = yield* ServerStore.load
+    const stats = yield* (where._tag === "sqlite"
+      ? SqliteMutationLog.readStats(where.file)
+      : PgMutationLog.readStats(where.url))
     const last = stats.lastCompaction
     if (json) {
       return yield* Console.log(JSON.stringify(

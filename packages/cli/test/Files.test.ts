@@ -62,7 +62,7 @@ const assertRefused = (result: Exited, what: string, file: string, phrase: strin
 }
 
 describe("autosync on files that are not its replica", () => {
-  it("status, get and list refuse a server's database, a plain SQLite database and a text file; none changes", {
+  it("get and list refuse a server's database (status shows its log's stats), a plain SQLite database and a text file; none changes", {
     timeout: long
   }, async ({ onTestFinished }) => {
     const box = sandbox(onTestFinished)
@@ -84,7 +84,8 @@ describe("autosync on files that are not its replica", () => {
       "p"
     ]]
     const jobs = files.flatMap(({ file, phrase }) =>
-      commands.map((command) => async () => {
+      // status on a server's database shows its log's stats (below).
+      commands.filter((command) => file !== server || command[0] !== "status").map((command) => async () => {
         const args = [command[0], "--db", file, ...command.slice(1)]
         return { args, file, phrase, result: await box.run(args) }
       })
@@ -94,6 +95,9 @@ describe("autosync on files that are not its replica", () => {
     for (const { args, file, phrase, result } of await limited(1, jobs)) {
       assertRefused(result, `autosync ${args.join(" ")}`, file, phrase)
     }
+    assert.match(await box.ok(["status", "--db", server]), /^server log +.*server\.db\nrows +0\n/)
+    const stats = JSON.parse(await box.ok(["status", "--db", server, "--json"]))
+    assert.deepInclude(stats, { rows: 0, live_keys: 0, tombstones: 0, last_compaction: null })
     files.forEach(({ file }, i) => {
       assert.strictEqual(hash(file), before[i], `${file} unchanged`)
       assert.deepStrictEqual(sideFiles(file), [], `${file}: no side files`)

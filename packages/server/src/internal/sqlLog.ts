@@ -502,6 +502,24 @@ const readStats = (
     }
   }).pipe(Effect.mapError(storage("reading the log's stats")))
 
+/**
+ * The stats of the log behind the `SqlClient` in context, read without writing (for `autosync
+ * status` on a server's database).
+ *
+ * @internal
+ */
+export const statsOf: Effect.Effect<LogRules.LogStats, MutationLogError, SqlClient.SqlClient> = Effect.flatMap(
+  SqlClient.SqlClient,
+  (sql) =>
+    readStats(
+      sql,
+      sql`SELECT MAX(seq) AS latest FROM autosync_log`.pipe(
+        Effect.flatMap(decodeLatest),
+        Effect.map((rows) => rows[0]?.latest ?? 0)
+      )
+    )
+)
+
 /** @internal */
 export const make = (
   dialect: Dialect,
