@@ -39,7 +39,9 @@ const http = async (url: string, token: string, init: RequestInit = {}) => {
     headers: { "content-type": "application/json", authorization: `Bearer ${token}` }
   })
   const body = await response.json() as Record<string, unknown>
-  if (response.status !== 200) throw new Error(`${init.method ?? "GET"} ${url}: ${response.status} ${JSON.stringify(body)}`)
+  if (response.status !== 200) {
+    throw new Error(`${init.method ?? "GET"} ${url}: ${response.status} ${JSON.stringify(body)}`)
+  }
   return body
 }
 
@@ -126,66 +128,73 @@ describe("compaction with real server processes", () => {
     await procs.killAll()
   })
 
-  it("two servers on one PostgreSQL database, one compacting under pushes and pulls: no puller misses a key's newest version", async ({ onTestFinished, skip }) => {
-    const base = process.env.AUTOSYNC_TEST_PG_URL ?? "postgres://postgres@127.0.0.1:5432/test"
-    const reachable = await psql(base, "select 1").then(() => true, (error: unknown) => {
-      const message = `PostgreSQL is not reachable (${String(error)})`
-      if (process.env.CI === "true") throw new Error(`${message}; CI needs it`)
-      console.warn(`SKIPPED the two-server compaction test: ${message}. Set AUTOSYNC_TEST_PG_URL to run it.`)
-      return false
-    })
-    if (!reachable) return skip()
-    const schema = `autosync_compact_${randomBytes(6).toString("hex")}`
-    await psql(base, `create schema ${schema}`)
-    onTestFinished(() => psql(base, `drop schema if exists ${schema} cascade`).then(() => undefined))
-    const url = `${base}${base.includes("?") ? "&" : "?"}options=${encodeURIComponent(`-c search_path=${schema}`)}`
-    const created = await procs.runCli(["token", "create", "--project", "p"], { env: { AUTOSYNC_DATABASE_URL: url } })
-    assert.strictEqual(created.code, 0, created.stderr)
-    const token = created.stdout.trim().split("\n").pop()!
-    const start = async (name: string, args: ReadonlyArray<string>) => {
-      const proc = procs.cli(name, ["serve", "--database-url", url, "--port", "0", ...args])
-      const address = await waitFor(`${name} to listen`, 60_000, () => {
-        if (!proc.running) throw new Error(`${name} exited\n${proc.describe()}`)
-        return /listening on (http:\/\/[0-9.]+:\d+)/.exec(proc.stdout)?.[1]
+  it(
+    "two servers on one PostgreSQL database, one compacting under pushes and pulls: no puller misses a key's newest version",
+    async ({ onTestFinished, skip }) => {
+      const base = process.env.AUTOSYNC_TEST_PG_URL ?? "postgres://postgres@127.0.0.1:5432/test"
+      const reachable = await psql(base, "select 1").then(() => true, (error: unknown) => {
+        const message = `PostgreSQL is not reachable (${String(error)})`
+        if (process.env.CI === "true") throw new Error(`${message}; CI needs it`)
+        console.warn(`SKIPPED the two-server compaction test: ${message}. Set AUTOSYNC_TEST_PG_URL to run it.`)
+        return false
       })
-      return { proc, url: address }
-    }
-    const compacting = await start("compacting", ["--compact-threshold", "10", "--compact-interval", "100 millis"])
-    const plain = await start("plain", ["--compact-threshold", "0"])
-    const servers = [compacting.url, plain.url]
-
-    const oracle = new Oracle()
-    const pullers = Array.from({ length: 3 }, () => new Puller(token))
-    let writing = true
-    const writers = Array.from({ length: 4 }, async (_, w) => {
-      for (let b = 0; b < 25; b++) {
-        const entries = Array.from({ length: 8 }, (_, i) => write(b * 8 + i + 1, `k${(w * 5 + b * 3 + i) % 12}`, b * 8 + i))
-        oracle.record(entries, await push(servers[(w + b) % 2], token, `writer-${w}`, entries))
+      if (!reachable) return skip()
+      const schema = `autosync_compact_${randomBytes(6).toString("hex")}`
+      await psql(base, `create schema ${schema}`)
+      onTestFinished(() => psql(base, `drop schema if exists ${schema} cascade`).then(() => undefined))
+      const url = `${base}${base.includes("?") ? "&" : "?"}options=${encodeURIComponent(`-c search_path=${schema}`)}`
+      const created = await procs.runCli(["token", "create", "--project", "p"], { env: { AUTOSYNC_DATABASE_URL: url } })
+      assert.strictEqual(created.code, 0, created.stderr)
+      const token = created.stdout.trim().split("\n").pop()!
+      const start = async (name: string, args: ReadonlyArray<string>) => {
+        const proc = procs.cli(name, ["serve", "--database-url", url, "--port", "0", ...args])
+        const address = await waitFor(`${name} to listen`, 60_000, () => {
+          if (!proc.running) throw new Error(`${name} exited\n${proc.describe()}`)
+          return /listening on (http:\/\/[0-9.]+:\d+)/.exec(proc.stdout)?.[1]
+        })
+        return { proc, url: address }
       }
-    })
-    // Pullers follow the log in small pages from both servers while the writers write.
-    const following = pullers.map(async (puller, p) => {
-      let i = 0
-      while (writing) await puller.page(servers[(p + i++) % 2], 3)
-    })
-    await Promise.all(writers)
-    writing = false
-    await Promise.all(following)
-    // The compacting server catches up with the last writes: one row per key.
-    await waitFor("the log compacted to one row per key", 120_000, async () => {
-      const rows = Number((await psql(url, "select count(*) from autosync_log")).trim())
-      return rows === oracle.newest.size ? rows : undefined
-    }, { intervalMs: 200 })
-    assert.match(compacting.proc.stderr + compacting.proc.stdout, /compaction removed \d+ superseded rows in \d+ ms/)
-    for (const [p, puller] of pullers.entries()) {
-      await puller.catchUp(servers[p % 2], 3)
-      oracle.check(puller, `puller ${p}`)
-    }
-    // A puller that joins now gets a snapshot: one row per key.
-    const late = new Puller(token)
-    await late.catchUp(plain.url, 5)
-    oracle.check(late, "late puller")
-  }, 300_000)
+      const compacting = await start("compacting", ["--compact-threshold", "10", "--compact-interval", "100 millis"])
+      const plain = await start("plain", ["--compact-threshold", "0"])
+      const servers = [compacting.url, plain.url]
+
+      const oracle = new Oracle()
+      const pullers = Array.from({ length: 3 }, () => new Puller(token))
+      let writing = true
+      const writers = Array.from({ length: 4 }, async (_, w) => {
+        for (let b = 0; b < 25; b++) {
+          const entries = Array.from(
+            { length: 8 },
+            (_, i) => write(b * 8 + i + 1, `k${(w * 5 + b * 3 + i) % 12}`, b * 8 + i)
+          )
+          oracle.record(entries, await push(servers[(w + b) % 2], token, `writer-${w}`, entries))
+        }
+      })
+      // Pullers follow the log in small pages from both servers while the writers write.
+      const following = pullers.map(async (puller, p) => {
+        let i = 0
+        while (writing) await puller.page(servers[(p + i++) % 2], 3)
+      })
+      await Promise.all(writers)
+      writing = false
+      await Promise.all(following)
+      // The compacting server catches up with the last writes: one row per key.
+      await waitFor("the log compacted to one row per key", 120_000, async () => {
+        const rows = Number((await psql(url, "select count(*) from autosync_log")).trim())
+        return rows === oracle.newest.size ? rows : undefined
+      }, { intervalMs: 200 })
+      assert.match(compacting.proc.stderr + compacting.proc.stdout, /compaction removed \d+ superseded rows in \d+ ms/)
+      for (const [p, puller] of pullers.entries()) {
+        await puller.catchUp(servers[p % 2], 3)
+        oracle.check(puller, `puller ${p}`)
+      }
+      // A puller that joins now gets a snapshot: one row per key.
+      const late = new Puller(token)
+      await late.catchUp(plain.url, 5)
+      oracle.check(late, "late puller")
+    },
+    300_000
+  )
 
   it("a compaction SIGKILLed half way leaves the log consistent: newest per key, retries keep their seqs", async () => {
     const tmp = tempDir("compact-kill")
@@ -198,7 +207,10 @@ describe("compaction with real server processes", () => {
       const pushes: Array<{ readonly entries: ReadonlyArray<Entry>; readonly seqs: ReadonlyArray<number> }> = []
       const follower = new Puller(token)
       for (let b = 0; b < 30; b++) {
-        const entries = Array.from({ length: 1000 }, (_, i) => write(b * 1000 + i + 1, `k${(b * 7 + i) % 500}`, b * 1000 + i))
+        const entries = Array.from(
+          { length: 1000 },
+          (_, i) => write(b * 1000 + i + 1, `k${(b * 7 + i) % 500}`, b * 1000 + i)
+        )
         const seqs = await push(server.url, token, "big", entries)
         oracle.record(entries, seqs)
         pushes.push({ entries, seqs })
@@ -208,9 +220,14 @@ describe("compaction with real server processes", () => {
       // 10 rows per transaction: thousands of commits. Killed once it has written some (its WAL grew).
       const walBefore = Fs.statSync(`${db}-wal`, { throwIfNoEntry: false })?.size ?? 0
       const compaction = procs.cli("compact", ["compact", "--db", db, "--batch-size", "10"])
-      await waitFor("the compaction to write", 60_000, () =>
-        (Fs.statSync(`${db}-wal`, { throwIfNoEntry: false })?.size ?? 0) > walBefore + 256 * 1024 || !compaction.running ||
-        undefined)
+      await waitFor(
+        "the compaction to write",
+        60_000,
+        () =>
+          (Fs.statSync(`${db}-wal`, { throwIfNoEntry: false })?.size ?? 0) > walBefore + 256 * 1024 ||
+          !compaction.running ||
+          undefined
+      )
       await compaction.kill("SIGKILL")
       const stats = JSON.parse((await procs.runCli(["status", "--db", db, "--json"])).stdout)
       // Not asserted (a fast machine might finish first): logged, to see the case was exercised.

@@ -48,7 +48,11 @@ export const command = Command.make(
     databaseUrl: Flags.databaseUrl,
     port: Flags.port,
     host: Flags.host,
-    bodyLimit: Flags.positiveInt("body-limit", 8 * 1024 * 1024, "The largest request body in bytes. Defaults to 8 MiB."),
+    bodyLimit: Flags.positiveInt(
+      "body-limit",
+      8 * 1024 * 1024,
+      "The largest request body in bytes. Defaults to 8 MiB."
+    ),
     compactThreshold: Flags.compactThreshold,
     compactInterval: Flags.duration(
       "compact-interval",

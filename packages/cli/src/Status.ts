@@ -26,45 +26,45 @@ import * as Replica from "./Replica.js"
 // A replica's state, read from its file alone.
 const replicaStatus = (opts: { readonly db: string; readonly json: boolean }) =>
   Effect.gen(function*() {
-      const store = yield* LocalStore.LocalStore
-      const targetKey = SyncConfig.defaults.targetKey
-      const report = Status.report(yield* store.getSyncState(targetKey), {
-        file: opts.db,
-        clientId: store.clientId,
-        pending: yield* store.countPending(targetKey),
-        nonEnrolledPending: yield* store.skipAckNonEnrolledMutations(targetKey),
-        enrolled: yield* store.listEnrolled,
-        now: new Date(yield* Clock.currentTimeMillis)
-      })
-      if (opts.json) return yield* Console.log(JSON.stringify(Schema.encodeSync(Status.StatusReport)(report), null, 2))
-      const { nonEnrolledPending } = report
-      const rows: Array<[string, unknown]> = [
-        ["file", report.file],
-        ["client id", report.clientId],
-        ["phase", report.phase],
-        [
-          "pending rows",
-          `${report.pending}${nonEnrolledPending > 0 ? ` (${nonEnrolledPending} in projects not enrolled)` : ""}`
-        ],
-        [
-          "enrolled",
-          report.enrolled.length > 0
-            ? report.enrolled.join(", ")
-            : "(none: nothing is pushed until you `autosync enroll`)"
-        ],
-        ["last pulled seq", report.lastPulledSeq],
-        ["last acked seq", report.lastAckedSeq],
-        ["failures", report.consecutiveFailures],
-        ["last error", report.lastError ?? "-"],
-        ["reason", report.reasonCode ?? "-"],
-        ["retry at", report.backoffUntil?.toISOString() ?? "-"],
-        [
-          "lease holder",
-          report.leaseOwner !== null ? `${report.leaseOwner} until ${report.leaseUntil?.toISOString()}` : "(free)"
-        ]
+    const store = yield* LocalStore.LocalStore
+    const targetKey = SyncConfig.defaults.targetKey
+    const report = Status.report(yield* store.getSyncState(targetKey), {
+      file: opts.db,
+      clientId: store.clientId,
+      pending: yield* store.countPending(targetKey),
+      nonEnrolledPending: yield* store.skipAckNonEnrolledMutations(targetKey),
+      enrolled: yield* store.listEnrolled,
+      now: new Date(yield* Clock.currentTimeMillis)
+    })
+    if (opts.json) return yield* Console.log(JSON.stringify(Schema.encodeSync(Status.StatusReport)(report), null, 2))
+    const { nonEnrolledPending } = report
+    const rows: Array<[string, unknown]> = [
+      ["file", report.file],
+      ["client id", report.clientId],
+      ["phase", report.phase],
+      [
+        "pending rows",
+        `${report.pending}${nonEnrolledPending > 0 ? ` (${nonEnrolledPending} in projects not enrolled)` : ""}`
+      ],
+      [
+        "enrolled",
+        report.enrolled.length > 0
+          ? report.enrolled.join(", ")
+          : "(none: nothing is pushed until you `autosync enroll`)"
+      ],
+      ["last pulled seq", report.lastPulledSeq],
+      ["last acked seq", report.lastAckedSeq],
+      ["failures", report.consecutiveFailures],
+      ["last error", report.lastError ?? "-"],
+      ["reason", report.reasonCode ?? "-"],
+      ["retry at", report.backoffUntil?.toISOString() ?? "-"],
+      [
+        "lease holder",
+        report.leaseOwner !== null ? `${report.leaseOwner} until ${report.leaseUntil?.toISOString()}` : "(free)"
       ]
-      yield* Console.log(rows.map(([k, v]) => `${k.padEnd(16)} ${v}`).join("\n"))
-    }).pipe(Effect.provide(Replica.layerExisting(opts.db)))
+    ]
+    yield* Console.log(rows.map(([k, v]) => `${k.padEnd(16)} ${v}`).join("\n"))
+  }).pipe(Effect.provide(Replica.layerExisting(opts.db)))
 
 // No environment fallback: AUTOSYNC_DATABASE_URL set for `serve` must not turn a replica's
 // status into the server's.

@@ -622,7 +622,12 @@ export const makeMemory: Effect.Effect<MemoryLog> = Effect.map(SubscriptionRef.m
 
   // One batch: the superseded rows after `after` (at most `batchSize`, up to `upTo`) removed,
   // the deletes in the same range made tombstones. Returns where the batch ended.
-  const compactBatch = (after: number, upTo: number, batchSize: number, report: Omit<CompactionReport, "durationMs">) => {
+  const compactBatch = (
+    after: number,
+    upTo: number,
+    batchSize: number,
+    report: Omit<CompactionReport, "durationMs">
+  ) => {
     const superseded = compactable(rows.map((row) => row.mutation))
     let end = upTo
     const removed = new Set<number>()

@@ -163,7 +163,8 @@ export const makeMemory: Effect.Effect<MutationLog["Type"]> = Effect.map(LogRule
     excludeClientId?: string
   ) => log.since(sinceSeq, projects === undefined ? undefined : new Set(projects), limit, excludeClientId)
   return MutationLog.of({
-    append: (clientId, entries, ackedThrough) => Effect.mapError(log.append(clientId, entries, ackedThrough), fromConflict),
+    append: (clientId, entries, ackedThrough) =>
+      Effect.mapError(log.append(clientId, entries, ackedThrough), fromConflict),
     since: (sinceSeq, projects, limit, excludeClientId) =>
       Effect.map(sinceStored(sinceSeq, projects, limit, excludeClientId), LogRules.toPullResponse),
     sinceStored,

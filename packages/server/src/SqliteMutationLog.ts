@@ -139,7 +139,9 @@ export const checkFile = (file: string): Effect.Effect<void, ServerFileError> =>
  * @since 0.1.0
  * @category constructors
  */
-export const readStats = (file: string): Effect.Effect<MutationLogModule.LogStats, ServerFileError | MutationLogError> =>
+export const readStats = (
+  file: string
+): Effect.Effect<MutationLogModule.LogStats, ServerFileError | MutationLogError> =>
   Effect.gen(function*() {
     const sideFiles = [`${file}-wal`, `${file}-shm`]
     const hadSideFiles = sideFiles.some((f) => Fs.existsSync(f))
@@ -147,7 +149,10 @@ export const readStats = (file: string): Effect.Effect<MutationLogModule.LogStat
     const tables = yield* tablesOf(file).pipe(
       Effect.catchAllCause((cause) =>
         Effect.fail(
-          new ServerFileError({ file, message: `cannot open ${JSON.stringify(file)}: ${messageOf(Cause.squash(cause))}` })
+          new ServerFileError({
+            file,
+            message: `cannot open ${JSON.stringify(file)}: ${messageOf(Cause.squash(cause))}`
+          })
         )
       )
     )

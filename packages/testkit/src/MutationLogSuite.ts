@@ -422,7 +422,9 @@ export const MutationLogSuite = (name: string, layer: Layer.Layer<MutationLog.Mu
         const all = (yield* log.since(0, undefined, 100)).mutations
         const superseded = LogRules.compactable(all)
         yield* log.compact({ batchSize: 4 })
-        const kept = all.filter((m) => !superseded.has(m.seq)).map((m) => m.op === "delete" ? { ...m, payload: null } : m)
+        const kept = all.filter((m) => !superseded.has(m.seq)).map((m) =>
+          m.op === "delete" ? { ...m, payload: null } : m
+        )
         assert.strictEqual(kept.length, 6, "a pull from 0 is a snapshot: one row per key")
         for (let cursor = 0; cursor <= 41; cursor++) {
           for (const limit of [1, 3, 100]) {
@@ -510,7 +512,9 @@ export const MutationLogSuite = (name: string, layer: Layer.Layer<MutationLog.Mu
         assert.deepStrictEqual(yield* log.append("c1", [entry(3, { entityKey: "k1", payload: 3 })]), [3])
         // A watermark never goes down; an append with no entries may carry one.
         assert.deepStrictEqual(yield* log.append("c1", [], 1), [])
-        assert.isTrue(Either.isLeft(yield* Effect.either(log.append("c1", [entry(1, { entityKey: "k1", payload: 1 })]))))
+        assert.isTrue(
+          Either.isLeft(yield* Effect.either(log.append("c1", [entry(1, { entityKey: "k1", payload: 1 })])))
+        )
         assert.deepStrictEqual(yield* log.append("c1", [], 4), [])
         assert.strictEqual((yield* log.stats).identities, 0)
         // A row still in the log keeps its identity whatever the watermark: a retry of it is fine.

@@ -416,7 +416,8 @@ const makeCompactor = (
   const batch = (after: number, upTo: number, batchSize: number) =>
     Effect.gen(function*() {
       yield* dialect.lock
-      const rows = yield* sql`SELECT l.seq, l.client_id, l.client_seq, l.project, l.entity, l.entity_key, l.op, l.payload
+      const rows =
+        yield* sql`SELECT l.seq, l.client_id, l.client_seq, l.project, l.entity, l.entity_key, l.op, l.payload
         FROM autosync_log l WHERE l.seq > ${after} AND l.seq <= ${upTo} AND ${hasNewer(sql)}
         ORDER BY l.seq LIMIT ${batchSize}`.pipe(Effect.flatMap(decodeCompact))
       const end = rows.length < batchSize ? upTo : rows[rows.length - 1].seq
