@@ -152,6 +152,28 @@ export const positiveInt = (name: string, fallback: number, description: string)
   )
 
 /**
+ * `--compact-threshold`: the server compacts its log once this many rows are superseded; 0 is off.
+ *
+ * @since 0.1.0
+ * @category flags
+ */
+export const compactThreshold = Options.text("compact-threshold").pipe(
+  Options.withFallbackConfig(Config.string("AUTOSYNC_COMPACT_THRESHOLD")),
+  Options.withDefault("10000"),
+  // Parsed here (not Options.integer) so that every bad value is named with the flag.
+  Options.mapEffect((raw) =>
+    /^\d+$/.test(raw.trim()) && Number.isSafeInteger(Number(raw))
+      ? Effect.succeed(Number(raw))
+      : Effect.fail(
+        invalid(`--compact-threshold must be an integer >= 0 (0 turns compaction off), got ${JSON.stringify(raw)}`)
+      )
+  ),
+  Options.withDescription(
+    "Compact the log in the background once this many rows are superseded by newer ones (env AUTOSYNC_COMPACT_THRESHOLD; 0 turns it off). Defaults to 10000."
+  )
+)
+
+/**
  * An optional duration flag: "500 millis", "30 seconds", or a number of milliseconds.
  *
  * @since 0.1.0

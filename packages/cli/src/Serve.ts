@@ -10,6 +10,7 @@ import * as HttpServer from "@effect/platform/HttpServer"
 import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
 import * as CliError from "./CliError.js"
 import * as Flags from "./Flags.js"
 import * as ServerStore from "./ServerStore.js"
@@ -47,13 +48,28 @@ export const command = Command.make(
     databaseUrl: Flags.databaseUrl,
     port: Flags.port,
     host: Flags.host,
-    bodyLimit: Flags.positiveInt("body-limit", 8 * 1024 * 1024, "The largest request body in bytes. Defaults to 8 MiB.")
+    bodyLimit: Flags.positiveInt(
+      "body-limit",
+      8 * 1024 * 1024,
+      "The largest request body in bytes. Defaults to 8 MiB."
+    ),
+    compactThreshold: Flags.compactThreshold,
+    compactInterval: Flags.duration(
+      "compact-interval",
+      "How often the log is checked against --compact-threshold. Defaults to 30 seconds."
+    )
   },
   (opts) =>
     Effect.gen(function*() {
       const where = yield* ServerStore.choose(opts.db, opts.databaseUrl)
       const { SyncServer } = yield* ServerStore.load
-      const options = { port: opts.port, host: opts.host, bodyLimit: opts.bodyLimit }
+      const options = {
+        port: opts.port,
+        host: opts.host,
+        bodyLimit: opts.bodyLimit,
+        compactThreshold: opts.compactThreshold,
+        compactInterval: Option.getOrUndefined(opts.compactInterval)
+      }
       const server = where._tag === "sqlite"
         ? SyncServer.layerSqlite({ ...options, file: where.file })
         : SyncServer.layerPg({ ...options, url: where.url })

@@ -62,44 +62,52 @@ const assertRefused = (result: Exited, what: string, file: string, phrase: strin
 }
 
 describe("autosync on files that are not its replica", () => {
-  it("status, get and list refuse a server's database, a plain SQLite database and a text file; none changes", {
-    timeout: long
-  }, async ({ onTestFinished }) => {
-    const box = sandbox(onTestFinished)
-    const server = box.path("server.db")
-    await serverDatabase(box, server)
-    const plain = box.path("app.db")
-    await plainDatabase(plain)
-    const text = box.path("notes.txt")
-    Fs.writeFileSync(text, "shopping: milk, eggs\n".repeat(50))
-    const files = [
-      { file: server, phrase: "is an autosync server database, not a replica (give the replica's --db)" },
-      { file: plain, phrase: "is a SQLite database without autosync's tables" },
-      { file: text, phrase: "is not a SQLite database" }
-    ]
-    const before = files.map(({ file }) => hash(file))
-    const commands = [["status"], ["status", "--json"], ["get", "p", "note", "k"], ["list", "p"], [
-      "list",
-      "--json",
-      "p"
-    ]]
-    const jobs = files.flatMap(({ file, phrase }) =>
-      commands.map((command) => async () => {
-        const args = [command[0], "--db", file, ...command.slice(1)]
-        return { args, file, phrase, result: await box.run(args) }
+  it(
+    "get and list refuse a server's database (status shows its log's stats), a plain SQLite database and a text file; none changes",
+    {
+      timeout: long
+    },
+    async ({ onTestFinished }) => {
+      const box = sandbox(onTestFinished)
+      const server = box.path("server.db")
+      await serverDatabase(box, server)
+      const plain = box.path("app.db")
+      await plainDatabase(plain)
+      const text = box.path("notes.txt")
+      Fs.writeFileSync(text, "shopping: milk, eggs\n".repeat(50))
+      const files = [
+        { file: server, phrase: "is an autosync server database, not a replica (give the replica's --db)" },
+        { file: plain, phrase: "is a SQLite database without autosync's tables" },
+        { file: text, phrase: "is not a SQLite database" }
+      ]
+      const before = files.map(({ file }) => hash(file))
+      const commands = [["status"], ["status", "--json"], ["get", "p", "note", "k"], ["list", "p"], [
+        "list",
+        "--json",
+        "p"
+      ]]
+      const jobs = files.flatMap(({ file, phrase }) =>
+        // status on a server's database shows its log's stats (below).
+        commands.filter((command) => file !== server || command[0] !== "status").map((command) => async () => {
+          const args = [command[0], "--db", file, ...command.slice(1)]
+          return { args, file, phrase, result: await box.run(args) }
+        })
+      )
+      // One at a time: a read-only reader removes the WAL side files it created only when it is the
+      // last connection on the file, so readers that overlap may leave them (documented).
+      for (const { args, file, phrase, result } of await limited(1, jobs)) {
+        assertRefused(result, `autosync ${args.join(" ")}`, file, phrase)
+      }
+      assert.match(await box.ok(["status", "--db", server]), /^server log +.*server\.db\nrows +0\n/)
+      const stats = JSON.parse(await box.ok(["status", "--db", server, "--json"]))
+      assert.deepInclude(stats, { rows: 0, live_keys: 0, tombstones: 0, last_compaction: null })
+      files.forEach(({ file }, i) => {
+        assert.strictEqual(hash(file), before[i], `${file} unchanged`)
+        assert.deepStrictEqual(sideFiles(file), [], `${file}: no side files`)
       })
-    )
-    // One at a time: a read-only reader removes the WAL side files it created only when it is the
-    // last connection on the file, so readers that overlap may leave them (documented).
-    for (const { args, file, phrase, result } of await limited(1, jobs)) {
-      assertRefused(result, `autosync ${args.join(" ")}`, file, phrase)
+      assert.deepStrictEqual(Fs.readdirSync(box.dir).sort(), ["app.db", "notes.txt", "server.db"])
     }
-    files.forEach(({ file }, i) => {
-      assert.strictEqual(hash(file), before[i], `${file} unchanged`)
-      assert.deepStrictEqual(sideFiles(file), [], `${file}: no side files`)
-    })
-    assert.deepStrictEqual(Fs.readdirSync(box.dir).sort(), ["app.db", "notes.txt", "server.db"])
-  })
+  )
 
   it("init, enroll, unenroll, put and agent refuse a server's database and leave it as it was", {
     timeout: long

@@ -90,6 +90,12 @@ export interface MemoryServer {
   readonly log: () => ReadonlyArray<PulledMutation>
   /** The seq last assigned (0 when empty). */
   readonly latestSeq: () => number
+  /** Compacts the log (`LogRules.compactable`): only the newest row of each key stays. */
+  readonly compact: (
+    options?: { readonly batchSize?: number | undefined }
+  ) => Effect.Effect<LogRules.CompactionReport>
+  /** The log's size. */
+  readonly stats: () => LogRules.LogStats
   readonly push: (
     batch: PushBatch,
     allowedProjects?: ReadonlySet<string>
@@ -130,7 +136,7 @@ export const makeMemoryServer: Effect.Effect<MemoryServer> = Effect.map(LogRules
       if (Option.isSome(refused)) {
         return yield* new TransportError({ reason: "policy_forbidden", status: 403, message: refused.value })
       }
-      const acceptedSeqs = yield* log.append(decoded.clientId, decoded.mutations).pipe(
+      const acceptedSeqs = yield* log.append(decoded.clientId, decoded.mutations, decoded.ackedThrough).pipe(
         Effect.mapError((conflict) =>
           new TransportError({ reason: "identity_conflict", status: 409, message: conflict.message })
         )
@@ -152,6 +158,8 @@ export const makeMemoryServer: Effect.Effect<MemoryServer> = Effect.map(LogRules
   return {
     log: () => log.mutations().map(LogRules.toPulled),
     latestSeq: log.latestSeq,
+    compact: log.compact,
+    stats: log.stats,
     push,
     pull
   }

@@ -10,9 +10,14 @@
  *   as stored, each payload still its JSON text: what the server answers pulls from, so a payload
  *   is never parsed, checked again and re-serialised on its way out (it was checked when pushed).
  * - `awaitAfter(seq)` completes once the log holds a seq greater than `seq` (for long-polls).
+ * - `compact()` removes every row of which a newer row of its key exists (deletes stay as
+ *   tombstones, payload dropped), in bounded transactions; `stats` tells the log's size and its
+ *   last compaction. An append's `ackedThrough` is the client's watermark: identities of
+ *   compacted rows at or below it are forgotten, and a re-push at or below it that the log does
+ *   not hold is a conflict (see `LogRules`).
  *
- * Seqs are strictly increasing and gap-free, and a seq is visible only when every smaller one is,
- * so a puller that follows its cursor never skips one. The rules (identity, seqs, pages,
+ * Seqs are strictly increasing and gap-free when assigned (compaction leaves holes), and a seq is
+ * visible only when every smaller one is, so a puller that follows its cursor never skips one. The rules (identity, seqs, pages,
  * long-poll) are core's `LogRules`, written once: `layerMemory` is `LogRules.makeMemory` (the log
  * of core's in-process server too); `SqliteMutationLog` and `PgMutationLog` store the same rules
  * in SQL.
@@ -47,10 +52,15 @@ export class MutationLogError extends Schema.TaggedError<MutationLogError>()("Mu
  * @category tags
  */
 export class MutationLog extends Context.Tag("@autosync/server/MutationLog")<MutationLog, {
-  /** Stores a batch; one seq per entry, in order. Idempotent on `(clientId, clientSeq)`. */
+  /**
+   * Stores a batch; one seq per entry, in order. Idempotent on `(clientId, clientSeq)`.
+   * `ackedThrough` (the push's `acked_through`) raises the client's watermark once the batch is
+   * planned.
+   */
   readonly append: (
     clientId: string,
-    entries: ReadonlyArray<Mutation.MutationEntry>
+    entries: ReadonlyArray<Mutation.MutationEntry>,
+    ackedThrough?: number | undefined
   ) => Effect.Effect<ReadonlyArray<number>, MutationLogError>
   /**
    * At most `limit` mutations with a seq greater than `sinceSeq`, of the given projects (all
@@ -75,7 +85,32 @@ export class MutationLog extends Context.Tag("@autosync/server/MutationLog")<Mut
   readonly latestSeq: Effect.Effect<number, MutationLogError>
   /** Completes once the log holds a seq greater than `seq`. Interrupt it to stop waiting. */
   readonly awaitAfter: (seq: number) => Effect.Effect<void, MutationLogError>
+  /**
+   * Removes the superseded rows, at most `batchSize` (default 1,000) per transaction, and makes
+   * deletes tombstones. Appends and pulls run between its transactions.
+   */
+  readonly compact: (
+    options?: { readonly batchSize?: number | undefined }
+  ) => Effect.Effect<CompactionReport, MutationLogError>
+  /** The log's size (rows, live keys, tombstones, superseded rows) and its last compaction. */
+  readonly stats: Effect.Effect<LogStats, MutationLogError>
 }>() {}
+
+/**
+ * What one compaction did (see `LogRules.CompactionReport`).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type CompactionReport = LogRules.CompactionReport
+
+/**
+ * The size of a log (see `LogRules.LogStats`).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type LogStats = LogRules.LogStats
 
 /**
  * A mutation as the log stores it (see `LogRules.StoredMutation`).
@@ -128,12 +163,15 @@ export const makeMemory: Effect.Effect<MutationLog["Type"]> = Effect.map(LogRule
     excludeClientId?: string
   ) => log.since(sinceSeq, projects === undefined ? undefined : new Set(projects), limit, excludeClientId)
   return MutationLog.of({
-    append: (clientId, entries) => Effect.mapError(log.append(clientId, entries), fromConflict),
+    append: (clientId, entries, ackedThrough) =>
+      Effect.mapError(log.append(clientId, entries, ackedThrough), fromConflict),
     since: (sinceSeq, projects, limit, excludeClientId) =>
       Effect.map(sinceStored(sinceSeq, projects, limit, excludeClientId), LogRules.toPullResponse),
     sinceStored,
     latestSeq: Effect.sync(log.latestSeq),
-    awaitAfter: log.awaitAfter
+    awaitAfter: log.awaitAfter,
+    compact: log.compact,
+    stats: Effect.sync(log.stats)
   })
 })
 

@@ -20,6 +20,7 @@ import * as PgClient from "@effect/sql-pg/PgClient"
 import type * as Migrator from "@effect/sql/Migrator"
 import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
+import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -29,8 +30,8 @@ import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 import * as Migrations from "./internal/migrations.js"
 import * as SqlLog from "./internal/sqlLog.js"
-import type { MutationLogError } from "./MutationLog.js"
-import { MutationLog } from "./MutationLog.js"
+import type * as MutationLogModule from "./MutationLog.js"
+import { MutationLog, MutationLogError } from "./MutationLog.js"
 
 /**
  * @since 0.1.0
@@ -47,6 +48,11 @@ export interface Options {
    * Defaults to 1 second.
    */
   readonly pollInterval?: Duration.DurationInput | undefined
+  /**
+   * Listen for other processes' new seqs (what wakes held pulls). Defaults to true; one-shot
+   * tools that hold no pulls (`autosync compact`) turn it off and open no listening connection.
+   */
+  readonly listen?: boolean | undefined
 }
 
 const SchemaRow = Schema.Struct({ schema: Schema.String })
@@ -78,7 +84,7 @@ export const layer = (
         lock: pg`SELECT pg_advisory_xact_lock(hashtext(${`autosync_log:${schema}`}::text))`.pipe(Effect.asVoid),
         // PgClient.notify sends `NOTIFY chan, $1`, which PostgreSQL rejects: use pg_notify.
         announce: (latest) => pg`SELECT pg_notify(${channel}, ${`${prefix}${latest}`})`.pipe(Effect.asVoid),
-        hints: pg.listen(channel).pipe(
+        hints: options.listen === false ? Stream.empty : pg.listen(channel).pipe(
           Stream.filterMap((payload) =>
             payload.startsWith(prefix)
               ? Option.filter(Option.some(Number(payload.slice(prefix.length))), Number.isSafeInteger)
@@ -88,6 +94,33 @@ export const layer = (
       }, { pollInterval: options.pollInterval ?? Duration.seconds(1) })
     })
   ).pipe(Layer.provide(Migrations.layer))
+
+/**
+ * The log's stats (see `MutationLog.stats`) of the database at `url`, read without migrating or
+ * writing anything.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const readStats = (
+  url: Redacted.Redacted | string
+): Effect.Effect<MutationLogModule.LogStats, SqlError | MutationLogError> =>
+  Effect.scoped(
+    Effect.flatMap(Layer.build(layerClient({ url, maxConnections: 1 })), (context) =>
+      Effect.gen(function*() {
+        const pg = Context.get(context, PgClient.PgClient)
+        const [{ ready }] = yield* pg<{ readonly ready: boolean }>`SELECT
+          to_regclass('autosync_compaction') IS NOT NULL AS ready`
+        if (!ready) {
+          return yield* new MutationLogError({
+            reason: "storage",
+            message: "the database has no autosync server log with compaction tables (in its current schema): " +
+              "`autosync serve` or `autosync compact` on it brings it up to date"
+          })
+        }
+        return yield* Effect.provide(SqlLog.statsOf, context)
+      }))
+  )
 
 /**
  * A `PgClient` (and `SqlClient`) for a database URL. `maxConnections` defaults to 10.

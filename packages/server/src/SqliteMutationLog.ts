@@ -22,6 +22,7 @@ import * as Fs from "node:fs"
 import * as Path from "node:path"
 import * as Migrations from "./internal/migrations.js"
 import * as SqlLog from "./internal/sqlLog.js"
+import type * as MutationLogModule from "./MutationLog.js"
 import type { MutationLogError } from "./MutationLog.js"
 import { MutationLog } from "./MutationLog.js"
 
@@ -128,6 +129,57 @@ export const checkFile = (file: string): Effect.Effect<void, ServerFileError> =>
           `give the server its own file (the default is ./autosync-server.db)`
       )
     }
+  })
+
+/**
+ * The log's stats (see `MutationLog.stats`) of an existing server file, read through a
+ * read-only connection: nothing is migrated or written. A file the server never migrated to
+ * compaction (an older version's) fails, saying so.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const readStats = (
+  file: string
+): Effect.Effect<MutationLogModule.LogStats, ServerFileError | MutationLogError> =>
+  Effect.gen(function*() {
+    const sideFiles = [`${file}-wal`, `${file}-shm`]
+    const hadSideFiles = sideFiles.some((f) => Fs.existsSync(f))
+    yield* checkFile(file)
+    const tables = yield* tablesOf(file).pipe(
+      Effect.catchAllCause((cause) =>
+        Effect.fail(
+          new ServerFileError({
+            file,
+            message: `cannot open ${JSON.stringify(file)}: ${messageOf(Cause.squash(cause))}`
+          })
+        )
+      )
+    )
+    if (!tables.includes("autosync_compaction")) {
+      return yield* new ServerFileError({
+        file,
+        message: `${JSON.stringify(file)} has no compaction tables yet: \`autosync serve\` or \`autosync compact\` ` +
+          `on it brings it up to date`
+      })
+    }
+    const stats = yield* Effect.scoped(
+      Effect.flatMap(
+        SqliteClient.make({ filename: file, readonly: true, disableWAL: true }).pipe(Effect.orDie),
+        (sql) => Effect.provideService(SqlLog.statsOf, SqlClient.SqlClient, sql)
+      )
+    ).pipe(Effect.provide(Reactivity.layer))
+    // A read-only connection leaves the WAL side files it created: a brief read-write one that
+    // reads and closes lets SQLite delete them (only when no other connection uses them).
+    if (!hadSideFiles && sideFiles.some((f) => Fs.existsSync(f))) {
+      yield* Effect.scoped(
+        Effect.flatMap(
+          SqliteClient.make({ filename: file, disableWAL: true }),
+          (sql) => sql`SELECT COUNT(*) AS n FROM sqlite_master`
+        )
+      ).pipe(Effect.provide(Reactivity.layer), Effect.catchAllCause(() => Effect.void))
+    }
+    return stats
   })
 
 /**

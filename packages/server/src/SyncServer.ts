@@ -12,6 +12,8 @@
  *   not JSON or do not match the schema get 400 `BadRequest` naming the field, unknown routes 404
  *   `NotFound`; every error answer is JSON with a `message`. Only storage failures give 500.
  * - Requests are logged (method, URL, status; never headers, so never a token).
+ * - The log is compacted in the background once it holds `compactThreshold` superseded rows
+ *   (`Compactor`); a push's `acked_through` raises its client's watermark.
  * - Shutdown is graceful: the listener stops, held pulls answer at once, in-flight requests
  *   finish, then the store closes.
  *
@@ -51,6 +53,7 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import { createServer } from "node:http"
+import * as Compactor from "./Compactor.js"
 import { pullBody } from "./internal/wire.js"
 import type { MutationLogError } from "./MutationLog.js"
 import { MutationLog } from "./MutationLog.js"
@@ -74,6 +77,13 @@ export interface Options {
    * `GET /v1/pull?since_seq=0&limit=500 200 3ms`. Never headers, so never a token. Defaults to true.
    */
   readonly logRequests?: boolean | undefined
+  /**
+   * Compact the log in the background once it holds this many superseded rows (see `Compactor`);
+   * 0 turns it off. Defaults to 10,000.
+   */
+  readonly compactThreshold?: number | undefined
+  /** How often the log is checked for compaction. Defaults to 30 seconds. */
+  readonly compactInterval?: Duration.DurationInput | undefined
 }
 
 /**
@@ -193,7 +203,9 @@ export const layerHandlers: Layer.Layer<HttpApiGroup.ApiGroup<"autosync", "sync"
       const push = Effect.fn("SyncServer.push")(function*(batch: Mutation.PushBatch) {
         const refused = LogRules.forbidden(batch.mutations, yield* SyncApi.AllowedProjects)
         if (Option.isSome(refused)) return yield* new SyncApi.Forbidden({ message: refused.value })
-        const acceptedSeqs = yield* log.append(batch.clientId, batch.mutations).pipe(Effect.catchAll(fromAppendError))
+        const acceptedSeqs = yield* log.append(batch.clientId, batch.mutations, batch.ackedThrough).pipe(
+          Effect.catchAll(fromAppendError)
+        )
         return { acceptedSeqs }
       })
 
@@ -369,7 +381,8 @@ export const layerHttp = (
   MutationLog | Tokens.Tokens | HttpServer.HttpServer | HttpRouter.HttpRouter.DefaultServices
 > =>
   HttpApiBuilder.serve((options.logRequests ?? defaults.logRequests) ? requestLogger : (app) => app).pipe(
-    Layer.provide(layerApi(options))
+    Layer.provide(layerApi(options)),
+    Layer.merge(Compactor.layer({ threshold: options.compactThreshold, interval: options.compactInterval }))
   )
 
 /**

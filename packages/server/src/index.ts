@@ -1,6 +1,11 @@
 /**
  * @since 0.1.0
  */
+export * as Compactor from "./Compactor.js"
+
+/**
+ * @since 0.1.0
+ */
 export * as MutationLog from "./MutationLog.js"
 
 /**

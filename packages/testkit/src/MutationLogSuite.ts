@@ -4,6 +4,7 @@
  * exact, and `awaitAfter` is checked by polling its fiber, without sleeping.
  */
 import type { Mutation } from "@autosync/core"
+import { LogRules } from "@autosync/core"
 import { MutationLog } from "@autosync/server"
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
@@ -21,6 +22,19 @@ const logError = <A>(effect: Effect.Effect<A, MutationLog.MutationLogError>) => 
 const t0 = 1_700_000_000_123
 
 const seqs = (page: Mutation.PullResponse) => page.mutations.map((m) => m.seq)
+
+/** Every mutation after `cursor`, pulled page by page as a replica does. */
+const pullAll = (log: MutationLog.MutationLog["Type"], cursor: number, limit: number) =>
+  Effect.gen(function*() {
+    const pulled: Array<Mutation.PulledMutation> = []
+    let at = cursor
+    for (;;) {
+      const page = yield* log.since(at, undefined, limit)
+      pulled.push(...page.mutations)
+      if (!page.hasMore) return pulled
+      at = page.mutations.at(-1)!.seq
+    }
+  })
 
 /** A reference model of the append rules, to compare a log against. */
 const model = (base: number) => {
@@ -326,6 +340,196 @@ export const MutationLogSuite = (name: string, layer: Layer.Layer<MutationLog.Mu
         assert.strictEqual(yield* log.latestSeq, 4)
         // The refused push left nothing behind: its new identity is free.
         assert.deepStrictEqual(yield* log.append("a", [entry(3)]), [5])
+      })
+    )
+
+    test(
+      "compaction keeps exactly the newest row of each key, deletes as tombstones; stats count it",
+      Effect.gen(function*() {
+        const log = yield* MutationLog.MutationLog
+        yield* log.append("c1", [
+          entry(1, { entityKey: "k1", payload: { v: 1 } }), // 1: superseded by 3
+          entry(2, { entityKey: "k2" }), // 2
+          entry(3, { entityKey: "k1", payload: { v: 2 } }), // 3: superseded by 7
+          entry(4, { entityKey: "k3" }), // 4: superseded by 5
+          entry(5, { entityKey: "k3", op: "delete", payload: { was: "k3" } }), // 5: a tombstone
+          entry(6, { entityKey: "k2", project: "p2" }) // 6: another project's k2
+        ])
+        assert.deepStrictEqual(yield* log.append("c2", [entry(1, { entityKey: "k1", payload: { v: 3 } })]), [7])
+        const before = yield* log.stats
+        assert.deepStrictEqual(
+          { ...before, lastCompaction: undefined },
+          {
+            rows: 7,
+            liveKeys: 3,
+            tombstones: 1,
+            superseded: 3,
+            latestSeq: 7,
+            identities: 0,
+            lastCompaction: undefined
+          }
+        )
+        const all = (yield* log.since(0, undefined, 100)).mutations
+        const report = yield* log.compact()
+        assert.deepStrictEqual({ ...report, durationMs: 0 }, {
+          removed: 3,
+          tombstonesDropped: 1,
+          identitiesKept: 3,
+          durationMs: 0
+        })
+        const after = yield* log.since(0, undefined, 100)
+        // Exactly the rows the rule keeps: those no newer row of their key supersedes.
+        const superseded = LogRules.compactable(all)
+        assert.deepStrictEqual(seqs(after), all.filter((m) => !superseded.has(m.seq)).map((m) => m.seq))
+        assert.deepStrictEqual(seqs(after), [2, 5, 6, 7])
+        assert.deepStrictEqual(after.mutations[1], { ...all[4], payload: null }, "the tombstone lost its payload")
+        assert.strictEqual(after.latestSeq, 7)
+        const stats = yield* log.stats
+        assert.deepStrictEqual(
+          { ...stats, lastCompaction: undefined },
+          {
+            rows: 4,
+            liveKeys: 3,
+            tombstones: 1,
+            superseded: 0,
+            latestSeq: 7,
+            identities: 3,
+            lastCompaction: undefined
+          }
+        )
+        assert.deepStrictEqual(stats.lastCompaction, { at: t0, removed: 3, durationMs: report.durationMs })
+        // Nothing left to do; and seqs go on after the last one.
+        assert.strictEqual((yield* log.compact()).removed, 0)
+        assert.deepStrictEqual(yield* log.append("c3", [entry(1)]), [8])
+      })
+    )
+
+    test(
+      "after compaction a pull from any cursor (any page size) gives every key's newest row after it",
+      Effect.gen(function*() {
+        const log = yield* MutationLog.MutationLog
+        // 40 writes to 6 keys of 2 projects, some deletes, from 3 clients.
+        for (let i = 1; i <= 40; i++) {
+          const k = (i * 7) % 6
+          yield* log.append(`c${i % 3}`, [
+            entry(i, {
+              entityKey: `k${k}`,
+              project: k % 2 === 0 ? "even" : "odd",
+              ...(i % 5 === 0 ? { op: "delete", payload: null } : { payload: { i } })
+            })
+          ])
+        }
+        const all = (yield* log.since(0, undefined, 100)).mutations
+        const superseded = LogRules.compactable(all)
+        yield* log.compact({ batchSize: 4 })
+        const kept = all.filter((m) => !superseded.has(m.seq)).map((m) =>
+          m.op === "delete" ? { ...m, payload: null } : m
+        )
+        assert.strictEqual(kept.length, 6, "a pull from 0 is a snapshot: one row per key")
+        for (let cursor = 0; cursor <= 41; cursor++) {
+          for (const limit of [1, 3, 100]) {
+            const pulled = yield* pullAll(log, cursor, limit)
+            assert.deepStrictEqual(pulled, kept.filter((m) => m.seq > cursor), `cursor ${cursor}, limit ${limit}`)
+          }
+          const even = yield* log.since(cursor, ["even"], 100)
+          assert.deepStrictEqual(even.mutations, kept.filter((m) => m.seq > cursor && m.project === "even"))
+          assert.strictEqual(even.latestSeq, 40, "latest_seq still moves the cursor")
+        }
+      })
+    )
+
+    test(
+      "a puller interleaved with compaction batches and appends ends with every key's newest version",
+      Effect.gen(function*() {
+        const log = yield* MutationLog.MutationLog
+        const write = (from: number, to: number) =>
+          Effect.forEach(
+            Array.from({ length: to - from + 1 }, (_, i) => from + i),
+            (i) => log.append("w", [entry(i, { entityKey: `k${i % 5}`, payload: { i } })]),
+            { discard: true }
+          )
+        yield* write(1, 60)
+        // A puller half way through the log when compaction starts.
+        const state = new Map<string, { seq: number; payload: unknown }>()
+        let cursor = 0
+        const pullPage = Effect.gen(function*() {
+          const page = yield* log.since(cursor, undefined, 2)
+          for (const m of page.mutations) state.set(m.entityKey, { seq: m.seq, payload: m.payload })
+          cursor = page.mutations.at(-1)?.seq ?? page.latestSeq
+          return page
+        })
+        for (let i = 0; i < 10; i++) yield* pullPage
+        const compaction = yield* Effect.fork(log.compact({ batchSize: 1 }))
+        const writes = yield* Effect.fork(write(61, 80))
+        for (let i = 0; i < 30; i++) yield* pullPage
+        yield* Fiber.join(compaction)
+        yield* Fiber.join(writes)
+        while ((yield* pullPage).hasMore || cursor < (yield* log.latestSeq)) {
+          // until caught up
+        }
+        const newest = new Map((yield* log.since(0, undefined, 100)).mutations.map((m) => [m.entityKey, m]))
+        assert.strictEqual(newest.size, 5)
+        for (const [key, m] of newest) assert.deepStrictEqual(state.get(key), { seq: m.seq, payload: m.payload }, key)
+      })
+    )
+
+    test(
+      "a retry after compaction gets its original seqs and stores nothing (a tombstone's too)",
+      Effect.gen(function*() {
+        const log = yield* MutationLog.MutationLog
+        const first = [entry(1, { entityKey: "k1" }), entry(2, { entityKey: "k1", payload: "v2" })]
+        const gone = entry(4, { entityKey: "k2", op: "delete", payload: { last: "words" } })
+        assert.deepStrictEqual(yield* log.append("c1", first), [1, 2])
+        assert.deepStrictEqual(yield* log.append("c2", [entry(1, { entityKey: "k1", payload: "v3" })]), [3])
+        assert.deepStrictEqual(yield* log.append("c1", [entry(3, { entityKey: "k2" }), gone]), [4, 5])
+        assert.strictEqual((yield* log.compact()).removed, 3)
+        assert.deepStrictEqual(yield* log.append("c1", first), [1, 2])
+        assert.deepStrictEqual(yield* log.append("c1", [entry(3, { entityKey: "k2" }), gone]), [4, 5])
+        assert.deepStrictEqual(yield* log.append("c1", [gone, entry(5, { entityKey: "k5" })]), [5, 6])
+        assert.deepStrictEqual(seqs(yield* log.since(0, undefined, 100)), [3, 5, 6])
+        // Other content under a compacted identity is still a conflict naming its seq.
+        const error = yield* logError(log.append("c1", [entry(2, { entityKey: "k1", payload: "other" })]))
+        assert.deepStrictEqual([error.reason, error.seq], ["conflict", 2])
+        assert.strictEqual(yield* log.latestSeq, 6)
+      })
+    )
+
+    test(
+      "acked_through forgets the kept identities at or below it; a re-push of one is then a conflict",
+      Effect.gen(function*() {
+        const log = yield* MutationLog.MutationLog
+        yield* log.append("c1", [1, 2, 3].map((i) => entry(i, { entityKey: "k1", payload: i })))
+        yield* log.append("c2", [entry(1, { entityKey: "k1", payload: "theirs" })]) // 4: supersedes c1's
+        assert.strictEqual((yield* log.compact()).identitiesKept, 3)
+        assert.strictEqual((yield* log.stats).identities, 3)
+        // Not yet acked: a retry gets its seq.
+        assert.deepStrictEqual(yield* log.append("c1", [entry(3, { entityKey: "k1", payload: 3 })]), [3])
+        assert.deepStrictEqual(yield* log.append("c1", [entry(4, { entityKey: "k4" })], 2), [5])
+        assert.strictEqual((yield* log.stats).identities, 1, "c1's 1 and 2 forgotten, 3 kept")
+        const conflict = yield* logError(log.append("c1", [entry(2, { entityKey: "k1", payload: 2 })]))
+        assert.strictEqual(conflict.reason, "conflict")
+        assert.include(conflict.message, "acked_through")
+        assert.deepStrictEqual(yield* log.append("c1", [entry(3, { entityKey: "k1", payload: 3 })]), [3])
+        // A watermark never goes down; an append with no entries may carry one.
+        assert.deepStrictEqual(yield* log.append("c1", [], 1), [])
+        assert.isTrue(
+          Either.isLeft(yield* Effect.either(log.append("c1", [entry(1, { entityKey: "k1", payload: 1 })])))
+        )
+        assert.deepStrictEqual(yield* log.append("c1", [], 4), [])
+        assert.strictEqual((yield* log.stats).identities, 0)
+        // A row still in the log keeps its identity whatever the watermark: a retry of it is fine.
+        assert.deepStrictEqual(yield* log.append("c1", [entry(4, { entityKey: "k4" })]), [5])
+        // Compacting a row at or below its client's watermark keeps no identity.
+        yield* log.append("c2", [entry(2, { entityKey: "k4" })]) // 6: supersedes 5
+        assert.deepStrictEqual({ ...(yield* log.compact()), durationMs: 0 }, {
+          removed: 1,
+          tombstonesDropped: 0,
+          identitiesKept: 0,
+          durationMs: 0
+        })
+        // Nothing of the refused pushes was stored; other clients are not concerned.
+        assert.strictEqual(yield* log.latestSeq, 6)
+        assert.deepStrictEqual(yield* log.append("c3", [entry(1)]), [7])
       })
     )
 

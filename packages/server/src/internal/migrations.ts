@@ -1,5 +1,5 @@
 /**
- * The server's tables (the mutation log and the tokens), one migration set for SQLite and
+ * The server's tables (the mutation log, its compaction's bookkeeping and the tokens), one migration set for SQLite and
  * PostgreSQL, run with `@effect/sql`'s `Migrator`.
  */
 import * as Migrator from "@effect/sql/Migrator"
@@ -47,6 +47,33 @@ export const loader = Migrator.fromRecord({
     yield* sql`ALTER TABLE autosync_tokens ADD COLUMN last_used_at BIGINT`
     yield* sql`UPDATE autosync_tokens SET id = 'tok_' || substr(token_hash, 1, 12)`
     yield* sql`CREATE UNIQUE INDEX autosync_tokens_id ON autosync_tokens (id)`
+  }),
+  // Compaction (see LogRules): the index that finds a row's newer twin, the identities of
+  // compacted rows (for retries), each client's acked watermark, and the last compaction.
+  "0004_compaction": Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    yield* sql`CREATE INDEX autosync_log_key_seq ON autosync_log (project, entity, entity_key, seq)`
+    yield* sql`CREATE TABLE autosync_identities (
+      client_id TEXT NOT NULL,
+      client_seq BIGINT NOT NULL,
+      seq BIGINT NOT NULL,
+      project TEXT NOT NULL,
+      entity TEXT NOT NULL,
+      entity_key TEXT NOT NULL,
+      op TEXT NOT NULL,
+      payload TEXT NOT NULL,
+      PRIMARY KEY (client_id, client_seq)
+    )`
+    yield* sql`CREATE TABLE autosync_watermarks (
+      client_id TEXT PRIMARY KEY,
+      acked_through BIGINT NOT NULL
+    )`
+    yield* sql`CREATE TABLE autosync_compaction (
+      id INTEGER PRIMARY KEY,
+      at BIGINT NOT NULL,
+      removed BIGINT NOT NULL,
+      duration_ms BIGINT NOT NULL
+    )`
   })
 })
 

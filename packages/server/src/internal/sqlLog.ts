@@ -5,7 +5,8 @@
  * databases comes in as a `Dialect`: how seq assignment is serialised, how other processes are
  * told about new seqs, and how this process hears about theirs (feeding the same latest-seq
  * `SubscriptionRef` the long-polls wait on). Appends are group-committed: one writer fiber stores
- * all the appends waiting, in one transaction.
+ * all the appends waiting, in one transaction. Compaction runs in bounded transactions (a batch
+ * of rows each) under the same lock as appends.
  */
 import type { Mutation } from "@autosync/core"
 import { LogRules } from "@autosync/core"
@@ -70,7 +71,26 @@ const StoredRow = Schema.Struct({
   occurred_at: Int
 })
 
+const CompactRow = Schema.Struct({
+  seq: Int,
+  client_id: Schema.String,
+  client_seq: Int,
+  project: Schema.String,
+  entity: Schema.String,
+  entity_key: Schema.String,
+  op: Schema.String,
+  payload: Schema.String
+})
+
+const WatermarkRow = Schema.Struct({ client_id: Schema.String, acked_through: Int })
+const CountRow = Schema.Struct({ n: Int })
+const LastCompactionRow = Schema.Struct({ at: Int, removed: Int, duration_ms: Int })
+
 const decodeLatest = Schema.decodeUnknown(Schema.Array(LatestRow))
+const decodeCompact = Schema.decodeUnknown(Schema.Array(CompactRow))
+const decodeWatermarks = Schema.decodeUnknown(Schema.Array(WatermarkRow))
+const decodeCount = Schema.decodeUnknown(Schema.Tuple(CountRow))
+const decodeLastCompaction = Schema.decodeUnknown(Schema.Array(LastCompactionRow))
 const decodeIdentities = Schema.decodeUnknown(Schema.Array(IdentityRow))
 const decodeStored = Schema.decodeUnknown(Schema.Array(StoredRow))
 
@@ -91,6 +111,7 @@ const logWarning = (message: string, cause: unknown) =>
 interface Pending {
   readonly clientId: string
   readonly entries: ReadonlyArray<LogRules.StoredEntry>
+  readonly ackedThrough: number | undefined
   readonly done: Deferred.Deferred<ReadonlyArray<number>, MutationLogError>
 }
 
@@ -108,6 +129,19 @@ type LogRow = {
 }
 
 const identity = (clientId: string, clientSeq: number) => `${clientSeq}:${clientId}`
+
+/** A stored identity; `compacted` when only the identity is left (its row was compacted away). */
+type Known = LogRules.Identity & { readonly clientId: string; readonly clientSeq: number; readonly compacted: boolean }
+
+/** The watermarks (highest `acked_through`) of some clients; 0 for a client that never sent one. */
+const selectWatermarks = (sql: SqlClient.SqlClient, clientIds: ReadonlyArray<string>) =>
+  Effect.forEach(
+    Arr.chunksOf(clientIds, chunkSize),
+    (chunk) =>
+      sql`SELECT client_id, acked_through FROM autosync_watermarks WHERE client_id IN ${sql.in(chunk)}`.pipe(
+        Effect.flatMap(decodeWatermarks)
+      )
+  ).pipe(Effect.map((pages) => new Map(pages.flat().map((row) => [row.client_id, row.acked_through]))))
 
 /** The most appends one transaction stores. */
 const maxGroup = 64
@@ -150,15 +184,24 @@ const storeGroup = (
   dialect: Dialect,
   readLatest: Effect.Effect<number, SqlError | ParseResult.ParseError>
 ) => {
+  // An identity is its row's, or, once the row was compacted away, the one kept beside the log.
   const selectIdentities = (clientId: string, clientSeqs: ReadonlyArray<number>) =>
     Effect.forEach(
       Arr.chunksOf(clientSeqs, chunkSize),
       (chunk) =>
-        sql`SELECT seq, client_seq, project, entity, entity_key, op, payload FROM autosync_log
+        Effect.all([
+          sql`SELECT seq, client_seq, project, entity, entity_key, op, payload FROM autosync_log
           WHERE client_id = ${clientId} AND client_seq IN ${sql.in(chunk)}`.pipe(
-          Effect.flatMap(decodeIdentities)
-        )
-    ).pipe(Effect.map((pages) => pages.flat()))
+            Effect.flatMap(decodeIdentities),
+            Effect.map(Arr.map((row) => ({ row, compacted: false })))
+          ),
+          sql`SELECT seq, client_seq, project, entity, entity_key, op, payload FROM autosync_identities
+          WHERE client_id = ${clientId} AND client_seq IN ${sql.in(chunk)}`.pipe(
+            Effect.flatMap(decodeIdentities),
+            Effect.map(Arr.map((row) => ({ row, compacted: true })))
+          )
+        ])
+    ).pipe(Effect.map((pages) => pages.flat(2)))
 
   // What the group's identities were stored with, before it.
   const storedIdentities = (group: ReadonlyArray<Pending>) =>
@@ -169,10 +212,13 @@ const storeGroup = (
         for (const entry of entries) seqs.add(entry.clientSeq)
         wanted.set(clientId, seqs)
       }
-      const known = new Map<string, LogRules.Identity>()
+      const known = new Map<string, Known>()
       for (const [clientId, clientSeqs] of wanted) {
-        for (const row of yield* selectIdentities(clientId, [...clientSeqs])) {
+        for (const { compacted, row } of yield* selectIdentities(clientId, [...clientSeqs])) {
           known.set(identity(clientId, row.client_seq), {
+            clientId,
+            clientSeq: row.client_seq,
+            compacted,
             seq: row.seq,
             project: row.project,
             entity: row.entity,
@@ -189,15 +235,28 @@ const storeGroup = (
     Effect.gen(function*() {
       yield* dialect.lock
       const known = yield* storedIdentities(group)
+      const watermarks = yield* selectWatermarks(sql, [...new Set(group.map((append) => append.clientId))])
+      const raised = new Map<string, number>()
       // Under the lock, so max(seq) + 1 is ours: gap-free, and in commit order. The new rows
       // get exactly these seqs (nothing else can insert meanwhile), so they are not read back.
       let latest = yield* readLatest
       const rows: Array<LogRow> = []
-      const outcomes = group.map(({ clientId, entries }): ReadonlyArray<number> | MutationLogError => {
-        const planned = LogRules.plan(clientId, entries, (s) => known.get(identity(clientId, s)), latest)
+      const outcomes = group.map(({ ackedThrough, clientId, entries }): ReadonlyArray<number> | MutationLogError => {
+        const watermark = watermarks.get(clientId) ?? 0
+        const planned = LogRules.plan(clientId, entries, (s) => known.get(identity(clientId, s)), latest, watermark)
         if (Either.isLeft(planned)) return fromConflict(planned.left)
+        if (ackedThrough !== undefined && ackedThrough > watermark) {
+          watermarks.set(clientId, ackedThrough)
+          raised.set(clientId, ackedThrough)
+          // Forgotten at commit: the appends after it in the group see them gone too.
+          for (const [k, id] of known) {
+            if (id.clientId === clientId && id.compacted && !LogRules.keepsIdentity(id.clientSeq, ackedThrough)) {
+              known.delete(k)
+            }
+          }
+        }
         for (const fresh of planned.right.fresh) {
-          known.set(identity(clientId, fresh.clientSeq), fresh)
+          known.set(identity(clientId, fresh.clientSeq), { ...fresh, clientId, compacted: false })
           rows.push({
             seq: fresh.seq,
             client_id: clientId,
@@ -215,6 +274,11 @@ const storeGroup = (
       })
       for (const chunk of Arr.chunksOf(rows, chunkSize)) {
         yield* sql`INSERT INTO autosync_log ${sql.insert(chunk)}`
+      }
+      for (const [clientId, ackedThrough] of raised) {
+        yield* sql`INSERT INTO autosync_watermarks (client_id, acked_through) VALUES (${clientId}, ${ackedThrough})
+          ON CONFLICT (client_id) DO UPDATE SET acked_through = excluded.acked_through`
+        yield* sql`DELETE FROM autosync_identities WHERE client_id = ${clientId} AND client_seq <= ${ackedThrough}`
       }
       if (rows.length > 0) yield* dialect.announce(latest)
       return { announced: rows.length > 0 ? latest : undefined, outcomes }
@@ -287,12 +351,12 @@ const makeWriter = (
       )
     )
 
-    return (clientId: string, entries: ReadonlyArray<Mutation.MutationEntry>) =>
+    return (clientId: string, entries: ReadonlyArray<Mutation.MutationEntry>, ackedThrough?: number) =>
       Effect.gen(function*() {
-        if (entries.length === 0) return []
+        if (entries.length === 0 && ackedThrough === undefined) return []
         // Payloads are serialised here, off the writer's transaction.
         const done = yield* Deferred.make<ReadonlyArray<number>, MutationLogError>()
-        yield* Queue.offer(queue, { clientId, entries: LogRules.encodeEntries(entries), done })
+        yield* Queue.offer(queue, { clientId, entries: LogRules.encodeEntries(entries), ackedThrough, done })
         return yield* Deferred.await(done)
       })
   })
@@ -331,6 +395,132 @@ const makeReader = (
     return LogRules.page(candidates, limit, latestSeq)
   }).pipe(Effect.mapError(storage("reading the log")))
 
+// A row of which a newer row of the same key exists: the rule of `LogRules.compactable`. Only
+// such rows are removed, so the newest version of every key stays, and a puller at any cursor,
+// between any two compaction transactions, still finds it (or has it already).
+const hasNewer = (sql: SqlClient.SqlClient) =>
+  sql`EXISTS (SELECT 1 FROM autosync_log n WHERE n.project = l.project AND n.entity = l.entity
+    AND n.entity_key = l.entity_key AND n.seq > l.seq)`
+
+/**
+ * Compaction: batches of at most `batchSize` superseded rows, each in its own transaction under
+ * the append lock (so appends wait at most one batch, and several processes on one database
+ * take turns), walking the log once from the start to the latest seq it had when it started.
+ * Rows superseded behind its cursor meanwhile are left to the next run.
+ */
+const makeCompactor = (
+  sql: SqlClient.SqlClient,
+  dialect: Dialect,
+  readLatest: Effect.Effect<number, SqlError | ParseResult.ParseError>
+) => {
+  const batch = (after: number, upTo: number, batchSize: number) =>
+    Effect.gen(function*() {
+      yield* dialect.lock
+      const rows =
+        yield* sql`SELECT l.seq, l.client_id, l.client_seq, l.project, l.entity, l.entity_key, l.op, l.payload
+        FROM autosync_log l WHERE l.seq > ${after} AND l.seq <= ${upTo} AND ${hasNewer(sql)}
+        ORDER BY l.seq LIMIT ${batchSize}`.pipe(Effect.flatMap(decodeCompact))
+      const end = rows.length < batchSize ? upTo : rows[rows.length - 1].seq
+      const watermarks = yield* selectWatermarks(sql, [...new Set(rows.map((row) => row.client_id))])
+      // The identities a retry may still need: above their client's watermark.
+      const kept = rows.filter((row) => LogRules.keepsIdentity(row.client_seq, watermarks.get(row.client_id) ?? 0))
+      for (const chunk of Arr.chunksOf(kept, chunkSize)) {
+        yield* sql`INSERT INTO autosync_identities ${
+          sql.insert(chunk.map((row) => ({
+            client_id: row.client_id,
+            client_seq: row.client_seq,
+            seq: row.seq,
+            project: row.project,
+            entity: row.entity,
+            entity_key: row.entity_key,
+            op: row.op,
+            payload: row.payload
+          })))
+        }`
+      }
+      for (const chunk of Arr.chunksOf(rows.map((row) => row.seq), chunkSize)) {
+        yield* sql`DELETE FROM autosync_log WHERE seq IN ${sql.in(chunk)}`
+      }
+      // The deletes of the range that stay are tombstones: their payload is dropped.
+      const dropped = yield* sql`UPDATE autosync_log SET payload = ${LogRules.tombstonePayload}
+        WHERE op = ${LogRules.deleteOp} AND payload <> ${LogRules.tombstonePayload}
+          AND seq > ${after} AND seq <= ${end} RETURNING seq`
+      return { end, removed: rows.length, identitiesKept: kept.length, tombstonesDropped: dropped.length }
+    })
+
+  return (options?: { readonly batchSize?: number | undefined }) =>
+    Effect.gen(function*() {
+      const started = yield* Clock.currentTimeMillis
+      const batchSize = Math.max(1, options?.batchSize ?? LogRules.defaultCompactionBatch)
+      const upTo = yield* readLatest
+      let after = 0
+      const total = { removed: 0, identitiesKept: 0, tombstonesDropped: 0 }
+      while (after < upTo) {
+        const done = yield* sql.withTransaction(batch(after, upTo, batchSize))
+        after = done.end
+        total.removed += done.removed
+        total.identitiesKept += done.identitiesKept
+        total.tombstonesDropped += done.tombstonesDropped
+      }
+      const at = yield* Clock.currentTimeMillis
+      yield* sql`INSERT INTO autosync_compaction (id, at, removed, duration_ms) VALUES (1, ${at}, ${total.removed}, ${
+        at - started
+      })
+        ON CONFLICT (id) DO UPDATE SET at = excluded.at, removed = excluded.removed, duration_ms = excluded.duration_ms`
+      return { ...total, durationMs: at - started }
+    }).pipe(Effect.mapError(storage("compaction")), Effect.withSpan("MutationLog.compact"))
+}
+
+/** The log's size, counted (see `LogRules.LogStats`). */
+const readStats = (
+  sql: SqlClient.SqlClient,
+  readLatest: Effect.Effect<number, SqlError | ParseResult.ParseError>
+): Effect.Effect<LogRules.LogStats, MutationLogError> =>
+  Effect.gen(function*() {
+    const count = (query: Effect.Effect<ReadonlyArray<unknown>, SqlError>) =>
+      query.pipe(Effect.flatMap(decodeCount), Effect.map(([row]) => row.n))
+    const rows = yield* count(sql`SELECT COUNT(*) AS n FROM autosync_log`)
+    const keys = yield* count(
+      sql`SELECT COUNT(*) AS n FROM (SELECT DISTINCT project, entity, entity_key FROM autosync_log) k`
+    )
+    const tombstones = yield* count(
+      sql`SELECT COUNT(*) AS n FROM autosync_log l WHERE l.op = ${LogRules.deleteOp} AND NOT ${hasNewer(sql)}`
+    )
+    const identities = yield* count(sql`SELECT COUNT(*) AS n FROM autosync_identities`)
+    const last = yield* sql`SELECT at, removed, duration_ms FROM autosync_compaction WHERE id = 1`.pipe(
+      Effect.flatMap(decodeLastCompaction)
+    )
+    return {
+      rows,
+      liveKeys: Math.max(0, keys - tombstones),
+      tombstones,
+      superseded: Math.max(0, rows - keys),
+      latestSeq: yield* readLatest,
+      identities,
+      lastCompaction: last.length === 0
+        ? undefined
+        : { at: last[0].at, removed: last[0].removed, durationMs: last[0].duration_ms }
+    }
+  }).pipe(Effect.mapError(storage("reading the log's stats")))
+
+/**
+ * The stats of the log behind the `SqlClient` in context, read without writing (for `autosync
+ * status` on a server's database).
+ *
+ * @internal
+ */
+export const statsOf: Effect.Effect<LogRules.LogStats, MutationLogError, SqlClient.SqlClient> = Effect.flatMap(
+  SqlClient.SqlClient,
+  (sql) =>
+    readStats(
+      sql,
+      sql`SELECT MAX(seq) AS latest FROM autosync_log`.pipe(
+        Effect.flatMap(decodeLatest),
+        Effect.map((rows) => rows[0]?.latest ?? 0)
+      )
+    )
+)
+
 /** @internal */
 export const make = (
   dialect: Dialect,
@@ -351,6 +541,8 @@ export const make = (
         Effect.map(sinceStored(sinceSeq, projects, limit, excludeClientId), LogRules.toPullResponse),
       sinceStored,
       latestSeq: Effect.mapError(readLatest, storage("reading the latest seq")),
-      awaitAfter: (seq) => LogRules.awaitAbove(latest, seq)
+      awaitAfter: (seq) => LogRules.awaitAbove(latest, seq),
+      compact: makeCompactor(sql, dialect, readLatest),
+      stats: readStats(sql, readLatest)
     })
   })

@@ -1,0 +1,92 @@
+/**
+ * The server's automatic compaction: a scoped fiber that reads the log's `stats` every `interval`
+ * and, once the superseded rows reach `threshold`, runs `MutationLog.compact` (in bounded
+ * transactions, so pushes and pulls wait at most one batch). One run at a time (single-flight:
+ * the check waits for the run it started). Each run is logged with the rows it removed and the
+ * time it took; a failed check or run is logged and tried again at the next interval.
+ *
+ * Several servers on one PostgreSQL database may each run one: their batches take turns under
+ * the append lock, and a row removed by one is simply not found by the other.
+ *
+ * @since 0.1.0
+ */
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Schedule from "effect/Schedule"
+import type { CompactionReport, MutationLogError } from "./MutationLog.js"
+import { MutationLog } from "./MutationLog.js"
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options {
+  /**
+   * Compact once the log holds this many superseded rows (rows of which a newer row of the same
+   * key exists). 0 turns automatic compaction off. Defaults to 10,000.
+   */
+  readonly threshold?: number | undefined
+  /** How often the log's stats are read. Defaults to 30 seconds. */
+  readonly interval?: Duration.DurationInput | undefined
+}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export const defaults = {
+  threshold: 10_000,
+  interval: Duration.seconds(30)
+} as const
+
+const annotate = Effect.annotateLogs({ package: "@autosync/server", module: "Compactor" })
+
+/**
+ * The line a compaction run is logged (and printed by `autosync compact`) with.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const describe = (report: CompactionReport): string =>
+  `compaction removed ${report.removed} superseded rows in ${report.durationMs} ms ` +
+  `(${report.tombstonesDropped} tombstone payloads dropped, ${report.identitiesKept} identities kept for retries)`
+
+/**
+ * One check: compacts when the log's superseded rows reach `threshold`; the report of the run,
+ * if one ran.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const check = (
+  threshold: number
+): Effect.Effect<CompactionReport | undefined, MutationLogError, MutationLog> =>
+  Effect.gen(function*() {
+    const log = yield* MutationLog
+    const stats = yield* log.stats
+    if (threshold <= 0 || stats.superseded < threshold) return undefined
+    yield* Effect.logInfo(`compacting: ${stats.superseded} superseded rows of ${stats.rows}`).pipe(annotate)
+    const report = yield* log.compact()
+    yield* Effect.logInfo(describe(report)).pipe(annotate)
+    return report
+  })
+
+/**
+ * Compacts in the background while the layer is alive (nothing when `threshold` is 0).
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (options: Options = {}): Layer.Layer<never, never, MutationLog> =>
+  Layer.scopedDiscard(
+    Effect.gen(function*() {
+      const threshold = options.threshold ?? defaults.threshold
+      if (threshold <= 0) return
+      yield* check(threshold).pipe(
+        Effect.catchAllCause((cause) => Effect.logWarning("compaction failed", cause).pipe(annotate)),
+        Effect.repeat(Schedule.spaced(options.interval ?? defaults.interval)),
+        Effect.forkScoped
+      )
+    })
+  )
