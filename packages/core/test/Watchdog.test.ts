@@ -1,6 +1,6 @@
-import { CloudTransport, LocalStore, type Status, SyncConfig, SyncManager } from "@autosync/core"
+import { CloudTransport, LocalStore, Status, SyncConfig, SyncManager } from "@autosync/core"
 import { assert, describe, it } from "@effect/vitest"
-import { Duration, Effect, Layer, Ref, Stream, TestClock } from "effect"
+import { ConfigProvider, Duration, Effect, Layer, Ref, Schema, Stream, TestClock } from "effect"
 import { type CycleEnd, type CycleFacts, initial, pullRule, pushRule, stalled } from "../src/internal/watchdog.js"
 import { makeFake, makeReplica, put } from "./fakes.js"
 
@@ -48,7 +48,7 @@ describe("watchdog rules", () => {
     assert.isUndefined(stalled({ ...initial, watcher }, config, 30_499))
     const both = stalled({ ...initial, watcher, push: { ...run, cycles: 3 } }, config, 30_500)
     assert.strictEqual(both?.kind, "watcher")
-    assert.match(both!.why, /long-poll has failed for 30s without an answer: socket hang up/)
+    assert.match(both!.why, /long-poll has failed for over 30s without an answer: socket hang up/)
   })
 })
 
@@ -187,7 +187,7 @@ describe("SyncManager stall watchdog", () => {
       assert.strictEqual(status.phase, "healthy") // the cycles' own pulls pass
       assert.strictEqual(status.stalled?.kind, "watcher")
       assert.strictEqual(status.stalled?.since.getTime(), 0)
-      assert.match(status.stalled!.why, /failed for 30s without an answer: socket hang up/)
+      assert.match(status.stalled!.why, /failed for over 30s without an answer: socket hang up/)
       cutHeld = false
       yield* TestClock.adjust("22999 millis") // the long-poll at 33000 is held until 53000
       assert.strictEqual((yield* manager.status).stalled?.kind, "watcher")
@@ -195,6 +195,19 @@ describe("SyncManager stall watchdog", () => {
       assert.isUndefined((yield* manager.status).stalled)
       assert.deepStrictEqual(yield* Ref.get(trail), ["-", "watcher", "-"])
     }).pipe(Effect.withRandomFixed([0.5])))
+})
+
+describe("Status.stalled", () => {
+  it("is encoded with an ISO date under the key stalled, and absent when there is no stall", () => {
+    const encode = Schema.encodeSync(Status.Status)
+    const stall = { kind: "pull" as const, since: new Date(0), why: "cursor stuck" }
+    assert.deepStrictEqual(encode({ phase: "healthy", consecutiveFailures: 0, stalled: stall }), {
+      phase: "healthy",
+      consecutive_failures: 0,
+      stalled: { kind: "pull", since: "1970-01-01T00:00:00.000Z", why: "cursor stuck" }
+    })
+    assert.notProperty(encode(Status.initial), "stalled")
+  })
 })
 
 describe("SyncConfig stall thresholds", () => {
@@ -207,5 +220,12 @@ describe("SyncConfig stall thresholds", () => {
       assert.match(String(zero), /stallCycles must be a positive integer, got 0/)
       const never = yield* Effect.flip(SyncConfig.make({ watcherStallAfter: "0 millis" }))
       assert.match(String(never), /watcherStallAfter must be a positive, finite duration/)
+      const env = ConfigProvider.fromMap(
+        new Map([["AUTOSYNC_STALL_CYCLES", "8"], ["AUTOSYNC_WATCHER_STALL_AFTER", "90 seconds"]]),
+        { pathDelim: "_" }
+      )
+      const fromEnv = yield* SyncConfig.fromEnv().pipe(Effect.withConfigProvider(env))
+      assert.strictEqual(fromEnv.stallCycles, 8)
+      assert.strictEqual(Duration.toMillis(fromEnv.watcherStallAfter), 90_000)
     }))
 })

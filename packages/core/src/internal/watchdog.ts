@@ -109,8 +109,9 @@ export const stalled = (
   }
   const { watcher } = state
   if (watcher && at - watcher.since >= Duration.toMillis(config.watcherStallAfter)) {
-    const failingFor = Duration.format(Duration.millis(at - watcher.since))
-    const why = `live sync's long-poll has failed for ${failingFor} without an answer: ${watcher.error}`
+    // No running duration in it: `since` says how long, and an unchanged stall emits no status.
+    const limit = Duration.format(config.watcherStallAfter)
+    const why = `live sync's long-poll has failed for over ${limit} without an answer: ${watcher.error}`
     found.push({ kind: "watcher", since: new Date(watcher.since), why })
   }
   return found.reduce<Status.Stalled | undefined>((a, b) => a === undefined || b.since < a.since ? b : a, undefined)
