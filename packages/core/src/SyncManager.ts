@@ -55,7 +55,6 @@ import { makeLease } from "./internal/lease.js"
 import { restoreBackoff } from "./internal/recovery.js"
 import * as shared from "./internal/shared.js"
 import { forwardSignal, waitForRestoredBackoff, waitForWork, type Woken } from "./internal/wake.js"
-import * as watchdog from "./internal/watchdog.js"
 import { watch } from "./internal/watcher.js"
 import { LocalStore } from "./LocalStore.js"
 import type * as Status from "./Status.js"
@@ -123,13 +122,6 @@ export const failedTotal: Metric.Metric.Counter<number> = shared.failedTotal
  * @category metrics
  */
 export const pendingRows: Metric.Metric<MetricKeyType.MetricKeyType.Gauge<number>, number, any> = shared.pendingRows
-/**
- * 1 while the stall watchdog sees a stall (`Status.stalled` is present), else 0.
- *
- * @since 0.1.0
- * @category metrics
- */
-export const stalled: Metric.Metric<MetricKeyType.MetricKeyType.Gauge<number>, number, any> = watchdog.stalledGauge
 
 /**
  * How often the manager probes the server's health while it backs off after the server could

@@ -14,21 +14,16 @@
  * - `watcher`: live sync's long-poll has failed without a single answer for `watcherStallAfter`.
  *
  * The rules are pure functions over the facts of a cycle (table-tested); the driver keeps their
- * state in one `Ref`, and the cycle's outcome carries the oldest stall into the status.
+ * state in one `Ref`, and the cycle's outcome carries the oldest stall into the status. The
+ * status's `stalled` (present or absent) is also the fact a metrics gauge exports.
  */
 import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as Metric from "effect/Metric"
 import * as Ref from "effect/Ref"
 import * as SubscriptionRef from "effect/SubscriptionRef"
 import type * as Status from "../Status.js"
 import type { SyncConfig } from "../SyncConfig.js"
-
-/** 1 while the manager is stalled (of any kind), else 0. */
-export const stalledGauge = Metric.gauge("autosync_stalled", {
-  description: "1 while the manager makes no progress although it looks fine (see status.stalled)"
-})
 
 /** A run of cycles without progress: since when, how many, and what was seen last. */
 export interface Run {
@@ -163,16 +158,13 @@ export const end = (shared: Watched, cycleEnd: CycleEnd, at: number) =>
       pull: pullRule(s.pull, s.cycle, cycleEnd, at),
       cycle: { ...s.cycle, pushAnswered: false, latestSeq: undefined }
     }))
-    const stall = stalled(state, shared.config, at)
-    yield* Metric.set(stalledGauge, stall ? 1 : 0)
-    return stall
+    return stalled(state, shared.config, at)
   })
 
 // Publishes a stall found between cycles (only the watcher's), emitting only on a change.
 const publish = (shared: Watched, at: number) =>
   Effect.gen(function*() {
     const stall = stalled(yield* Ref.get(shared.watchdog), shared.config, at)
-    yield* Metric.set(stalledGauge, stall ? 1 : 0)
     const current = yield* SubscriptionRef.get(shared.status)
     if (!sameStall(current.stalled, stall)) yield* SubscriptionRef.update(shared.status, (s) => mark(s, stall))
   })
