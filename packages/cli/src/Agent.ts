@@ -1,7 +1,7 @@
 /**
  * `autosync agent`: syncs a replica with a server until Ctrl-C or SIGTERM. Each status change is
  * one line on stdout (text or `--json`) saying how many rows were pushed and pulled since the
- * previous line; while another process holds the file's lease, stderr says who; a clean stop
+ * previous line, and `stalled=KIND` while the stall watchdog sees no progress; while another process holds the file's lease, stderr says who; a clean stop
  * prints one line once the lease is released.
  *
  * @since 0.1.0
@@ -83,7 +83,10 @@ const statusLine = (s: Status.Status, at: Date, moved: Moved) =>
     s.reasonCode ? `reason=${s.reasonCode}` : undefined,
     s.consecutiveFailures > 0 ? `failures=${s.consecutiveFailures}` : undefined,
     s.backoffUntil ? `retry_at=${s.backoffUntil.toISOString()}` : undefined,
-    s.lastError ? `error=${JSON.stringify(s.lastError)}` : undefined
+    s.lastError ? `error=${JSON.stringify(s.lastError)}` : undefined,
+    // The watchdog's verdict: no progress although the phase may say healthy.
+    s.stalled ? `stalled=${s.stalled.kind} stalled_since=${s.stalled.since.toISOString()}` : undefined,
+    s.stalled ? `stall=${JSON.stringify(s.stalled.why)}` : undefined
   ].filter((part) => part !== undefined).join(" ")
 
 const encodeStatus = Schema.encodeSync(Status.Status)

@@ -70,8 +70,41 @@ const optional = <S extends Schema.Schema.All, K extends string>(schema: S, key:
   Schema.optionalWith(schema, { exact: true }).pipe(Schema.fromKey(key))
 
 /**
+ * What the stall watchdog found stuck:
+ * - `push`: pushes the server answers, yet no pending row gets acked (a short or empty result
+ *   the push plan refuses, a store that does not record its acks);
+ * - `pull`: the pull cursor stays behind the server's `latest_seq` (a store that does not
+ *   advance it);
+ * - `watcher`: live sync's long-poll keeps failing (a proxy that cuts held requests).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const StallKind = Schema.Literal("push", "pull", "watcher")
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type StallKind = typeof StallKind.Type
+
+/**
+ * A stall: the manager has made no progress of this `kind` since `since`, although each step
+ * may look fine; `why` says what the watchdog saw. It clears by itself when progress resumes.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const Stalled = Schema.Struct({ kind: StallKind, since: Schema.Date, why: Schema.String })
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface Stalled extends Schema.Schema.Type<typeof Stalled> {}
+
+/**
  * A snapshot of the manager. Dates are `Date`s; the encoded form uses ISO strings and
- * snake_case keys.
+ * snake_case keys. `stalled` is present only while the watchdog sees a stall (the oldest one,
+ * when there are several); the phase and reason stay those of the last cycle.
  *
  * @since 0.1.0
  * @category models
@@ -83,7 +116,8 @@ export const Status = Schema.Struct({
   backoffUntil: optional(Schema.Date, "backoff_until"),
   lastSyncAt: optional(Schema.Date, "last_sync_at"),
   reasonCode: optional(ReasonCode, "reason_code"),
-  reasonMessage: optional(Schema.String, "reason_message")
+  reasonMessage: optional(Schema.String, "reason_message"),
+  stalled: optional(Stalled, "stalled")
 })
 /**
  * @since 0.1.0

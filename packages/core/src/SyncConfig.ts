@@ -55,6 +55,17 @@ export interface SyncConfig {
   readonly baseBackoff: Duration.Duration
   /** The longest retry delay. Defaults to 5 minutes. */
   readonly maxBackoff: Duration.Duration
+  /**
+   * The stall watchdog: cycles in a row without progress (pushes answered but nothing acked, or
+   * pulls answered but the cursor stuck behind the server) after which the status says
+   * `stalled`. Defaults to 5. Lower tells sooner; higher tolerates a few odd answers.
+   */
+  readonly stallCycles: number
+  /**
+   * The stall watchdog: how long live sync's long-poll may fail without a single answer before
+   * the status says `stalled`. Defaults to 1 minute (the watcher retries every few seconds).
+   */
+  readonly watcherStallAfter: Duration.Duration
 }
 
 /**
@@ -74,7 +85,9 @@ export const defaults: Omit<SyncConfig, "leaseOwner"> = {
   pullBatchSize: 100,
   maxConsecutiveFailures: 10,
   baseBackoff: Duration.seconds(1),
-  maxBackoff: Duration.minutes(5)
+  maxBackoff: Duration.minutes(5),
+  stallCycles: 5,
+  watcherStallAfter: Duration.minutes(1)
 }
 
 /**
@@ -94,7 +107,8 @@ const durationKeys = [
   "pollInterval",
   "longPollWait",
   "baseBackoff",
-  "maxBackoff"
+  "maxBackoff",
+  "watcherStallAfter"
 ] as const
 
 const invalid = (field: string, message: string) => ConfigError.InvalidData([field], message)
@@ -140,10 +154,10 @@ export const make = (input: Input = {}): Effect.Effect<SyncConfig, ConfigError.C
 const validate = (c: SyncConfig): readonly [string, string] | undefined => {
   if (c.targetKey.length === 0) return ["targetKey", "targetKey must not be empty"]
   if (c.leaseOwner.length === 0) return ["leaseOwner", "leaseOwner must not be empty"]
-  for (const key of ["pushBatchSize", "pullBatchSize", "maxConsecutiveFailures"] as const) {
+  for (const key of ["pushBatchSize", "pullBatchSize", "maxConsecutiveFailures", "stallCycles"] as const) {
     if (!Number.isSafeInteger(c[key]) || c[key] <= 0) return [key, `${key} must be a positive integer, got ${c[key]}`]
   }
-  for (const key of ["leaseInterval", "pollInterval", "baseBackoff", "maxBackoff"] as const) {
+  for (const key of ["leaseInterval", "pollInterval", "baseBackoff", "maxBackoff", "watcherStallAfter"] as const) {
     if (!Duration.isFinite(c[key]) || Duration.toMillis(c[key]) <= 0) {
       return [key, `${key} must be a positive, finite duration, got ${Duration.format(c[key])}`]
     }
@@ -166,7 +180,8 @@ const validate = (c: SyncConfig): readonly [string, string] | undefined => {
  * The configuration read from the environment (`AUTOSYNC_TARGET_KEY`, `AUTOSYNC_LEASE_OWNER`,
  * `AUTOSYNC_LEASE_INTERVAL`, `AUTOSYNC_DEBOUNCE`, `AUTOSYNC_DEBOUNCE_MAX_WAIT`,
  * `AUTOSYNC_POLL_INTERVAL`, `AUTOSYNC_LONG_POLL_WAIT`, `AUTOSYNC_PUSH_BATCH_SIZE`, `AUTOSYNC_PULL_BATCH_SIZE`,
- * `AUTOSYNC_MAX_CONSECUTIVE_FAILURES`, `AUTOSYNC_BASE_BACKOFF`, `AUTOSYNC_MAX_BACKOFF`;
+ * `AUTOSYNC_MAX_CONSECUTIVE_FAILURES`, `AUTOSYNC_BASE_BACKOFF`, `AUTOSYNC_MAX_BACKOFF`,
+ * `AUTOSYNC_STALL_CYCLES`, `AUTOSYNC_WATCHER_STALL_AFTER`;
  * durations as "500 millis", "30 seconds"), each field optional.
  *
  * @since 0.1.0
@@ -184,7 +199,9 @@ export const config: Config.Config<Input> = Config.all({
   pullBatchSize: Config.option(Config.integer("PULL_BATCH_SIZE")),
   maxConsecutiveFailures: Config.option(Config.integer("MAX_CONSECUTIVE_FAILURES")),
   baseBackoff: Config.option(Config.duration("BASE_BACKOFF")),
-  maxBackoff: Config.option(Config.duration("MAX_BACKOFF"))
+  maxBackoff: Config.option(Config.duration("MAX_BACKOFF")),
+  stallCycles: Config.option(Config.integer("STALL_CYCLES")),
+  watcherStallAfter: Config.option(Config.duration("WATCHER_STALL_AFTER"))
 }).pipe(
   Config.nested("AUTOSYNC"),
   Config.map((fields) => {

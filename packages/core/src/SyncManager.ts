@@ -22,7 +22,8 @@
  *
  * The parts live in `internal/`: `wake.ts` (debounce, poll, remote news, the backoff wait),
  * `cycle.ts` (push, pull, the outcome), `lease.ts` (fencing), `watcher.ts` (the long-poll and
- * its reconnect schedule), `recovery.ts` (the health probe, the restored deadline), and
+ * its reconnect schedule), `recovery.ts` (the health probe, the restored deadline),
+ * `watchdog.ts` (the stall watchdog behind `Status.stalled`), and
  * `shared.ts` (the `Ref`s and queues they share). This module assembles them; `run` is one
  * fiber in a `FiberHandle`, so a second `run` returns at once and `stop` interrupts it (the
  * lease is released on the way out). Each failure's deadline is the next step of

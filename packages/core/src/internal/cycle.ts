@@ -31,6 +31,7 @@ import {
   type Shared,
   type StepFailure
 } from "./shared.js"
+import * as Watchdog from "./watchdog.js"
 
 // A page the server sent that cannot be applied: it answered, so this is no outage to probe for.
 class BadPage extends Schema.TaggedError<BadPage>()("BadPage", { message: Schema.String }) {}
@@ -73,6 +74,7 @@ const push = (shared: Shared, lease: Lease) =>
           failed.set(project, describeFailure(result.left))
           continue
         }
+        yield* Watchdog.pushAnswered(shared.watchdog)
         const acks = ackPlan(group, result.right.acceptedSeqs)
         if (typeof acks === "string") {
           failed.set(project, { reasonCode: "transport_failed", message: acks })
@@ -103,6 +105,7 @@ const pull = (shared: Shared, lease: Lease) =>
       // Our own writes are left out: they are in our tables already.
       const page = (yield* takePrefetched(shared, cursor)) ??
         (yield* transport.pull(cursor, pullBatchSize, { excludeClientId: store.clientId }))
+      yield* Watchdog.pullAnswered(shared.watchdog, page.latestSeq)
       // Seqs at or below the cursor (a resent boundary seq) are skipped; a page with has_more
       // that brings nothing after the cursor is still a failure, never a hot loop.
       const mutations = afterCursor(cursor, page.mutations)
@@ -160,6 +163,17 @@ const pushThenPull = (shared: Shared, lease: Lease, alwaysPull: boolean) =>
     return { step: "pull" as const, ...failure }
   })
 
+// The watchdog's verdict on the cycle, from where the store says it ended (if the store cannot
+// say, the stall shown stays as it was).
+const endWatch = (shared: Shared, at: Date) =>
+  Effect.gen(function*() {
+    const { config: { targetKey }, store } = shared
+    const state = yield* store.getSyncState(targetKey)
+    const pending = (yield* store.listPendingMutations(targetKey, 1)).length > 0
+    const cycleEnd = { ackedAfter: state.lastAckedSeq, cursorAfter: state.lastPulledSeq, pending }
+    return yield* Watchdog.end(shared, cycleEnd, at.getTime())
+  }).pipe(Effect.orElse(() => Effect.map(SubscriptionRef.get(shared.status), (s) => s.stalled)))
+
 /**
  * Records a cycle's outcome: the status, the metrics, and in the store either a cleared
  * failure or the failure with its backoff deadline (the next step of `Backoff.schedule` after
@@ -171,6 +185,7 @@ const recordOutcome = (shared: Shared, failure: CycleFailure | undefined, probed
     const { maxConsecutiveFailures, targetKey } = config
     yield* Ref.set(shared.probeArmed, failure?.unreachable === true && !probed)
     const at = yield* now
+    const stall = yield* endWatch(shared, at)
     const previous = yield* SubscriptionRef.get(shared.status)
     if (failure === undefined) {
       const nonEnrolledPending = yield* store.skipAckNonEnrolledMutations(targetKey)
@@ -179,13 +194,13 @@ const recordOutcome = (shared: Shared, failure: CycleFailure | undefined, probed
         yield* store.markHealthy(targetKey)
       }
       const next = Status.fromOutcome(previous, { _tag: "Synced", at, nonEnrolledPending }, maxConsecutiveFailures)
-      yield* SubscriptionRef.set(shared.status, next)
+      yield* SubscriptionRef.set(shared.status, Watchdog.mark(next, stall))
     } else {
       const options = { base: config.baseBackoff, max: config.maxBackoff }
       const wait = yield* Backoff.delay(previous.consecutiveFailures + 1, options)
       const backoffUntil = new Date(at.getTime() + Duration.toMillis(wait))
       const next = Status.fromOutcome(previous, { _tag: "Failed", ...failure, backoffUntil }, maxConsecutiveFailures)
-      yield* SubscriptionRef.set(shared.status, next)
+      yield* SubscriptionRef.set(shared.status, Watchdog.mark(next, stall))
       yield* Metric.increment(failedTotal)
       yield* Effect.logWarning(
         `sync ${failure.step} failed (${failure.reasonCode}): ${failure.message}; retry at ${backoffUntil.toISOString()}`
@@ -221,6 +236,8 @@ export const makeCycle = (shared: Shared, lease: Lease) => ({ force, localOnly, 
         yield* Effect.logDebug("lease held by another worker; cycle skipped")
         return
       }
+      const started = yield* shared.store.getSyncState(shared.config.targetKey)
+      yield* Watchdog.begin(shared.watchdog, started.lastAckedSeq, started.lastPulledSeq)
       const failure = yield* pushThenPull(shared, lease, force || !localOnly)
       yield* recordOutcome(shared, failure, probed)
     }).pipe(

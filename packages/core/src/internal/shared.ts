@@ -15,6 +15,7 @@ import type { LocalStore, LocalStoreError } from "../LocalStore.js"
 import type { PullResponse } from "../Mutation.js"
 import * as Status from "../Status.js"
 import type { SyncConfig } from "../SyncConfig.js"
+import * as Watchdog from "./watchdog.js"
 
 /** Rows pushed, acked by the server. */
 export const pushedTotal = Metric.counter("autosync_pushed_total", { description: "local rows pushed and acked" })
@@ -89,6 +90,8 @@ export interface Shared {
   readonly probeArmed: Ref.Ref<boolean>
   /** One cycle at a time: the loop's, `syncNow`'s, and the lease release. */
   readonly cycleLock: Effect.Semaphore
+  /** The stall watchdog's runs without progress, fed by the cycle and the watcher. */
+  readonly watchdog: Ref.Ref<Watchdog.State>
 }
 
 /** The shared state of a new manager. */
@@ -109,7 +112,8 @@ export const makeShared = (
       prefetched: Option.none()
     }),
     probeArmed: Ref.make(false),
-    cycleLock: Effect.makeSemaphore(1)
+    cycleLock: Effect.makeSemaphore(1),
+    watchdog: Ref.make(Watchdog.initial)
   }).pipe(Effect.map((state) => ({ store, transport, config, ...state })))
 
 /** Annotates the manager's logs. */

@@ -14,6 +14,7 @@ import * as Queue from "effect/Queue"
 import * as Ref from "effect/Ref"
 import * as Schedule from "effect/Schedule"
 import { logged, probeInterval, type Shared } from "./shared.js"
+import * as Watchdog from "./watchdog.js"
 
 // One long-poll request. `seen`: the highest seq the watcher has brought; `failed`: a request
 // failed since the last answer.
@@ -25,7 +26,11 @@ const longPoll = (shared: Shared, seen: Ref.Ref<number>, failed: Ref.Ref<boolean
     const page = yield* transport.pull(cursor, config.pullBatchSize, {
       wait: config.longPollWait,
       excludeClientId: store.clientId
-    }).pipe(Effect.tapError(() => Ref.set(failed, true)))
+    }).pipe(
+      Effect.tapError(() => Ref.set(failed, true)),
+      Effect.tapError((e) => Watchdog.watcherFailed(shared, e.message))
+    )
+    yield* Watchdog.watcherAnswered(shared)
     if (yield* Ref.getAndSet(failed, false)) yield* Queue.offer(shared.serverBack, undefined)
     if (page.mutations.length > 0) {
       yield* Ref.set(seen, Math.max(cursor, page.latestSeq, page.mutations[page.mutations.length - 1].seq))
