@@ -1,6 +1,11 @@
 /**
  * @since 0.1.0
  */
+export * as Admission from "./Admission.js"
+
+/**
+ * @since 0.1.0
+ */
 export * as MutationLog from "./MutationLog.js"
 
 /**

@@ -25,7 +25,13 @@ const longPoll = (shared: Shared, seen: Ref.Ref<number>, failed: Ref.Ref<boolean
     const page = yield* transport.pull(cursor, config.pullBatchSize, {
       wait: config.longPollWait,
       excludeClientId: store.clientId
-    }).pipe(Effect.tapError(() => Ref.set(failed, true)))
+    }).pipe(
+      Effect.tapError(() => Ref.set(failed, true)),
+      // A server that sheds load said when to come back: not before (the reconnect rhythm comes on top).
+      Effect.tapError((e) =>
+        e.reason === "rate_limited" ? Effect.sleep(Duration.millis(e.retryAfterMs ?? 0)) : Effect.void
+      )
+    )
     if (yield* Ref.getAndSet(failed, false)) yield* Queue.offer(shared.serverBack, undefined)
     if (page.mutations.length > 0) {
       yield* Ref.set(seen, Math.max(cursor, page.latestSeq, page.mutations[page.mutations.length - 1].seq))
