@@ -83,7 +83,8 @@ export const retryAfterMs = (header: string | undefined, nowMs: number): number 
   if (header === undefined) return undefined
   const trimmed = header.trim()
   if (/^\d+$/.test(trimmed)) return Math.min(Number(trimmed), 86_400) * 1000
-  const at = Date.parse(trimmed)
+  // An HTTP date names its day and month ("Wed, 02 Dec 2026 12:00:07 GMT"); `Date.parse` alone takes "-1".
+  const at = /^[A-Za-z]{3}, /.test(trimmed) ? Date.parse(trimmed) : Number.NaN
   return Number.isNaN(at) ? undefined : Math.max(0, at - nowMs)
 }
 
