@@ -1,6 +1,7 @@
 import { Admission } from "@autosync/server"
 import { assert, describe, it } from "@effect/vitest"
-import { Context, Deferred, Effect, Exit, Fiber, Layer, Scope, TestClock } from "effect"
+import { Context, Deferred, Effect, Exit, Fiber, Layer, Schedule, Scope, TestClock } from "effect"
+import { entry, failureOf, layerMemoryServer, TestServer } from "./helpers.js"
 
 const admitted = { _tag: "Admitted" } as const
 
@@ -141,4 +142,64 @@ describe("Admission", () => {
     assert.deepStrictEqual(Admission.takeToken(undefined, 0.5, 0), { bucket: { tokens: 0, at: 0 } })
     assert.deepStrictEqual(Admission.takeToken({ tokens: 0, at: 0 }, 0.5, 0).retryAfter, 2)
   })
+})
+
+describe("Admission in front of the real server", () => {
+  const get = (url: string, token: string) =>
+    Effect.promise(async () => {
+      const response = await fetch(url, { headers: { authorization: `Bearer ${token}` } })
+      return { status: response.status, retryAfter: response.headers.get("retry-after"), body: await response.text() }
+    })
+
+  it.live("over the rate: 429 with Retry-After and a JSON message, before the body is read", () =>
+    Effect.gen(function*() {
+      const server = yield* TestServer
+      const token = yield* server.token(["p1"])
+      assert.strictEqual((yield* get(`${server.url}/v1/pull?since_seq=0`, token)).status, 200)
+      const refused = yield* get(`${server.url}/v1/pull?since_seq=0`, token)
+      assert.strictEqual(refused.status, 429)
+      assert.strictEqual(refused.retryAfter, "1")
+      assert.deepStrictEqual(JSON.parse(refused.body), {
+        _tag: "TooManyRequests",
+        message: "rate limit of 1 requests per second for this token exceeded"
+      })
+      // A body that is not even JSON is refused by the rate limit, not read (400).
+      const push = yield* Effect.promise(() =>
+        fetch(`${server.url}/v1/push`, {
+          method: "POST",
+          headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+          body: "{not json"
+        })
+      )
+      assert.strictEqual(push.status, 429)
+      // Another token has its own budget; health is not limited.
+      assert.strictEqual((yield* get(`${server.url}/v1/pull?since_seq=0`, yield* server.token(["p1"]))).status, 200)
+      for (let i = 0; i < 3; i++) assert.strictEqual((yield* get(`${server.url}/v1/health`, token)).status, 200)
+      // The HTTP transport reports it as rate_limited with the delay.
+      const transport = yield* server.transport(["p1"])
+      yield* transport.pull(0, 10)
+      const error = yield* failureOf(transport.pull(0, 10))
+      assert.strictEqual(error.reason, "rate_limited")
+      assert.strictEqual(error.status, 429)
+      assert.strictEqual(error.retryAfterMs, 1000)
+    }).pipe(Effect.provide(layerMemoryServer({ rateLimit: 1 }))))
+
+  it.live("a held long-poll does not take the only in-flight slot: a push gets through and wakes it", () =>
+    Effect.gen(function*() {
+      const server = yield* TestServer
+      const puller = yield* server.transport(["p1"])
+      const pusher = yield* server.transport(["p1"])
+      const held = yield* Effect.fork(puller.pull(0, 10, { wait: "30 seconds" }))
+      // Until the pull is held, a push may meet it in flight (503): retry for up to ~20 s (were the
+      // held pull counted, every try would get 503 until it ended after 30 s).
+      const pushed = yield* pusher.push({ clientId: "c1", mutations: [entry(1, { project: "p1" })] }).pipe(
+        Effect.retry({
+          while: (e) => e.reason === "rate_limited",
+          schedule: Schedule.intersect(Schedule.spaced("50 millis"), Schedule.recurs(400))
+        })
+      )
+      assert.deepStrictEqual(pushed.acceptedSeqs, [1])
+      const page = yield* Fiber.join(held)
+      assert.deepStrictEqual(page.mutations.map((m) => m.seq), [1])
+    }).pipe(Effect.provide(layerMemoryServer({ maxInflight: 1 }))))
 })
