@@ -1,11 +1,13 @@
 /**
- * `autosync serve`: the sync server on a SQLite file or PostgreSQL, until Ctrl-C. A busy port,
+ * `autosync serve`: the sync server on a SQLite file or PostgreSQL, until Ctrl-C, with optional
+ * flow control (`--max-inflight`, `--rate-limit`: 503/429 with `Retry-After`). A busy port,
  * a replica's file or one that is not SQLite is refused in one line, and a file the failed start
  * created is removed.
  *
  * @since 0.1.0
  */
 import * as Command from "@effect/cli/Command"
+import * as Options from "@effect/cli/Options"
 import * as HttpServer from "@effect/platform/HttpServer"
 import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
@@ -38,6 +40,48 @@ const listenError = (port: number, host: string, cause: unknown) => {
 }
 
 /**
+ * `--max-inflight N`: the most sync requests handled at once (held long-polls left out).
+ *
+ * @since 0.1.0
+ * @category flags
+ */
+export const maxInflight = Options.integer("max-inflight").pipe(
+  Options.mapEffect((n) =>
+    Number.isSafeInteger(n) && n > 0
+      ? Effect.succeed(n)
+      : Effect.fail(Flags.invalid(`--max-inflight must be a positive integer, got ${n}`))
+  ),
+  Options.optional,
+  Options.withDescription(
+    "Flow control: the most push/pull requests handled at once (held long-polls do not count); more get 503 " +
+      "with Retry-After. Defaults to no bound."
+  )
+)
+
+/**
+ * `--rate-limit N/s`: sync requests per second per token.
+ *
+ * @since 0.1.0
+ * @category flags
+ */
+export const rateLimit = Options.text("rate-limit").pipe(
+  Options.mapEffect((raw) => {
+    const match = /^\s*(\d+(?:\.\d+)?)\s*\/\s*s\s*$/.exec(raw)
+    const rate = match === null ? Number.NaN : Number(match[1])
+    return rate > 0 && Number.isFinite(rate)
+      ? Effect.succeed(rate)
+      : Effect.fail(
+        Flags.invalid(`--rate-limit must be a positive rate per second such as 20/s, got ${JSON.stringify(raw)}`)
+      )
+  }),
+  Options.optional,
+  Options.withDescription(
+    "Flow control: the most push/pull requests per second per token, as N/s (bursts up to N); more get 429 " +
+      "with Retry-After. Defaults to no limit."
+  )
+)
+
+/**
  * @since 0.1.0
  * @category commands
  */
@@ -57,7 +101,9 @@ export const command = Command.make(
     compactInterval: Flags.duration(
       "compact-interval",
       "How often the log is checked against --compact-threshold. Defaults to 30 seconds."
-    )
+    ),
+    maxInflight,
+    rateLimit
   },
   (opts) =>
     Effect.gen(function*() {
@@ -68,7 +114,9 @@ export const command = Command.make(
         host: opts.host,
         bodyLimit: opts.bodyLimit,
         compactThreshold: opts.compactThreshold,
-        compactInterval: Option.getOrUndefined(opts.compactInterval)
+        compactInterval: Option.getOrUndefined(opts.compactInterval),
+        maxInflight: Option.getOrUndefined(opts.maxInflight),
+        rateLimit: Option.getOrUndefined(opts.rateLimit)
       }
       const server = where._tag === "sqlite"
         ? SyncServer.layerSqlite({ ...options, file: where.file })

@@ -418,7 +418,7 @@ describe.concurrent("autosync", () => {
     it("exit code 2 for a bad flag or argument, and no file is created", async ({ onTestFinished }) => {
       const box = sandbox(onTestFinished)
       const db = box.path("x.db")
-      const [port, scheme, notJson, noProject, both, noServer, noToken, unknown] = await Promise.all([
+      const [port, scheme, notJson, noProject, both, noServer, noToken, unknown, inflight, rate] = await Promise.all([
         box.run(["serve", "--db", db, "--port", "99999"]),
         box.run(["agent", "--db", db, "--server", "ftp://x", "--token", "t"]),
         box.run(["put", "notes", "note", "k", "notjson", "--db", db]),
@@ -426,7 +426,9 @@ describe.concurrent("autosync", () => {
         box.run(["serve", "--db", db, "--database-url", "postgres://x"]),
         box.run(["agent", "--db", db, "--token", "t"]),
         box.run(["agent", "--db", db, "--server", "http://127.0.0.1:1"]),
-        box.run(["frobnicate"])
+        box.run(["frobnicate"]),
+        box.run(["serve", "--db", db, "--max-inflight", "0"]),
+        box.run(["serve", "--db", db, "--rate-limit", "20/min"])
       ])
       assertExit(port, 2, /--port must be between 0 and 65535, got 99999/)
       assertExit(scheme, 2, /--server must be an http:\/\/ or https:\/\/ URL, got "ftp:\/\/x"/)
@@ -436,6 +438,8 @@ describe.concurrent("autosync", () => {
       assertExit(noServer, 2, /--server/)
       assertExit(noToken, 2, /--token/)
       assertExit(unknown, 2, /Invalid subcommand.*'serve'/)
+      assertExit(inflight, 2, /--max-inflight must be a positive integer, got 0/)
+      assertExit(rate, 2, /--rate-limit must be a positive rate per second such as 20\/s, got "20\/min"/)
       assert.isFalse(Fs.existsSync(db), "a refused command created the file")
     }, long)
 
@@ -568,7 +572,16 @@ describe.concurrent("autosync", () => {
         [[], ["serve", "token", "agent", "status", "init", "enroll", "unenroll", "put", "get", "list", "demo"]],
         [["token", "list"], ["--db", "--database-url", "--json", "last used"]],
         [["token", "revoke"], ["--db", "--database-url", "id", "Exit code 3"]],
-        [["serve"], ["--db", "--database-url", "--port", "--host", "--body-limit", "AUTOSYNC_PORT"]],
+        [["serve"], [
+          "--db",
+          "--database-url",
+          "--port",
+          "--host",
+          "--body-limit",
+          "--max-inflight",
+          "--rate-limit",
+          "AUTOSYNC_PORT"
+        ]],
         [["token"], ["create", "list", "revoke"]],
         [["token", "create"], ["--project", "--db", "--database-url"]],
         [["agent"], [...agentFlags, "AUTOSYNC_TOKEN", "AUTOSYNC_SERVER_URL"]],

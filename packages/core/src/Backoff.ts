@@ -17,6 +17,7 @@
 import * as Chunk from "effect/Chunk"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Random from "effect/Random"
 import * as Schedule from "effect/Schedule"
 
 /**
@@ -94,3 +95,19 @@ export const delayFor = (failures: number, options: Options, r: number): Duratio
   const raw = Math.min(base * 2 ** exponentOf(failures), max)
   return Duration.millis(clamp(options)(raw * (1 - jitterFraction + 2 * jitterFraction * r)))
 }
+
+/**
+ * A failure delay raised to what the server asked for (`Retry-After`, in ms), plus jitter
+ * uniform in [0, 25 %) of it from Effect's `Random`, so that clients told the same instant do
+ * not come back in step. Never below `minimumMs`; the backoff `delay` when it is longer.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const atLeast = (delay: Duration.Duration, minimumMs: number | undefined): Effect.Effect<Duration.Duration> =>
+  minimumMs === undefined || minimumMs <= 0
+    ? Effect.succeed(delay)
+    : Effect.map(
+      Random.next,
+      (r) => Duration.max(delay, Duration.millis(Math.ceil(minimumMs * (1 + jitterFraction * r))))
+    )

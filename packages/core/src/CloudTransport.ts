@@ -25,15 +25,19 @@ import { PushBatch } from "./Mutation.js"
  * - `policy_forbidden`: the token may not touch a project of the batch (403).
  * - `identity_conflict`: a `(clientId, clientSeq)` pushed before with other content (409): the
  *   database file was copied, or shares its identity with another replica (`autosync reidentify`).
+ * - `rate_limited`: the server sheds load (429, or 503 with `Retry-After`); `retryAfterMs` is how
+ *   long it asked us to wait, when it said.
  * - `transport_failed`: anything else: unreachable, timeout, 4xx/5xx, a malformed response.
  *
  * @since 0.1.0
  * @category errors
  */
 export class TransportError extends Schema.TaggedError<TransportError>()("TransportError", {
-  reason: Schema.Literal("auth_required", "policy_forbidden", "identity_conflict", "transport_failed"),
+  reason: Schema.Literal("auth_required", "policy_forbidden", "identity_conflict", "rate_limited", "transport_failed"),
   status: Schema.optional(Schema.Number),
-  message: Schema.String
+  message: Schema.String,
+  /** With `rate_limited`: the server's `Retry-After`, in ms. The manager waits at least this long. */
+  retryAfterMs: Schema.optional(Schema.NonNegativeInt)
 }) {}
 
 /**

@@ -43,6 +43,8 @@ export type Phase = typeof Phase.Type
  * - `identity_conflict`: the server refused a push because this replica's identity was used
  *   before with other content (409): the database file was copied, or shares its identity with
  *   another replica. Retried on the backoff, but only `autosync reidentify` fixes it.
+ * - `rate_limited`: the server is overloaded or rate-limits the token (429, or 503 with
+ *   `Retry-After`); the next try waits at least what it asked. Counts as a failure for backoff.
  * - `transport_failed`: the server could not be reached or answered badly.
  * - `internal_error`: the local store failed, or a defect inside a cycle.
  * - `paused`: `stopForUpgrade` disabled the manager.
@@ -55,6 +57,7 @@ export const ReasonCode = Schema.Literal(
   "auth_required",
   "policy_forbidden",
   "identity_conflict",
+  "rate_limited",
   "transport_failed",
   "internal_error",
   "paused",
@@ -205,7 +208,8 @@ export const identityConflictHint =
 
 /**
  * The more specific of two failure reasons: a refusal (`auth_required`, `policy_forbidden`,
- * `identity_conflict`) tells the user more than a generic `transport_failed`.
+ * `identity_conflict`) tells the user more than a generic `transport_failed`, and so does the
+ * server's `rate_limited`.
  *
  * @since 0.1.0
  * @category transitions
@@ -221,6 +225,8 @@ const rank = (code: ReasonCode): number =>
     ? 2
     : code === "internal_error"
     ? 1
+    : code === "rate_limited"
+    ? 0.5
     : 0
 
 const nullable = <S extends Schema.Schema.Any, K extends string>(schema: S, key: K) =>

@@ -4,6 +4,8 @@
  *
  * - 401 → `auth_required`; 403 → `policy_forbidden`; 409 → `identity_conflict` (a
  *   `(client_id, client_seq)` pushed before with other content: a copied database file);
+ * - 429, and 503 with `Retry-After` → `rate_limited`, with the delay the server asked for in
+ *   `retryAfterMs` (the manager waits at least that long);
  * - everything else (unreachable server, timeout, other 4xx and 5xx, a malformed response) →
  *   `transport_failed`, with the HTTP status when there was one and a message.
  *
@@ -21,6 +23,7 @@ import * as FetchHttpClient from "@effect/platform/FetchHttpClient"
 import * as HttpApiClient from "@effect/platform/HttpApiClient"
 import * as HttpClient from "@effect/platform/HttpClient"
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
+import * as Clock from "effect/Clock"
 import * as Config from "effect/Config"
 import type * as ConfigError from "effect/ConfigError"
 import * as Duration from "effect/Duration"
@@ -63,6 +66,47 @@ const lastStatus = globalValue(
   () => FiberRef.unsafeMake<number | undefined>(undefined)
 )
 
+// The `Retry-After` header of that response, when it had one.
+const lastRetryAfter = globalValue(
+  "@autosync/http/HttpCloudTransport/lastRetryAfter",
+  () => FiberRef.unsafeMake<string | undefined>(undefined)
+)
+
+/**
+ * A `Retry-After` header in ms from `nowMs`: whole seconds (`"2"`) or an HTTP date; `undefined`
+ * when absent or unreadable. A date in the past gives 0.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const retryAfterMs = (header: string | undefined, nowMs: number): number | undefined => {
+  if (header === undefined) return undefined
+  const trimmed = header.trim()
+  if (/^\d+$/.test(trimmed)) return Math.min(Number(trimmed), 86_400) * 1000
+  // An HTTP date names its day and month ("Wed, 02 Dec 2026 12:00:07 GMT"); `Date.parse` alone takes "-1".
+  const at = /^[A-Za-z]{3}, /.test(trimmed) ? Date.parse(trimmed) : Number.NaN
+  return Number.isNaN(at) ? undefined : Math.max(0, at - nowMs)
+}
+
+/**
+ * 429, and 503 with a `Retry-After`: the server sheds load and said when to come back. A 503
+ * without it is an ordinary failure (`transport_failed`).
+ */
+const rateLimited = (
+  error: CloudTransport.TransportError,
+  retryAfter: number | undefined
+): CloudTransport.TransportError =>
+  error.status === 429 || (error.status === 503 && retryAfter !== undefined)
+    ? new CloudTransport.TransportError({
+      reason: "rate_limited",
+      status: error.status,
+      message: retryAfter === undefined
+        ? error.message
+        : `${error.message} (the server asks to retry in ${Duration.format(Duration.millis(retryAfter))})`,
+      ...(retryAfter === undefined ? {} : { retryAfterMs: retryAfter })
+    })
+    : error
+
 const failed = (message: string, status?: number) =>
   new CloudTransport.TransportError(
     status === undefined ? { reason: "transport_failed", message } : { reason: "transport_failed", status, message }
@@ -90,8 +134,12 @@ const statusOf = (tag: string): number | undefined => {
       return 409
     case "PayloadTooLarge":
       return 413
+    case "TooManyRequests":
+      return 429
     case "ServerError":
       return 500
+    case "ServiceUnavailable":
+      return 503
   }
   return undefined
 }
@@ -160,20 +208,32 @@ export const make = (
       transformClient: (c) =>
         c.pipe(
           HttpClient.mapRequest(HttpClientRequest.bearerToken(token)),
-          HttpClient.tap((response) => FiberRef.set(lastStatus, response.status))
+          HttpClient.tap((response) =>
+            Effect.zipRight(
+              FiberRef.set(lastStatus, response.status),
+              FiberRef.set(lastRetryAfter, response.headers["retry-after"])
+            )
+          )
         )
     })
 
     const call = <A, E>(what: string, effect: Effect.Effect<A, E>, limit: Duration.Duration) =>
       effect.pipe(
         Effect.catchAll((error) =>
-          Effect.flatMap(FiberRef.get(lastStatus), (status) => Effect.fail(transportErrorOf(what, error, status)))
+          Effect.gen(function*() {
+            const header = yield* FiberRef.get(lastRetryAfter)
+            const retryAfter = retryAfterMs(header, yield* Clock.currentTimeMillis)
+            return yield* Effect.fail(
+              rateLimited(transportErrorOf(what, error, yield* FiberRef.get(lastStatus)), retryAfter)
+            )
+          })
         ),
         Effect.timeoutFail({
           duration: limit,
           onTimeout: () => failed(`${what} timed out after ${Duration.format(limit)}`)
         }),
-        Effect.locally(lastStatus, undefined)
+        Effect.locally(lastStatus, undefined),
+        Effect.locally(lastRetryAfter, undefined)
       )
 
     const push = Effect.fn("HttpCloudTransport.push")(function*(batch: Mutation.PushBatch) {

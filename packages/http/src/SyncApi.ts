@@ -18,7 +18,9 @@
  * Push and pull need `Authorization: Bearer <token>`. Every error answer is JSON with a
  * `message`: 400 {@link BadRequest} (naming the bad field), 401 {@link Unauthorized}, 403
  * {@link Forbidden} (nothing of the batch stored), 404 {@link NotFound}, 409 {@link Conflict},
- * 413 {@link PayloadTooLarge}, 500 {@link ServerError} (storage failures only, never bad input).
+ * 413 {@link PayloadTooLarge}, 429 {@link TooManyRequests} (rate limit), 500 {@link ServerError}
+ * (storage failures only, never bad input), 503 {@link ServiceUnavailable} (overloaded or shutting
+ * down). 429 and 503 carry `Retry-After` (seconds); clients must not send again before it.
  *
  * @since 0.1.0
  */
@@ -148,6 +150,32 @@ export class ServerError extends Schema.TaggedError<ServerError>()(
   "ServerError",
   { message: Schema.String },
   HttpApiSchema.annotations({ status: 500 })
+) {}
+
+/**
+ * 429: the token sent more requests than the server's rate limit allows. The answer has a
+ * `Retry-After` header (whole seconds): a client must not send again before it.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class TooManyRequests extends Schema.TaggedError<TooManyRequests>()(
+  "TooManyRequests",
+  { message: Schema.String },
+  HttpApiSchema.annotations({ status: 429 })
+) {}
+
+/**
+ * 503: the server is overloaded (too many requests in flight) or shutting down. The answer has
+ * a `Retry-After` header (whole seconds): a client must not send again before it.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class ServiceUnavailable extends Schema.TaggedError<ServiceUnavailable>()(
+  "ServiceUnavailable",
+  { message: Schema.String },
+  HttpApiSchema.annotations({ status: 503 })
 ) {}
 
 // ----------------------------------------------------------------------------
@@ -286,7 +314,8 @@ export class SyncGroup extends HttpApiGroup.make("sync")
 
 /**
  * The whole protocol. The API-level errors are the ones any request can get, whatever its
- * route: bad input, an unknown route, a body over the limit, a storage failure.
+ * route: bad input, an unknown route, a body over the limit, the rate limit or an overloaded
+ * server (with `Retry-After`), a storage failure.
  *
  * @since 0.1.0
  * @category api
@@ -296,5 +325,7 @@ export class SyncApi extends HttpApi.make("autosync")
   .addError(BadRequest)
   .addError(NotFound)
   .addError(PayloadTooLarge)
+  .addError(TooManyRequests)
   .addError(ServerError)
+  .addError(ServiceUnavailable)
 {}

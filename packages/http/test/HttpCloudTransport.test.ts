@@ -178,6 +178,59 @@ describe("HttpCloudTransport", () => {
       }).pipe(Effect.scoped))
   }
 
+  describe("flow control: 429, and 503 with Retry-After, are rate_limited with the delay asked for", () => {
+    const cases: Array<[string, Script, number, number | undefined]> = [
+      [
+        "429 JSON, Retry-After 3",
+        json(429, { _tag: "TooManyRequests", message: "rate" }, { "retry-after": "3" }),
+        429,
+        3000
+      ],
+      ["429 HTML, no Retry-After", raw(429, "<h1>slow down</h1>"), 429, undefined],
+      [
+        "503 JSON, Retry-After 2",
+        json(503, { _tag: "ServiceUnavailable", message: "overloaded" }, { "retry-after": "2" }),
+        503,
+        2000
+      ],
+      ["503 of another shape, Retry-After 0", json(503, { error: "maintenance" }, { "retry-after": "0" }), 503, 0]
+    ]
+    for (const [title, script, status, retryAfterMs] of cases) {
+      it.live(`${title} → rate_limited${retryAfterMs === undefined ? "" : ` ${retryAfterMs} ms`}`, () =>
+        Effect.gen(function*() {
+          const server = yield* fakeServer(script)
+          const transport = yield* transportFor(server.url)
+          for (const call of [transport.push(batch), transport.pull(0, 10), transport.health!]) {
+            const error = yield* failureOf(call as Effect.Effect<unknown, CloudTransport.TransportError>)
+            assert.strictEqual(error.reason, "rate_limited")
+            assert.strictEqual(error.status, status)
+            assert.strictEqual(error.retryAfterMs, retryAfterMs)
+          }
+        }).pipe(Effect.scoped))
+    }
+
+    it.live("a 503 without Retry-After is an ordinary transport_failed", () =>
+      Effect.gen(function*() {
+        const server = yield* fakeServer(json(503, { _tag: "ServiceUnavailable", message: "down" }))
+        const error = yield* failureOf((yield* transportFor(server.url)).push(batch))
+        assert.strictEqual(error.reason, "transport_failed")
+        assert.strictEqual(error.status, 503)
+        assert.isUndefined(error.retryAfterMs)
+      }).pipe(Effect.scoped))
+
+    it("Retry-After: whole seconds or an HTTP date; anything else is ignored", () => {
+      const now = Date.parse("2026-12-02T12:00:00Z")
+      assert.strictEqual(HttpCloudTransport.retryAfterMs("5", now), 5000)
+      assert.strictEqual(HttpCloudTransport.retryAfterMs(" 0 ", now), 0)
+      assert.strictEqual(HttpCloudTransport.retryAfterMs("Wed, 02 Dec 2026 12:00:07 GMT", now), 7000)
+      assert.strictEqual(HttpCloudTransport.retryAfterMs("Wed, 02 Dec 2026 11:00:00 GMT", now), 0)
+      assert.strictEqual(HttpCloudTransport.retryAfterMs("99999999", now), 86_400_000) // capped at a day
+      assert.isUndefined(HttpCloudTransport.retryAfterMs("-1", now))
+      assert.isUndefined(HttpCloudTransport.retryAfterMs("soon", now))
+      assert.isUndefined(HttpCloudTransport.retryAfterMs(undefined, now))
+    })
+  })
+
   it.live("pull: a malformed page is transport_failed", () =>
     Effect.gen(function*() {
       const server = yield* fakeServer(json(200, { mutations: [{ seq: 0 }], has_more: false, latest_seq: 0 }))

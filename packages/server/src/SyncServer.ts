@@ -11,6 +11,8 @@
  * - Bad input never reaches a handler as a defect: bodies over the limit get 413, bodies that are
  *   not JSON or do not match the schema get 400 `BadRequest` naming the field, unknown routes 404
  *   `NotFound`; every error answer is JSON with a `message`. Only storage failures give 500.
+ * - Flow control (`maxInflight`, `rateLimit`; see `Admission.ts`) answers 429/503 with
+ *   `Retry-After` in front of the API, before a body is read.
  * - Requests are logged (method, URL, status; never headers, so never a token).
  * - The log is compacted in the background once it holds `compactThreshold` superseded rows
  *   (`Compactor`); a push's `acked_through` raises its client's watermark.
@@ -53,6 +55,7 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import { createServer } from "node:http"
+import * as Admission from "./Admission.js"
 import * as Compactor from "./Compactor.js"
 import { pullBody } from "./internal/wire.js"
 import type { MutationLogError } from "./MutationLog.js"
@@ -84,6 +87,10 @@ export interface Options {
   readonly compactThreshold?: number | undefined
   /** How often the log is checked for compaction. Defaults to 30 seconds. */
   readonly compactInterval?: Duration.DurationInput | undefined
+  /** Flow control: see `Admission.Options` (429/503 with `Retry-After`). Defaults to no bound. */
+  readonly maxInflight?: number | undefined
+  /** Flow control: sync requests per second per token. Defaults to no limit. */
+  readonly rateLimit?: number | undefined
 }
 
 /**
@@ -199,6 +206,12 @@ export const layerHandlers: Layer.Layer<HttpApiGroup.ApiGroup<"autosync", "sync"
       const log = yield* MutationLog
       // Held pulls answer at once when the server shuts down, instead of delaying it.
       const shutdown = yield* ShutdownSignal
+      // A held pull does not count as in flight (when the server runs the admission policy).
+      const admission = yield* Effect.serviceOption(Admission.Admission)
+      const awaitAfter = Option.match(admission, {
+        onNone: () => log.awaitAfter,
+        onSome: (a) => (seq: number) => a.held(log.awaitAfter(seq))
+      })
 
       const push = Effect.fn("SyncServer.push")(function*(batch: Mutation.PushBatch) {
         const refused = LogRules.forbidden(batch.mutations, yield* SyncApi.AllowedProjects)
@@ -218,7 +231,7 @@ export const layerHandlers: Layer.Layer<HttpApiGroup.ApiGroup<"autosync", "sync"
             Effect.catchAll(storageFailed)
           )
           const page = yield* LogRules.hold(read, {
-            awaitAfter: log.awaitAfter,
+            awaitAfter,
             wait: Duration.millis(Math.min(params.waitMs, SyncApi.maxWaitMs)),
             stop: Deferred.await(shutdown)
           })
@@ -380,8 +393,11 @@ export const layerHttp = (
   never,
   MutationLog | Tokens.Tokens | HttpServer.HttpServer | HttpRouter.HttpRouter.DefaultServices
 > =>
-  HttpApiBuilder.serve((options.logRequests ?? defaults.logRequests) ? requestLogger : (app) => app).pipe(
+  HttpApiBuilder.serve((app) =>
+    (options.logRequests ?? defaults.logRequests) ? requestLogger(Admission.middleware(app)) : Admission.middleware(app)
+  ).pipe(
     Layer.provide(layerApi(options)),
+    Layer.provide(Admission.layer(options)),
     Layer.merge(Compactor.layer({ threshold: options.compactThreshold, interval: options.compactInterval }))
   )
 

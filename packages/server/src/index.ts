@@ -1,6 +1,7 @@
 /**
  * @since 0.1.0
  */
+export * as Admission from "./Admission.js"
 export * as Compactor from "./Compactor.js"
 
 /**

@@ -72,6 +72,8 @@ const push = (shared: Shared, lease: Lease) =>
         )
         if (Either.isLeft(result)) {
           failed.set(project, describeFailure(result.left))
+          // The server asked us to slow down: no further request until its Retry-After.
+          if (result.left.reason === "rate_limited") return [...failed.entries()]
           continue
         }
         yield* Watchdog.pushAnswered(shared.watchdog)
@@ -146,7 +148,8 @@ const pushThenPull = (shared: Shared, lease: Lease, alwaysPull: boolean) =>
       const reasonCode = pushFailures.map(([, f]) => f.reasonCode).reduce(Status.mostSpecific)
       const message = pushFailures.map(([project, f]) => project ? `${project}: ${f.message}` : f.message).join("; ")
       const unreachable = pushFailures.every(([, f]) => f.unreachable === true)
-      return { step: "push" as const, reasonCode, message, unreachable }
+      const minimumDelay = Math.max(0, ...pushFailures.map(([, f]) => f.minimumDelay ?? 0))
+      return { step: "push" as const, reasonCode, message, unreachable, minimumDelay }
     }
     if (!(yield* claimPull(shared, alwaysPull, yield* Clock.currentTimeMillis))) return undefined
     yield* SubscriptionRef.update(shared.status, (s) => ({ ...s, phase: "pulling" as const }))
@@ -197,7 +200,11 @@ const recordOutcome = (shared: Shared, failure: CycleFailure | undefined, probed
       yield* SubscriptionRef.set(shared.status, Watchdog.mark(next, stall))
     } else {
       const options = { base: config.baseBackoff, max: config.maxBackoff }
-      const wait = yield* Backoff.delay(previous.consecutiveFailures + 1, options)
+      // At least what the server asked for (`Retry-After`), when it did.
+      const wait = yield* Effect.flatMap(
+        Backoff.delay(previous.consecutiveFailures + 1, options),
+        (d) => Backoff.atLeast(d, failure.minimumDelay)
+      )
       const backoffUntil = new Date(at.getTime() + Duration.toMillis(wait))
       const next = Status.fromOutcome(previous, { _tag: "Failed", ...failure, backoffUntil }, maxConsecutiveFailures)
       yield* SubscriptionRef.set(shared.status, Watchdog.mark(next, stall))

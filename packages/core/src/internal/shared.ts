@@ -31,12 +31,14 @@ export const probeInterval: Duration.Duration = Duration.seconds(3)
 
 /**
  * A failure of one step, described for the status. `unreachable`: the server did not answer
- * at all (no HTTP status), so its return is worth probing for.
+ * at all (no HTTP status), so its return is worth probing for. `minimumDelay`: the server's
+ * `Retry-After` (ms); the next deadline is at least that.
  */
 export interface StepFailure {
   readonly reasonCode: Status.ReasonCode
   readonly message: string
   readonly unreachable?: boolean
+  readonly minimumDelay?: number
 }
 
 /** A failed cycle: the step that failed and why. */
@@ -48,6 +50,8 @@ export const describeFailure = (error: TransportError | LocalStoreError): StepFa
     ? { reasonCode: "internal_error", message: `local store: ${error.message}` }
     : error.reason === "identity_conflict"
     ? { reasonCode: error.reason, message: `${error.message}: ${Status.identityConflictHint}` }
+    : error.reason === "rate_limited"
+    ? { reasonCode: error.reason, message: error.message, minimumDelay: error.retryAfterMs ?? 0 }
     : {
       reasonCode: error.reason,
       message: error.message,

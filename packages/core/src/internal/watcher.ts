@@ -28,7 +28,11 @@ const longPoll = (shared: Shared, seen: Ref.Ref<number>, failed: Ref.Ref<boolean
       excludeClientId: store.clientId
     }).pipe(
       Effect.tapError(() => Ref.set(failed, true)),
-      Effect.tapError((e) => Watchdog.watcherFailed(shared, e.message))
+      Effect.tapError((e) => Watchdog.watcherFailed(shared, e.message)),
+      // A server that sheds load said when to come back: not before (the reconnect rhythm comes on top).
+      Effect.tapError((e) =>
+        e.reason === "rate_limited" ? Effect.sleep(Duration.millis(e.retryAfterMs ?? 0)) : Effect.void
+      )
     )
     yield* Watchdog.watcherAnswered(shared)
     if (yield* Ref.getAndSet(failed, false)) yield* Queue.offer(shared.serverBack, undefined)
