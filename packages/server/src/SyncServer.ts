@@ -48,6 +48,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
+import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import { createServer } from "node:http"
@@ -55,6 +56,7 @@ import { pullBody } from "./internal/wire.js"
 import type { MutationLogError } from "./MutationLog.js"
 import { MutationLog } from "./MutationLog.js"
 import * as PgMutationLog from "./PgMutationLog.js"
+import * as ServerMetrics from "./ServerMetrics.js"
 import * as SqliteMutationLog from "./SqliteMutationLog.js"
 import * as Tokens from "./Tokens.js"
 
@@ -74,6 +76,11 @@ export interface Options {
    * `GET /v1/pull?since_seq=0&limit=500 200 3ms`. Never headers, so never a token. Defaults to true.
    */
   readonly logRequests?: boolean | undefined
+  /**
+   * Renders the process's metrics in the Prometheus text format; when given, `GET /metrics`
+   * answers with it, without a token (see `ServerMetrics`). Requests are counted either way.
+   */
+  readonly metrics?: Effect.Effect<string> | undefined
 }
 
 /**
@@ -194,6 +201,7 @@ export const layerHandlers: Layer.Layer<HttpApiGroup.ApiGroup<"autosync", "sync"
         const refused = LogRules.forbidden(batch.mutations, yield* SyncApi.AllowedProjects)
         if (Option.isSome(refused)) return yield* new SyncApi.Forbidden({ message: refused.value })
         const acceptedSeqs = yield* log.append(batch.clientId, batch.mutations).pipe(Effect.catchAll(fromAppendError))
+        yield* Metric.incrementBy(ServerMetrics.mutationsAcceptedTotal, acceptedSeqs.length)
         return { acceptedSeqs }
       })
 
@@ -206,7 +214,7 @@ export const layerHandlers: Layer.Layer<HttpApiGroup.ApiGroup<"autosync", "sync"
             Effect.catchAll(storageFailed)
           )
           const page = yield* LogRules.hold(read, {
-            awaitAfter: log.awaitAfter,
+            awaitAfter: (seq) => ServerMetrics.holding(log.awaitAfter(seq)),
             wait: Duration.millis(Math.min(params.waitMs, SyncApi.maxWaitMs)),
             stop: Deferred.await(shutdown)
           })
@@ -368,8 +376,11 @@ export const layerHttp = (
   never,
   MutationLog | Tokens.Tokens | HttpServer.HttpServer | HttpRouter.HttpRouter.DefaultServices
 > =>
-  HttpApiBuilder.serve((options.logRequests ?? defaults.logRequests) ? requestLogger : (app) => app).pipe(
-    Layer.provide(layerApi(options))
+  HttpApiBuilder.serve((app) =>
+    ServerMetrics.track((options.logRequests ?? defaults.logRequests) ? requestLogger(app) : app)
+  ).pipe(
+    Layer.provide(layerApi(options)),
+    Layer.provide(options.metrics === undefined ? Layer.empty : ServerMetrics.layerRoute(options.metrics))
   )
 
 /**
