@@ -6,12 +6,17 @@
  *
  * @since 0.1.0
  */
-import { type LocalStore, Status, SyncConfig } from "@autosync/core"
+import { type LocalStore, Metrics, Status, SyncConfig } from "@autosync/core"
 import * as Command from "@effect/cli/Command"
+import * as HttpServer from "@effect/platform/HttpServer"
 import * as Clock from "effect/Clock"
+import * as Config from "effect/Config"
 import * as Console from "effect/Console"
+import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import type * as Redacted from "effect/Redacted"
 import * as Ref from "effect/Ref"
@@ -99,7 +104,43 @@ interface AgentOptions {
   readonly debounce: Option.Option<Duration.Duration>
   readonly pollInterval: Option.Option<Duration.Duration>
   readonly longPoll: Option.Option<Duration.Duration>
+  readonly metricsPort: Option.Option<number>
+  readonly metricsHost: string
 }
+
+// The watchdog's stall, when the status carries one (a `stalled` field or reason code).
+const isStalled = (s: Status.Status) =>
+  (s as { readonly stalled?: unknown }).stalled != null || (s.reasonCode as string | undefined) === "stalled"
+
+const otlpWanted = Effect.map(
+  Config.all([
+    Config.option(Config.nonEmptyString("OTEL_EXPORTER_OTLP_ENDPOINT")),
+    Config.option(Config.nonEmptyString("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
+  ]),
+  ([base, full]) => Option.isSome(base) || Option.isSome(full)
+).pipe(Effect.orElseSucceed(() => false))
+
+/**
+ * `--metrics-port` (the manager's metrics at `GET /metrics`) and OTLP traces: the exporters are
+ * loaded only when asked for.
+ */
+const observed = (opts: AgentOptions) => <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+  Effect.gen(function*() {
+    if (Option.isNone(opts.metricsPort) && !(yield* otlpWanted)) return yield* effect
+    const Telemetry = yield* Effect.promise(() => import("./Telemetry.js"))
+    return yield* Effect.scoped(Effect.gen(function*() {
+      if (Option.isSome(opts.metricsPort)) {
+        yield* Metrics.register
+        const render = yield* Telemetry.prometheus("autosync-agent")
+        const listening = yield* Layer.build(
+          Telemetry.serveMetrics(render, { port: opts.metricsPort.value, host: opts.metricsHost })
+        )
+        const address = HttpServer.formatAddress(Context.get(listening, HttpServer.HttpServer).address)
+        yield* Console.error(`autosync agent: metrics at ${address}/metrics`)
+      }
+      return yield* effect
+    })).pipe(Effect.provide(Telemetry.tracing("autosync-agent")))
+  })
 
 // Runs until interrupted; `everHeld` says whether the lease was ever this agent's.
 const agent = (opts: AgentOptions, everHeld: Ref.Ref<boolean>) =>
@@ -128,6 +169,7 @@ const agent = (opts: AgentOptions, everHeld: Ref.Ref<boolean>) =>
       Effect.gen(function*() {
         const at = new Date(yield* Clock.currentTimeMillis)
         const since = yield* Ref.getAndSet(moved, { pushed: 0, pulled: 0 })
+        yield* Metric.set(Metrics.stalled, isStalled(s) ? 1 : 0)
         yield* Console.log(
           opts.json
             ? JSON.stringify({ at: at.toISOString(), ...encodeStatus(s), ...since })
@@ -152,7 +194,9 @@ export const command = Command.make(
     longPoll: Flags.duration(
       "long-poll",
       "How long to hold a pull open for live sync (0 turns it off). Defaults to 25 seconds."
-    )
+    ),
+    metricsPort: Flags.metricsPort,
+    metricsHost: Flags.metricsHost
   },
   (opts) =>
     Effect.flatMap(Ref.make(false), (everHeld) =>
@@ -164,7 +208,7 @@ export const command = Command.make(
             (held) => Console.error(held ? "autosync agent: stopped, lease released" : "autosync agent: stopped")
           )
         )
-      )).pipe(CliError.explain)
+      )).pipe(observed(opts), CliError.explain)
 ).pipe(
   Command.withDescription(
     "Sync a local file with a server until Ctrl-C, printing each status change on one line with the rows pushed and pulled since the last."

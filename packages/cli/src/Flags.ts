@@ -94,6 +94,36 @@ export const host = Options.text("host").pipe(
 )
 
 /**
+ * `agent --metrics-port`: where to serve `GET /metrics`; none by default.
+ *
+ * @since 0.1.0
+ * @category flags
+ */
+export const metricsPort = Options.integer("metrics-port").pipe(
+  Options.mapEffect((p) =>
+    Number.isInteger(p) && p >= 0 && p <= 65535
+      ? Effect.succeed(p)
+      : Effect.fail(invalid(`--metrics-port must be between 0 and 65535, got ${p}`))
+  ),
+  Options.optional,
+  Options.withDescription(
+    "Serve the agent's metrics at GET /metrics on this port, in the Prometheus text format (0 picks a free one). Off by default."
+  )
+)
+
+/**
+ * `agent --metrics-host`.
+ *
+ * @since 0.1.0
+ * @category flags
+ */
+export const metricsHost = Options.text("metrics-host").pipe(
+  Options.withDefault("127.0.0.1"),
+  Options.mapEffect((h) => h.length > 0 ? Effect.succeed(h) : Effect.fail(invalid("--metrics-host must not be empty"))),
+  Options.withDescription("The address --metrics-port listens on. Defaults to 127.0.0.1.")
+)
+
+/**
  * `--server`: an http(s) URL, without a trailing slash.
  *
  * @since 0.1.0

@@ -109,10 +109,14 @@ export const command = Command.make(
     Effect.gen(function*() {
       const where = yield* ServerStore.choose(opts.db, opts.databaseUrl)
       const { SyncServer } = yield* ServerStore.load
+      const Telemetry = yield* Effect.promise(() => import("./Telemetry.js"))
+      // GET /metrics, open like /v1/health: Prometheus scrapes without a token (see ServerMetrics).
+      const metrics = yield* Telemetry.prometheus("autosync-server")
       const options = {
         port: opts.port,
         host: opts.host,
         bodyLimit: opts.bodyLimit,
+        metrics,
         compactThreshold: opts.compactThreshold,
         compactInterval: Option.getOrUndefined(opts.compactInterval),
         maxInflight: Option.getOrUndefined(opts.maxInflight),
@@ -132,11 +136,14 @@ export const command = Command.make(
                 }); Ctrl-C stops it`
               ))
           ).pipe(Layer.provide(server))
-        ).pipe(Effect.catchTag("ServeError", (e) => Effect.fail(listenError(opts.port, opts.host, e.cause))))
+        ).pipe(
+          Effect.catchTag("ServeError", (e) => Effect.fail(listenError(opts.port, opts.host, e.cause))),
+          Effect.provide(Telemetry.tracing("autosync-server"))
+        )
       )
-    }).pipe(CliError.explain)
+    }).pipe(Effect.scoped, CliError.explain)
 ).pipe(
   Command.withDescription(
-    "Run the sync server on a SQLite file (default) or PostgreSQL, until Ctrl-C. Logs one line per request on stderr."
+    "Run the sync server on a SQLite file (default) or PostgreSQL, until Ctrl-C. Logs one line per request on stderr; serves its metrics at GET /metrics (Prometheus text, no token) and sends traces over OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set."
   )
 )

@@ -31,6 +31,11 @@ export * as Merge from "./Merge.js"
 /**
  * @since 0.1.0
  */
+export * as Metrics from "./Metrics.js"
+
+/**
+ * @since 0.1.0
+ */
 export * as Mutation from "./Mutation.js"
 
 /**

@@ -83,6 +83,8 @@ export class MutationLog extends Context.Tag("@autosync/server/MutationLog")<Mut
   ) => Effect.Effect<StoredPage, MutationLogError>
   /** The last seq assigned (0 when the log is empty). */
   readonly latestSeq: Effect.Effect<number, MutationLogError>
+  /** The rows stored (for `/metrics`); a log that cannot count them cheaply leaves it out. */
+  readonly rowCount?: Effect.Effect<number, MutationLogError> | undefined
   /** Completes once the log holds a seq greater than `seq`. Interrupt it to stop waiting. */
   readonly awaitAfter: (seq: number) => Effect.Effect<void, MutationLogError>
   /**

@@ -52,6 +52,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
+import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import { createServer } from "node:http"
@@ -61,6 +62,7 @@ import { pullBody } from "./internal/wire.js"
 import type { MutationLogError } from "./MutationLog.js"
 import { MutationLog } from "./MutationLog.js"
 import * as PgMutationLog from "./PgMutationLog.js"
+import * as ServerMetrics from "./ServerMetrics.js"
 import * as SqliteMutationLog from "./SqliteMutationLog.js"
 import * as Tokens from "./Tokens.js"
 
@@ -91,6 +93,11 @@ export interface Options {
   readonly maxInflight?: number | undefined
   /** Flow control: sync requests per second per token. Defaults to no limit. */
   readonly rateLimit?: number | undefined
+  /**
+   * Renders the process's metrics in the Prometheus text format; when given, `GET /metrics`
+   * answers with it, without a token (see `ServerMetrics`). Requests are counted either way.
+   */
+  readonly metrics?: Effect.Effect<string> | undefined
 }
 
 /**
@@ -219,6 +226,7 @@ export const layerHandlers: Layer.Layer<HttpApiGroup.ApiGroup<"autosync", "sync"
         const acceptedSeqs = yield* log.append(batch.clientId, batch.mutations, batch.ackedThrough).pipe(
           Effect.catchAll(fromAppendError)
         )
+        yield* Metric.incrementBy(ServerMetrics.mutationsAcceptedTotal, acceptedSeqs.length)
         return { acceptedSeqs }
       })
 
@@ -231,7 +239,7 @@ export const layerHandlers: Layer.Layer<HttpApiGroup.ApiGroup<"autosync", "sync"
             Effect.catchAll(storageFailed)
           )
           const page = yield* LogRules.hold(read, {
-            awaitAfter,
+            awaitAfter: (seq) => ServerMetrics.holding(awaitAfter(seq)),
             wait: Duration.millis(Math.min(params.waitMs, SyncApi.maxWaitMs)),
             stop: Deferred.await(shutdown)
           })
@@ -394,10 +402,13 @@ export const layerHttp = (
   MutationLog | Tokens.Tokens | HttpServer.HttpServer | HttpRouter.HttpRouter.DefaultServices
 > =>
   HttpApiBuilder.serve((app) =>
-    (options.logRequests ?? defaults.logRequests) ? requestLogger(Admission.middleware(app)) : Admission.middleware(app)
+    ServerMetrics.track(
+      (options.logRequests ?? defaults.logRequests) ? requestLogger(Admission.middleware(app)) : Admission.middleware(app)
+    )
   ).pipe(
     Layer.provide(layerApi(options)),
     Layer.provide(Admission.layer(options)),
+    Layer.provide(options.metrics === undefined ? Layer.empty : ServerMetrics.layerRoute(options.metrics)),
     Layer.merge(Compactor.layer({ threshold: options.compactThreshold, interval: options.compactInterval }))
   )
 

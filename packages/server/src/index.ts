@@ -17,6 +17,11 @@ export * as PgMutationLog from "./PgMutationLog.js"
 /**
  * @since 0.1.0
  */
+export * as ServerMetrics from "./ServerMetrics.js"
+
+/**
+ * @since 0.1.0
+ */
 export * as SqliteMutationLog from "./SqliteMutationLog.js"
 
 /**

@@ -21,8 +21,10 @@ import type { Lease } from "./lease.js"
 import { ackPlan, afterCursor, groupByProject, pageProblem, toEntry } from "./plan.js"
 import {
   type CycleFailure,
+  cycleSeconds,
   describeFailure,
   failedTotal,
+  lagSeqs,
   logged,
   now,
   pendingRows,
@@ -122,6 +124,8 @@ const pull = (shared: Shared, lease: Lease) =>
         cursor = lastSeq
         yield* Metric.incrementBy(pulledTotal, mutations.length)
       }
+      // The store's cursor moved to throughSeq when there was one.
+      yield* Metric.set(lagSeqs, Math.max(0, page.latestSeq - Math.max(cursor, throughSeq ?? 0)))
       if (!page.hasMore) return
     }
   })()
@@ -245,8 +249,12 @@ export const makeCycle = (shared: Shared, lease: Lease) => ({ force, localOnly, 
       }
       const started = yield* shared.store.getSyncState(shared.config.targetKey)
       yield* Watchdog.begin(shared.watchdog, started.lastAckedSeq, started.lastPulledSeq)
-      const failure = yield* pushThenPull(shared, lease, force || !localOnly)
-      yield* recordOutcome(shared, failure, probed)
+      yield* Effect.flatMap(
+        pushThenPull(shared, lease, force || !localOnly),
+        (failure) => recordOutcome(shared, failure, probed)
+      ).pipe(
+        Metric.trackDurationWith(cycleSeconds, Duration.toSeconds)
+      )
     }).pipe(
       Effect.catchTag("LeaseLost", () => Effect.logInfo("lease lost to another worker mid-cycle")),
       Effect.catchAllCause((cause) =>

@@ -5,7 +5,6 @@
  */
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
 import * as Ref from "effect/Ref"
@@ -17,14 +16,7 @@ import * as Status from "../Status.js"
 import type { SyncConfig } from "../SyncConfig.js"
 import * as Watchdog from "./watchdog.js"
 
-/** Rows pushed, acked by the server. */
-export const pushedTotal = Metric.counter("autosync_pushed_total", { description: "local rows pushed and acked" })
-/** Mutations pulled and handed to the local store. */
-export const pulledTotal = Metric.counter("autosync_pulled_total", { description: "remote mutations pulled" })
-/** Failed cycles. */
-export const failedTotal = Metric.counter("autosync_failed_cycles_total", { description: "failed sync cycles" })
-/** Local rows waiting to be pushed, after the last cycle. */
-export const pendingRows = Metric.gauge("autosync_pending_rows", { description: "local rows not yet acked" })
+export { cycleSeconds, failedTotal, lagSeqs, pendingRows, pulledTotal, pushedTotal } from "../Metrics.js"
 
 /** How often the manager probes the server's health while the server cannot be reached. */
 export const probeInterval: Duration.Duration = Duration.seconds(3)

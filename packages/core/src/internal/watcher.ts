@@ -9,11 +9,12 @@ import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
 import * as Ref from "effect/Ref"
 import * as Schedule from "effect/Schedule"
-import { logged, probeInterval, type Shared } from "./shared.js"
+import { lagSeqs, logged, probeInterval, type Shared } from "./shared.js"
 import * as Watchdog from "./watchdog.js"
 
 // One long-poll request. `seen`: the highest seq the watcher has brought; `failed`: a request
@@ -22,7 +23,8 @@ const longPoll = (shared: Shared, seen: Ref.Ref<number>, failed: Ref.Ref<boolean
   Effect.gen(function*() {
     const { config, store, transport } = shared
     const started = yield* Clock.currentTimeMillis
-    const cursor = Math.max(yield* Ref.get(seen), (yield* store.getSyncState(config.targetKey)).lastPulledSeq)
+    const applied = (yield* store.getSyncState(config.targetKey)).lastPulledSeq
+    const cursor = Math.max(yield* Ref.get(seen), applied)
     const page = yield* transport.pull(cursor, config.pullBatchSize, {
       wait: config.longPollWait,
       excludeClientId: store.clientId
@@ -37,6 +39,8 @@ const longPoll = (shared: Shared, seen: Ref.Ref<number>, failed: Ref.Ref<boolean
     yield* Watchdog.watcherAnswered(shared)
     if (yield* Ref.getAndSet(failed, false)) yield* Queue.offer(shared.serverBack, undefined)
     if (page.mutations.length > 0) {
+      // News not applied yet: the replica is behind the server by what lies past its cursor.
+      yield* Metric.set(lagSeqs, Math.max(0, page.latestSeq - applied))
       yield* Ref.set(seen, Math.max(cursor, page.latestSeq, page.mutations[page.mutations.length - 1].seq))
       yield* Ref.update(shared.remote, (s) => ({
         ...s,

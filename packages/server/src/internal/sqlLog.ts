@@ -541,6 +541,10 @@ export const make = (
         Effect.map(sinceStored(sinceSeq, projects, limit, excludeClientId), LogRules.toPullResponse),
       sinceStored,
       latestSeq: Effect.mapError(readLatest, storage("reading the latest seq")),
+      rowCount: sql`SELECT COUNT(*) AS n FROM autosync_log`.pipe(
+        Effect.map((rows) => Number(rows[0]?.n ?? 0)),
+        Effect.mapError(storage("counting the log's rows"))
+      ),
       awaitAfter: (seq) => LogRules.awaitAbove(latest, seq),
       compact: makeCompactor(sql, dialect, readLatest),
       stats: readStats(sql, readLatest)
