@@ -14,11 +14,11 @@ import * as Queue from "effect/Queue"
 import * as Ref from "effect/Ref"
 import * as Schema from "effect/Schema"
 import * as SubscriptionRef from "effect/SubscriptionRef"
-import * as Backoff from "../Backoff.js"
 import { LocalStoreError } from "../LocalStore.js"
 import * as Status from "../Status.js"
 import type { Lease } from "./lease.js"
 import { ackPlan, afterCursor, groupByProject, pageProblem, toEntry } from "./plan.js"
+import { endStreak, stepBackoff } from "./recovery.js"
 import {
   type CycleFailure,
   describeFailure,
@@ -158,8 +158,8 @@ const pushThenPull = (shared: Shared, lease: Lease, alwaysPull: boolean) =>
 
 /**
  * Records a cycle's outcome: the status, the metrics, and in the store either a cleared
- * failure or the failure with its backoff deadline (the next step of `Backoff.schedule` after
- * the failures so far, persisted so that a restarted process honours it).
+ * failure or the failure with its backoff deadline (the next step of the failure streak's
+ * `Backoff.schedule`, persisted so that a restarted process honours it; see `recovery.ts`).
  */
 const recordOutcome = (shared: Shared, failure: CycleFailure | undefined, probed: boolean) =>
   Effect.gen(function*() {
@@ -176,10 +176,9 @@ const recordOutcome = (shared: Shared, failure: CycleFailure | undefined, probed
       }
       const next = Status.fromOutcome(previous, { _tag: "Synced", at, nonEnrolledPending }, maxConsecutiveFailures)
       yield* SubscriptionRef.set(shared.status, next)
+      yield* endStreak(shared)
     } else {
-      const options = { base: config.baseBackoff, max: config.maxBackoff }
-      const wait = yield* Backoff.delay(previous.consecutiveFailures + 1, options)
-      const backoffUntil = new Date(at.getTime() + Duration.toMillis(wait))
+      const backoffUntil = yield* stepBackoff(shared, previous.consecutiveFailures, at)
       const next = Status.fromOutcome(previous, { _tag: "Failed", ...failure, backoffUntil }, maxConsecutiveFailures)
       yield* SubscriptionRef.set(shared.status, next)
       yield* Metric.increment(failedTotal)
