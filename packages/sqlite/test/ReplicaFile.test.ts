@@ -117,6 +117,14 @@ describe("ReplicaFile", () => {
         assert.strictEqual(hash(path), before, `${path} unchanged`)
         assert.deepStrictEqual(sideFiles(path), [], `${path}: no side files left`)
       }
+      // core's rule names this package's tables: a new replica has every one of them
+      const tables = new Set(
+        yield* Effect.scoped(Effect.flatMap(
+          SqliteClient.make({ filename: replica, readonly: true }),
+          (sql) => sql<{ readonly name: string }>`SELECT name FROM sqlite_master WHERE type = 'table'`
+        )).pipe(Effect.map((rows) => rows.map((r) => r.name)), Effect.provide(Reactivity.layer))
+      )
+      assert.deepStrictEqual(ReplicaFile.replicaTables.filter((t) => !tables.has(t)), [])
     }))
 
   it.scoped("layerFileReadonly refuses every file that is not a replica, naming what it is; nothing changes", () =>
