@@ -4,20 +4,17 @@
  * `-shm` side file is left behind).
  */
 import { LocalStore } from "@autosync/core"
+import { hash, sideFiles } from "@autosync/test-support"
 import * as Reactivity from "@effect/experimental/Reactivity"
 import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
 import * as Migrator from "@effect/sql/Migrator"
 import * as SqlClient from "@effect/sql/SqlClient"
 import { assert, describe, it } from "@effect/vitest"
 import { Context, Effect, Exit, Layer, Option, Scope } from "effect"
-import { createHash } from "node:crypto"
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs"
+import { existsSync, mkdirSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { Documents, ReplicaFile, SqliteLocalStore, SqliteMigrations } from "../src/index.js"
 import { tempDir, withFile } from "./utils.js"
-
-const hash = (path: string) => createHash("sha256").update(readFileSync(path)).digest("hex")
-const sideFiles = (path: string) => [`${path}-wal`, `${path}-shm`].filter(existsSync)
 
 /** Runs SQL on `path` through a plain connection (no autosync), to make foreign files. */
 const exec = (path: string, statements: ReadonlyArray<string>) =>
