@@ -44,6 +44,325 @@ const model = (base: number) => {
   }
 }
 
+/** Registers one test against a fresh log. */
+type Test = (title: string, body: Effect.Effect<void, MutationLog.MutationLogError, MutationLog.MutationLog>) => void
+
+// Appends, seqs, dedup, identity conflicts, pages.
+const appendsAndPages = (test: Test) => {
+  test(
+    "an empty log",
+    Effect.gen(function*() {
+      const log = yield* MutationLog.MutationLog
+      assert.strictEqual(yield* log.latestSeq, 0)
+      assert.deepStrictEqual(yield* log.since(0, undefined, 10), { mutations: [], hasMore: false, latestSeq: 0 })
+      assert.deepStrictEqual(yield* log.append("c1", []), [])
+    })
+  )
+
+  test(
+    "since leaves out the writes of excludeClientId, with the projects filter too; stored pages alike",
+    Effect.gen(function*() {
+      const log = yield* MutationLog.MutationLog
+      yield* log.append("mine", [entry(1), entry(2, { project: "p2" })]) // 1, 2
+      yield* log.append("theirs", [entry(1), entry(2, { project: "p2" }), entry(3)]) // 3, 4, 5
+      yield* log.append("mine", [entry(3)]) // 6
+      assert.deepStrictEqual(seqs(yield* log.since(0, undefined, 10, "mine")), [3, 4, 5])
+      assert.deepStrictEqual(seqs(yield* log.since(0, ["p1"], 10, "mine")), [3, 5])
+      const page = yield* log.since(3, ["p1"], 1, "mine")
+      assert.deepStrictEqual([seqs(page), page.hasMore, page.latestSeq], [[5], false, 6])
+      const stored = yield* log.sinceStored(0, undefined, 2, "theirs")
+      assert.deepStrictEqual([stored.mutations.map((m) => m.seq), stored.hasMore], [[1, 2], true])
+    })
+  )
+
+  test(
+    "append assigns 1, 2, 3… in batch order; since returns the mutations with the time of the append",
+    Effect.gen(function*() {
+      const log = yield* MutationLog.MutationLog
+      assert.deepStrictEqual(yield* log.append("c1", [entry(10), entry(11)]), [1, 2])
+      yield* TestClock.adjust("877 millis")
+      assert.deepStrictEqual(yield* log.append("c2", [entry(10, { project: "p2", op: "delete", payload: null })]), [
+        3
+      ])
+      assert.strictEqual(yield* log.latestSeq, 3)
+      const page = yield* log.since(0, undefined, 10)
+      assert.deepStrictEqual(page, {
+        mutations: [
+          {
+            seq: 1,
+            project: "p1",
+            entity: "document",
+            entityKey: "k10",
+            op: "upsert",
+            payload: { n: 10 },
+            occurredAt: new Date(1_700_000_000_123)
+          },
+          {
+            seq: 2,
+            project: "p1",
+            entity: "document",
+            entityKey: "k11",
+            op: "upsert",
+            payload: { n: 11 },
+            occurredAt: new Date(1_700_000_000_123)
+          },
+          {
+            seq: 3,
+            project: "p2",
+            entity: "document",
+            entityKey: "k10",
+            op: "delete",
+            payload: null,
+            occurredAt: new Date(1_700_000_001_000)
+          }
+        ],
+        hasMore: false,
+        latestSeq: 3
+      })
+    })
+  )
+
+  test(
+    "payloads round-trip exactly (key order, unicode, escapes, numbers)",
+    Effect.gen(function*() {
+      const log = yield* MutationLog.MutationLog
+      const payloads: ReadonlyArray<unknown> = [
+        { z: 1, a: { y: [1, 2, { x: null }], b: "" } },
+        "a plain string with \"quotes\", \\ backslashes, \n newlines and \u2028",
+        "unicode: é ✓ 𝄞 中文 \uFEFF",
+        [Number.MAX_SAFE_INTEGER, -Number.MAX_SAFE_INTEGER, 0.1, 1e-7, 123456.789, 0],
+        true,
+        null,
+        { "key with spaces": 1, "": 2, "ünï": 3 }
+      ]
+      yield* log.append("c1", payloads.map((payload, i) => entry(i + 1, { payload })))
+      const page = yield* log.since(0, undefined, 100)
+      assert.deepStrictEqual(page.mutations.map((m) => m.payload), payloads)
+      assert.deepStrictEqual(Object.keys(page.mutations[0].payload as object), ["z", "a"])
+    })
+  )
+
+  test(
+    "sinceStored is the page of since, each payload the JSON text it was pushed as",
+    Effect.gen(function*() {
+      const log = yield* MutationLog.MutationLog
+      const payloads: ReadonlyArray<unknown> = [{ z: 1, a: [1, "é\n"] }, null, "text", 0.1]
+      yield* log.append("c1", payloads.map((payload, i) => entry(i + 1, { payload, project: i === 1 ? "p2" : "p1" })))
+      for (const [projects, limit] of [[undefined, 10], [["p1"], 10], [["p1"], 2], [[], 10]] as const) {
+        const stored = yield* log.sinceStored(0, projects, limit)
+        const parsed = yield* log.since(0, projects, limit)
+        assert.deepStrictEqual(MutationLog.toPullResponse(stored), parsed)
+        assert.deepStrictEqual(
+          stored.mutations.map((m) => m.payloadJson),
+          parsed.mutations.map((m) => JSON.stringify(m.payload))
+        )
+      }
+      const [first] = (yield* log.sinceStored(0, undefined, 1)).mutations
+      assert.deepStrictEqual(first, {
+        seq: 1,
+        project: "p1",
+        entity: "document",
+        entityKey: "k1",
+        op: "upsert",
+        payloadJson: "{\"z\":1,\"a\":[1,\"é\\n\"]}",
+        occurredAt: t0
+      })
+    })
+  )
+}
+
+// Excluding one's own writes, held pulls.
+const exclusionAndWaits = (test: Test) => {
+  test(
+    "append is idempotent on (client_id, client_seq): a retry gets the first seqs and stores nothing",
+    Effect.gen(function*() {
+      const log = yield* MutationLog.MutationLog
+      assert.deepStrictEqual(yield* log.append("c1", [entry(1), entry(2)]), [1, 2])
+      assert.deepStrictEqual(yield* log.append("c1", [entry(1), entry(2)]), [1, 2])
+      assert.deepStrictEqual(yield* log.append("c1", [entry(2), entry(3), entry(1)]), [2, 3, 1])
+      // The same entry twice in one batch is one mutation.
+      assert.deepStrictEqual(yield* log.append("c1", [entry(4), entry(4)]), [4, 4])
+      assert.deepStrictEqual(seqs(yield* log.since(0, undefined, 100)), [1, 2, 3, 4])
+    })
+  )
+
+  test(
+    "a used identity with different content is a conflict naming its seq; nothing of the batch is stored",
+    Effect.gen(function*() {
+      const log = yield* MutationLog.MutationLog
+      yield* log.append("c1", [entry(1), entry(2)])
+      for (
+        const changed of [
+          entry(2, { payload: { n: 3 } }),
+          entry(2, { project: "p2" }),
+          entry(2, { entity: "other" }),
+          entry(2, { entityKey: "other" }),
+          entry(2, { op: "delete" }),
+          entry(2, { payload: { n: 2, extra: true } })
+        ]
+      ) {
+        const error = yield* logError(log.append("c1", [entry(3), changed]))
+        assert.strictEqual(error.reason, "conflict")
+        assert.strictEqual(error.seq, 2)
+        assert.include(error.message, "server seq 2")
+      }
+      // Key order is content too: payloads compare as JSON text.
+      const reordered = yield* logError(
+        log.append("c1", [entry(5, { payload: { a: 1, b: 2 } })]).pipe(
+          Effect.zipRight(log.append("c1", [entry(5, { payload: { b: 2, a: 1 } })]))
+        )
+      )
+      assert.strictEqual(reordered.seq, 3)
+      const inBatch = yield* logError(log.append("c1", [entry(9), entry(9, { payload: "other" })]))
+      assert.strictEqual(inBatch.reason, "conflict")
+      assert.deepStrictEqual(seqs(yield* log.since(0, undefined, 100)), [1, 2, 3])
+    })
+  )
+
+  test(
+    "since: after a seq, of some projects, at most limit, with has_more and the latest seq of the whole log",
+    Effect.gen(function*() {
+      const log = yield* MutationLog.MutationLog
+      yield* log.append(
+        "c1",
+        [1, 2, 3, 4, 5, 6].map((i) => entry(i, { project: i % 2 === 0 ? "even" : "odd" }))
+      )
+      assert.deepStrictEqual(seqs(yield* log.since(0, ["even"], 10)), [2, 4, 6])
+      assert.deepStrictEqual(yield* Effect.map(log.since(0, ["even"], 2), (p) => [seqs(p), p.hasMore]), [
+        [2, 4],
+        true
+      ])
+      assert.deepStrictEqual(yield* Effect.map(log.since(4, ["even"], 2), (p) => [seqs(p), p.hasMore]), [[6], false])
+      assert.deepStrictEqual(seqs(yield* log.since(2, ["odd", "even"], 3)), [3, 4, 5])
+      assert.deepStrictEqual(seqs(yield* log.since(0, ["none"], 10)), [])
+      const nothing = yield* log.since(0, [], 10)
+      assert.deepStrictEqual(nothing, { mutations: [], hasMore: false, latestSeq: 6 })
+      assert.strictEqual((yield* log.since(0, ["odd"], 1)).latestSeq, 6)
+      assert.deepStrictEqual(yield* Effect.map(log.since(5, undefined, 1), (p) => [seqs(p), p.hasMore]), [[6], false])
+      assert.deepStrictEqual(seqs(yield* log.since(6, undefined, 10)), [])
+      assert.deepStrictEqual(seqs(yield* log.since(100, undefined, 10)), [])
+    })
+  )
+
+  test(
+    "awaitAfter completes once a newer seq exists, not before",
+    Effect.gen(function*() {
+      const log = yield* MutationLog.MutationLog
+      yield* log.append("c1", [entry(1)])
+      assert.isTrue(Exit.isSuccess(yield* Effect.exit(log.awaitAfter(0))), "seq 1 > 0 exists already")
+      const waiting = yield* Effect.fork(log.awaitAfter(1))
+      for (let i = 0; i < 20; i++) yield* Effect.yieldNow()
+      yield* log.since(0, undefined, 10) // a round trip to the store
+      assert.isTrue(Option.isNone(yield* Fiber.poll(waiting)))
+      yield* log.append("c1", [entry(1)]) // a retry stores nothing: still waiting
+      assert.isTrue(Option.isNone(yield* Fiber.poll(waiting)))
+      yield* log.append("c2", [entry(1)])
+      yield* Fiber.join(waiting)
+    })
+  )
+
+  test(
+    "concurrent appends get distinct, gap-free seqs; each client's retry still gets its own",
+    Effect.gen(function*() {
+      const log = yield* MutationLog.MutationLog
+      const clients = Array.from({ length: 8 }, (_, i) => `client-${i}`)
+      const batches = (c: string) =>
+        Array.from({ length: 6 }, (_, b) => [1, 2, 3].map((k) => entry(b * 3 + k, { entityKey: `${c}-${b}-${k}` })))
+      const results = yield* Effect.forEach(
+        clients,
+        (c) => Effect.forEach(batches(c), (batch) => log.append(c, batch)),
+        { concurrency: "unbounded" }
+      )
+      const all = results.flat(2).sort((a, b) => a - b)
+      assert.deepStrictEqual(all, Array.from({ length: 8 * 18 }, (_, i) => i + 1))
+      const page = yield* log.since(0, undefined, 1000)
+      assert.deepStrictEqual(seqs(page), all)
+      // Every seq holds what its client pushed.
+      for (const [i, c] of clients.entries()) {
+        const retried = yield* Effect.forEach(batches(c), (batch) => log.append(c, batch))
+        assert.deepStrictEqual(retried, results[i])
+        for (const [b, batch] of batches(c).entries()) {
+          for (const [k, e] of batch.entries()) {
+            assert.strictEqual(page.mutations[results[i][b][k] - 1].entityKey, e.entityKey)
+          }
+        }
+      }
+    })
+  )
+}
+
+// Against the reference model.
+const modelChecks = (test: Test, layer: Layer.Layer<MutationLog.MutationLog, unknown>) => {
+  test(
+    "appends at the same moment (stored together by the SQL logs) each get their own outcome",
+    Effect.gen(function*() {
+      const log = yield* MutationLog.MutationLog
+      const results = yield* Effect.all([
+        Effect.either(log.append("a", [entry(1), entry(2)])),
+        Effect.either(log.append("b", [entry(1)])),
+        // The same push twice at once (a retry while the first is in flight): the same seqs.
+        Effect.either(log.append("a", [entry(1), entry(2)])),
+        // A reused identity with other content: refused alone, nothing of it stored.
+        Effect.either(log.append("a", [entry(3), entry(2, { payload: { other: true } })])),
+        Effect.either(log.append("b", [entry(2), entry(2)])),
+        Effect.either(log.append("c", []))
+      ], { concurrency: "unbounded" })
+      const [first, second, retry, conflict, repeated, empty] = results
+      assert.deepStrictEqual(first, Either.right([1, 2]))
+      assert.deepStrictEqual(second, Either.right([3]))
+      assert.deepStrictEqual(retry, Either.right([1, 2]))
+      assert.isTrue(Either.isLeft(conflict))
+      if (Either.isLeft(conflict)) {
+        assert.strictEqual(conflict.left.reason, "conflict")
+        assert.strictEqual(conflict.left.seq, 2)
+      }
+      assert.deepStrictEqual(repeated, Either.right([4, 4]))
+      assert.deepStrictEqual(empty, Either.right([]))
+      const page = yield* log.since(0, undefined, 100)
+      assert.deepStrictEqual(page.mutations.map((m) => m.entityKey), ["k1", "k2", "k1", "k2"])
+      assert.strictEqual(yield* log.latestSeq, 4)
+      // The refused push left nothing behind: its new identity is free.
+      assert.deepStrictEqual(yield* log.append("a", [entry(3)]), [5])
+    })
+  )
+
+  it.effect("property: appends with retries and conflicts follow the reference model", () =>
+    Effect.gen(function*() {
+      const log = yield* MutationLog.MutationLog
+      let run = 0
+      const arbitrary = fc.array(
+        fc.record({
+          client: fc.constantFrom("a", "b"),
+          entries: fc.array(
+            fc.record({ seq: fc.integer({ min: 1, max: 6 }), variant: fc.integer({ min: 0, max: 1 }) }),
+            {
+              maxLength: 5
+            }
+          )
+        }),
+        { minLength: 1, maxLength: 8 }
+      )
+      const samples = fc.sample(arbitrary, { numRuns: 15, seed: 42 })
+      for (const batches of samples) {
+        run++
+        const base = yield* log.latestSeq
+        const expect = model(base)
+        for (const batch of batches) {
+          const clientId = `${batch.client}-${run}`
+          const entries = batch.entries.map((e) => entry(e.seq, { payload: { variant: e.variant } }))
+          const expected = expect(clientId, entries)
+          const actual = yield* log.append(clientId, entries).pipe(
+            Effect.catchTag("MutationLogError", (e) => Effect.succeed(e.reason))
+          )
+          assert.deepStrictEqual(actual, expected, JSON.stringify({ batches, clientId, entries }))
+        }
+        const latest = yield* log.latestSeq
+        const page = yield* log.since(base, undefined, 1000)
+        assert.deepStrictEqual(seqs(page), Array.from({ length: latest - base }, (_, i) => base + i + 1))
+      }
+    }).pipe(Effect.provide(Layer.orDie(layer))))
+}
+
 /**
  * Registers, under `describe`, the tests every `MutationLog` backend must pass; `layer` is built
  * afresh for each test and must give an empty log.
@@ -58,310 +377,7 @@ export const MutationLogSuite = (name: string, layer: Layer.Layer<MutationLog.Mu
         // The clock is set before the log exists: a jump later would replay every tick of its poller.
         Effect.zipRight(TestClock.setTime(t0), body.pipe(Effect.provide(Layer.orDie(layer)))))
 
-    test(
-      "an empty log",
-      Effect.gen(function*() {
-        const log = yield* MutationLog.MutationLog
-        assert.strictEqual(yield* log.latestSeq, 0)
-        assert.deepStrictEqual(yield* log.since(0, undefined, 10), { mutations: [], hasMore: false, latestSeq: 0 })
-        assert.deepStrictEqual(yield* log.append("c1", []), [])
-      })
-    )
-
-    test(
-      "since leaves out the writes of excludeClientId, with the projects filter too; stored pages alike",
-      Effect.gen(function*() {
-        const log = yield* MutationLog.MutationLog
-        yield* log.append("mine", [entry(1), entry(2, { project: "p2" })]) // 1, 2
-        yield* log.append("theirs", [entry(1), entry(2, { project: "p2" }), entry(3)]) // 3, 4, 5
-        yield* log.append("mine", [entry(3)]) // 6
-        assert.deepStrictEqual(seqs(yield* log.since(0, undefined, 10, "mine")), [3, 4, 5])
-        assert.deepStrictEqual(seqs(yield* log.since(0, ["p1"], 10, "mine")), [3, 5])
-        const page = yield* log.since(3, ["p1"], 1, "mine")
-        assert.deepStrictEqual([seqs(page), page.hasMore, page.latestSeq], [[5], false, 6])
-        const stored = yield* log.sinceStored(0, undefined, 2, "theirs")
-        assert.deepStrictEqual([stored.mutations.map((m) => m.seq), stored.hasMore], [[1, 2], true])
-      })
-    )
-
-    test(
-      "append assigns 1, 2, 3… in batch order; since returns the mutations with the time of the append",
-      Effect.gen(function*() {
-        const log = yield* MutationLog.MutationLog
-        assert.deepStrictEqual(yield* log.append("c1", [entry(10), entry(11)]), [1, 2])
-        yield* TestClock.adjust("877 millis")
-        assert.deepStrictEqual(yield* log.append("c2", [entry(10, { project: "p2", op: "delete", payload: null })]), [
-          3
-        ])
-        assert.strictEqual(yield* log.latestSeq, 3)
-        const page = yield* log.since(0, undefined, 10)
-        assert.deepStrictEqual(page, {
-          mutations: [
-            {
-              seq: 1,
-              project: "p1",
-              entity: "document",
-              entityKey: "k10",
-              op: "upsert",
-              payload: { n: 10 },
-              occurredAt: new Date(1_700_000_000_123)
-            },
-            {
-              seq: 2,
-              project: "p1",
-              entity: "document",
-              entityKey: "k11",
-              op: "upsert",
-              payload: { n: 11 },
-              occurredAt: new Date(1_700_000_000_123)
-            },
-            {
-              seq: 3,
-              project: "p2",
-              entity: "document",
-              entityKey: "k10",
-              op: "delete",
-              payload: null,
-              occurredAt: new Date(1_700_000_001_000)
-            }
-          ],
-          hasMore: false,
-          latestSeq: 3
-        })
-      })
-    )
-
-    test(
-      "payloads round-trip exactly (key order, unicode, escapes, numbers)",
-      Effect.gen(function*() {
-        const log = yield* MutationLog.MutationLog
-        const payloads: ReadonlyArray<unknown> = [
-          { z: 1, a: { y: [1, 2, { x: null }], b: "" } },
-          "a plain string with \"quotes\", \\ backslashes, \n newlines and \u2028",
-          "unicode: é ✓ 𝄞 中文 \uFEFF",
-          [Number.MAX_SAFE_INTEGER, -Number.MAX_SAFE_INTEGER, 0.1, 1e-7, 123456.789, 0],
-          true,
-          null,
-          { "key with spaces": 1, "": 2, "ünï": 3 }
-        ]
-        yield* log.append("c1", payloads.map((payload, i) => entry(i + 1, { payload })))
-        const page = yield* log.since(0, undefined, 100)
-        assert.deepStrictEqual(page.mutations.map((m) => m.payload), payloads)
-        assert.deepStrictEqual(Object.keys(page.mutations[0].payload as object), ["z", "a"])
-      })
-    )
-
-    test(
-      "sinceStored is the page of since, each payload the JSON text it was pushed as",
-      Effect.gen(function*() {
-        const log = yield* MutationLog.MutationLog
-        const payloads: ReadonlyArray<unknown> = [{ z: 1, a: [1, "é\n"] }, null, "text", 0.1]
-        yield* log.append("c1", payloads.map((payload, i) => entry(i + 1, { payload, project: i === 1 ? "p2" : "p1" })))
-        for (const [projects, limit] of [[undefined, 10], [["p1"], 10], [["p1"], 2], [[], 10]] as const) {
-          const stored = yield* log.sinceStored(0, projects, limit)
-          const parsed = yield* log.since(0, projects, limit)
-          assert.deepStrictEqual(MutationLog.toPullResponse(stored), parsed)
-          assert.deepStrictEqual(
-            stored.mutations.map((m) => m.payloadJson),
-            parsed.mutations.map((m) => JSON.stringify(m.payload))
-          )
-        }
-        const [first] = (yield* log.sinceStored(0, undefined, 1)).mutations
-        assert.deepStrictEqual(first, {
-          seq: 1,
-          project: "p1",
-          entity: "document",
-          entityKey: "k1",
-          op: "upsert",
-          payloadJson: "{\"z\":1,\"a\":[1,\"é\\n\"]}",
-          occurredAt: t0
-        })
-      })
-    )
-
-    test(
-      "append is idempotent on (client_id, client_seq): a retry gets the first seqs and stores nothing",
-      Effect.gen(function*() {
-        const log = yield* MutationLog.MutationLog
-        assert.deepStrictEqual(yield* log.append("c1", [entry(1), entry(2)]), [1, 2])
-        assert.deepStrictEqual(yield* log.append("c1", [entry(1), entry(2)]), [1, 2])
-        assert.deepStrictEqual(yield* log.append("c1", [entry(2), entry(3), entry(1)]), [2, 3, 1])
-        // The same entry twice in one batch is one mutation.
-        assert.deepStrictEqual(yield* log.append("c1", [entry(4), entry(4)]), [4, 4])
-        assert.deepStrictEqual(seqs(yield* log.since(0, undefined, 100)), [1, 2, 3, 4])
-      })
-    )
-
-    test(
-      "a used identity with different content is a conflict naming its seq; nothing of the batch is stored",
-      Effect.gen(function*() {
-        const log = yield* MutationLog.MutationLog
-        yield* log.append("c1", [entry(1), entry(2)])
-        for (
-          const changed of [
-            entry(2, { payload: { n: 3 } }),
-            entry(2, { project: "p2" }),
-            entry(2, { entity: "other" }),
-            entry(2, { entityKey: "other" }),
-            entry(2, { op: "delete" }),
-            entry(2, { payload: { n: 2, extra: true } })
-          ]
-        ) {
-          const error = yield* logError(log.append("c1", [entry(3), changed]))
-          assert.strictEqual(error.reason, "conflict")
-          assert.strictEqual(error.seq, 2)
-          assert.include(error.message, "server seq 2")
-        }
-        // Key order is content too: payloads compare as JSON text.
-        const reordered = yield* logError(
-          log.append("c1", [entry(5, { payload: { a: 1, b: 2 } })]).pipe(
-            Effect.zipRight(log.append("c1", [entry(5, { payload: { b: 2, a: 1 } })]))
-          )
-        )
-        assert.strictEqual(reordered.seq, 3)
-        const inBatch = yield* logError(log.append("c1", [entry(9), entry(9, { payload: "other" })]))
-        assert.strictEqual(inBatch.reason, "conflict")
-        assert.deepStrictEqual(seqs(yield* log.since(0, undefined, 100)), [1, 2, 3])
-      })
-    )
-
-    test(
-      "since: after a seq, of some projects, at most limit, with has_more and the latest seq of the whole log",
-      Effect.gen(function*() {
-        const log = yield* MutationLog.MutationLog
-        yield* log.append(
-          "c1",
-          [1, 2, 3, 4, 5, 6].map((i) => entry(i, { project: i % 2 === 0 ? "even" : "odd" }))
-        )
-        assert.deepStrictEqual(seqs(yield* log.since(0, ["even"], 10)), [2, 4, 6])
-        assert.deepStrictEqual(yield* Effect.map(log.since(0, ["even"], 2), (p) => [seqs(p), p.hasMore]), [
-          [2, 4],
-          true
-        ])
-        assert.deepStrictEqual(yield* Effect.map(log.since(4, ["even"], 2), (p) => [seqs(p), p.hasMore]), [[6], false])
-        assert.deepStrictEqual(seqs(yield* log.since(2, ["odd", "even"], 3)), [3, 4, 5])
-        assert.deepStrictEqual(seqs(yield* log.since(0, ["none"], 10)), [])
-        const nothing = yield* log.since(0, [], 10)
-        assert.deepStrictEqual(nothing, { mutations: [], hasMore: false, latestSeq: 6 })
-        assert.strictEqual((yield* log.since(0, ["odd"], 1)).latestSeq, 6)
-        assert.deepStrictEqual(yield* Effect.map(log.since(5, undefined, 1), (p) => [seqs(p), p.hasMore]), [[6], false])
-        assert.deepStrictEqual(seqs(yield* log.since(6, undefined, 10)), [])
-        assert.deepStrictEqual(seqs(yield* log.since(100, undefined, 10)), [])
-      })
-    )
-
-    test(
-      "awaitAfter completes once a newer seq exists, not before",
-      Effect.gen(function*() {
-        const log = yield* MutationLog.MutationLog
-        yield* log.append("c1", [entry(1)])
-        assert.isTrue(Exit.isSuccess(yield* Effect.exit(log.awaitAfter(0))), "seq 1 > 0 exists already")
-        const waiting = yield* Effect.fork(log.awaitAfter(1))
-        for (let i = 0; i < 20; i++) yield* Effect.yieldNow()
-        yield* log.since(0, undefined, 10) // a round trip to the store
-        assert.isTrue(Option.isNone(yield* Fiber.poll(waiting)))
-        yield* log.append("c1", [entry(1)]) // a retry stores nothing: still waiting
-        assert.isTrue(Option.isNone(yield* Fiber.poll(waiting)))
-        yield* log.append("c2", [entry(1)])
-        yield* Fiber.join(waiting)
-      })
-    )
-
-    test(
-      "concurrent appends get distinct, gap-free seqs; each client's retry still gets its own",
-      Effect.gen(function*() {
-        const log = yield* MutationLog.MutationLog
-        const clients = Array.from({ length: 8 }, (_, i) => `client-${i}`)
-        const batches = (c: string) =>
-          Array.from({ length: 6 }, (_, b) => [1, 2, 3].map((k) => entry(b * 3 + k, { entityKey: `${c}-${b}-${k}` })))
-        const results = yield* Effect.forEach(
-          clients,
-          (c) => Effect.forEach(batches(c), (batch) => log.append(c, batch)),
-          { concurrency: "unbounded" }
-        )
-        const all = results.flat(2).sort((a, b) => a - b)
-        assert.deepStrictEqual(all, Array.from({ length: 8 * 18 }, (_, i) => i + 1))
-        const page = yield* log.since(0, undefined, 1000)
-        assert.deepStrictEqual(seqs(page), all)
-        // Every seq holds what its client pushed.
-        for (const [i, c] of clients.entries()) {
-          const retried = yield* Effect.forEach(batches(c), (batch) => log.append(c, batch))
-          assert.deepStrictEqual(retried, results[i])
-          for (const [b, batch] of batches(c).entries()) {
-            for (const [k, e] of batch.entries()) {
-              assert.strictEqual(page.mutations[results[i][b][k] - 1].entityKey, e.entityKey)
-            }
-          }
-        }
-      })
-    )
-
-    test(
-      "appends at the same moment (stored together by the SQL logs) each get their own outcome",
-      Effect.gen(function*() {
-        const log = yield* MutationLog.MutationLog
-        const results = yield* Effect.all([
-          Effect.either(log.append("a", [entry(1), entry(2)])),
-          Effect.either(log.append("b", [entry(1)])),
-          // The same push twice at once (a retry while the first is in flight): the same seqs.
-          Effect.either(log.append("a", [entry(1), entry(2)])),
-          // A reused identity with other content: refused alone, nothing of it stored.
-          Effect.either(log.append("a", [entry(3), entry(2, { payload: { other: true } })])),
-          Effect.either(log.append("b", [entry(2), entry(2)])),
-          Effect.either(log.append("c", []))
-        ], { concurrency: "unbounded" })
-        const [first, second, retry, conflict, repeated, empty] = results
-        assert.deepStrictEqual(first, Either.right([1, 2]))
-        assert.deepStrictEqual(second, Either.right([3]))
-        assert.deepStrictEqual(retry, Either.right([1, 2]))
-        assert.isTrue(Either.isLeft(conflict))
-        if (Either.isLeft(conflict)) {
-          assert.strictEqual(conflict.left.reason, "conflict")
-          assert.strictEqual(conflict.left.seq, 2)
-        }
-        assert.deepStrictEqual(repeated, Either.right([4, 4]))
-        assert.deepStrictEqual(empty, Either.right([]))
-        const page = yield* log.since(0, undefined, 100)
-        assert.deepStrictEqual(page.mutations.map((m) => m.entityKey), ["k1", "k2", "k1", "k2"])
-        assert.strictEqual(yield* log.latestSeq, 4)
-        // The refused push left nothing behind: its new identity is free.
-        assert.deepStrictEqual(yield* log.append("a", [entry(3)]), [5])
-      })
-    )
-
-    it.effect("property: appends with retries and conflicts follow the reference model", () =>
-      Effect.gen(function*() {
-        const log = yield* MutationLog.MutationLog
-        let run = 0
-        const arbitrary = fc.array(
-          fc.record({
-            client: fc.constantFrom("a", "b"),
-            entries: fc.array(
-              fc.record({ seq: fc.integer({ min: 1, max: 6 }), variant: fc.integer({ min: 0, max: 1 }) }),
-              {
-                maxLength: 5
-              }
-            )
-          }),
-          { minLength: 1, maxLength: 8 }
-        )
-        const samples = fc.sample(arbitrary, { numRuns: 15, seed: 42 })
-        for (const batches of samples) {
-          run++
-          const base = yield* log.latestSeq
-          const expect = model(base)
-          for (const batch of batches) {
-            const clientId = `${batch.client}-${run}`
-            const entries = batch.entries.map((e) => entry(e.seq, { payload: { variant: e.variant } }))
-            const expected = expect(clientId, entries)
-            const actual = yield* log.append(clientId, entries).pipe(
-              Effect.catchTag("MutationLogError", (e) => Effect.succeed(e.reason))
-            )
-            assert.deepStrictEqual(actual, expected, JSON.stringify({ batches, clientId, entries }))
-          }
-          const latest = yield* log.latestSeq
-          const page = yield* log.since(base, undefined, 1000)
-          assert.deepStrictEqual(seqs(page), Array.from({ length: latest - base }, (_, i) => base + i + 1))
-        }
-      }).pipe(Effect.provide(Layer.orDie(layer))))
+    appendsAndPages(test)
+    exclusionAndWaits(test)
+    modelChecks(test, layer)
   })
