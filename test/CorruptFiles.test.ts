@@ -15,6 +15,7 @@
  * up with status `pull_failed`/`transport_failed` and a message (its cursor not past the bad
  * row), or put the row in the dead letters and go on: never skip it silently.
  */
+import { limited } from "@autosync/test-support"
 import {
   closeSync,
   copyFileSync,
@@ -32,19 +33,6 @@ import { basename } from "node:path"
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest"
 import { assertBuilt, prng, type Proc, Processes, type Result, tempDir, waitFor } from "./support/processes.js"
 import { inspect } from "./support/replicas.js"
-
-/** Runs `tasks` with at most `n` at a time (the machine has two cores, shared). */
-const limited = async <A>(n: number, tasks: ReadonlyArray<() => Promise<A>>): Promise<Array<A>> => {
-  const results: Array<A> = new Array(tasks.length)
-  let next = 0
-  await Promise.all(Array.from({ length: n }, async () => {
-    while (next < tasks.length) {
-      const i = next++
-      results[i] = await tasks[i]()
-    }
-  }))
-  return results
-}
 
 const pageSize = 4096
 

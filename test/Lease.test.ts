@@ -10,15 +10,9 @@
  * Proves: never two holders at once (no two push intervals overlap), while the lease does move
  * between owners (a killed holder's lease expires and another process takes over).
  */
-import { existsSync, readFileSync } from "node:fs"
+import { parsePushes, type Push, readLines } from "@autosync/test-support"
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest"
 import { assertBuilt, prng, type Proc, Processes, sleep, tempDir, waitFor } from "./support/processes.js"
-
-interface Push {
-  readonly owner: string
-  readonly start: number
-  end: number | undefined
-}
 
 describe("the lease across processes", () => {
   const procs = new Processes()
@@ -51,25 +45,7 @@ describe("the lease across processes", () => {
     for (let slot = 0; slot < workerCount; slot++) start(slot)
 
     /** The pushes logged so far; a push cut short by SIGKILL lasted until its process was seen dead. */
-    const readPushes = () => {
-      const lines = existsSync(log) ? readFileSync(log, "utf8").split("\n").filter((l) => l.length > 0) : []
-      const pushes: Array<Push> = []
-      const open = new Map<string, Push>()
-      for (const line of lines) {
-        const [what, owner, ms] = line.split(" ")
-        if (what === "start") {
-          const push: Push = { owner, start: Number(ms), end: undefined }
-          pushes.push(push)
-          open.set(owner, push)
-        } else if (what === "end") {
-          const push = open.get(owner)
-          expect(push, `an end without a start: ${line}`).toBeDefined()
-          push!.end = Number(ms)
-          open.delete(owner)
-        }
-      }
-      return { pushes, open }
-    }
+    const readPushes = () => parsePushes(readLines(log))
     const diagnostics = () => workers.map((w) => w.describe()).join("\n---\n")
     // Generous: on a loaded 2-core machine a worker can take seconds to start and push.
     const deadline = 60_000

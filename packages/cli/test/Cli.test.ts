@@ -5,8 +5,9 @@
  * sets it. The cases are independent and run concurrently; every child is killed when its test
  * ends, pass or fail. `pnpm test` builds `dist/` before vitest runs.
  */
+import { hash } from "@autosync/test-support"
 import { execFile } from "node:child_process"
-import { createHash, randomBytes } from "node:crypto"
+import { randomBytes } from "node:crypto"
 import * as Fs from "node:fs"
 import { afterAll, assert, beforeAll, describe, it } from "vitest"
 import {
@@ -53,8 +54,6 @@ const totals = (stdout: string) => {
   }
   return { pushed, pulled }
 }
-
-const sha256 = (file: string) => createHash("sha256").update(Fs.readFileSync(file)).digest("hex")
 
 const cleanExit = (result: Exited) =>
   assert.deepStrictEqual([result.code, result.signal], [0, null], `${result.stdout}\n${result.stderr}`)
@@ -496,7 +495,7 @@ describe.concurrent("autosync", () => {
         const missing = box.path("no-such-dir/server.db")
         // (Beside a WAL database SQLite may add the -wal and -shm any reader needs: not a change.)
         const files = () => Fs.readdirSync(box.dir).filter((f) => !/-(wal|shm)$/.test(f)).sort()
-        const before = { replica: sha256(replica), text: sha256(text), files: files() }
+        const before = { replica: hash(replica), text: hash(text), files: files() }
         const port = await unusedPort()
         const cases = [
           [
@@ -523,7 +522,7 @@ describe.concurrent("autosync", () => {
           )
         })
         assert.deepStrictEqual(
-          { replica: sha256(replica), text: sha256(text), files: files() },
+          { replica: hash(replica), text: hash(text), files: files() },
           before
         )
       },

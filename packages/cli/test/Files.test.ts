@@ -5,10 +5,10 @@
  * a file that is not theirs (its bytes hash the same, no `-wal`/`-shm` side file is left).
  * `pnpm test` builds `dist/` before vitest runs.
  */
+import { hash, limited, sideFiles } from "@autosync/test-support"
 import * as Reactivity from "@effect/experimental/Reactivity"
 import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
 import { Effect } from "effect"
-import { createHash } from "node:crypto"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
 import { assert, describe, it } from "vitest"
@@ -17,22 +17,6 @@ import { type Exited, type Sandbox, sandbox, unusedPort } from "./CliHarness.js"
 // A bound on each test, for a hang; generous, because every command is a node process that takes
 // about 0.7 s of CPU to start and the machine may be busy.
 const long = 180_000
-
-const hash = (path: string) => createHash("sha256").update(Fs.readFileSync(path)).digest("hex")
-const sideFiles = (path: string) => [`${path}-wal`, `${path}-shm`].filter((f) => Fs.existsSync(f))
-
-/** Runs `tasks` with at most `n` at a time (every task starts a node process). */
-const limited = async <A>(n: number, tasks: ReadonlyArray<() => Promise<A>>): Promise<Array<A>> => {
-  const results: Array<A> = new Array(tasks.length)
-  let next = 0
-  await Promise.all(Array.from({ length: n }, async () => {
-    while (next < tasks.length) {
-      const i = next++
-      results[i] = await tasks[i]()
-    }
-  }))
-  return results
-}
 
 /** An application's own SQLite database (no autosync tables), in rollback-journal mode. */
 const plainDatabase = (path: string) =>

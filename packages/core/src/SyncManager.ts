@@ -20,15 +20,15 @@
  * A defect inside a cycle never kills the loop: the phase becomes `backoff` with reason
  * `internal_error` and the cycle is retried at its deadline. Retries never give up for good.
  *
- * The parts live in `internal/`: `wake.ts` (debounce, poll, remote news, the backoff wait),
+ * The parts live in `internal/`: `wake.ts` (debounce, the poll schedule's fiber, remote news),
  * `cycle.ts` (push, pull, the outcome), `lease.ts` (fencing), `watcher.ts` (the long-poll and
- * its reconnect schedule), `recovery.ts` (the health probe, the restored deadline),
- * `watchdog.ts` (the stall watchdog behind `Status.stalled`), and
+ * its reconnect schedule), `recovery.ts` (the backoff schedule and its wait, the health probe,
+ * the restored deadline), `watchdog.ts` (the stall watchdog behind `Status.stalled`), and
  * `shared.ts` (the `Ref`s and queues they share). This module assembles them; `run` is one
  * fiber in a `FiberHandle`, so a second `run` returns at once and `stop` interrupts it (the
- * lease is released on the way out). Each failure's deadline is the next step of
- * `Backoff.schedule` after the failures so far; it is persisted, so a restarted process waits
- * it out and continues the sequence.
+ * lease is released on the way out). Each failure streak steps one `Backoff.schedule`, started
+ * after the failures before it; each step's deadline is persisted, so a restarted process waits
+ * it out and continues the sequence from the persisted count.
  *
  * @since 0.1.0
  */
@@ -54,7 +54,7 @@ import { makeCycle } from "./internal/cycle.js"
 import { makeLease } from "./internal/lease.js"
 import { restoreBackoff } from "./internal/recovery.js"
 import * as shared from "./internal/shared.js"
-import { forwardSignal, waitForRestoredBackoff, waitForWork, type Woken } from "./internal/wake.js"
+import { forwardSignal, makePoll, waitForRestoredBackoff, waitForWork, type Woken } from "./internal/wake.js"
 import { watch } from "./internal/watcher.js"
 import { LocalStore } from "./LocalStore.js"
 import type * as Status from "./Status.js"
@@ -160,11 +160,12 @@ export const make = (
       yield* forwardSignal(state, signal)
       if (Duration.toMillis(config.longPollWait) > 0) yield* Effect.forkScoped(watch(state))
       yield* restoreBackoff(state)
+      const poll = yield* makePoll(state)
       const cycleAfter = (woken: Woken) =>
         cycle({ force: woken === "recovered", localOnly: woken === "local", probed: woken === "recovered" })
       yield* Effect.iterate(yield* waitForRestoredBackoff(state), {
         while: () => true,
-        body: (woken) => Effect.zipRight(cycleAfter(woken), waitForWork(state))
+        body: (woken) => Effect.zipRight(cycleAfter(woken), waitForWork(state, poll))
       })
     }).pipe(Effect.scoped)
 

@@ -11,6 +11,11 @@ export * as CloudTransport from "./CloudTransport.js"
 /**
  * @since 0.1.0
  */
+export * as DatabaseKind from "./DatabaseKind.js"
+
+/**
+ * @since 0.1.0
+ */
 export * as DirtySignal from "./DirtySignal.js"
 
 /**

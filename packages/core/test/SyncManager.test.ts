@@ -1,6 +1,6 @@
-import { CloudTransport, LocalStore, Status, SyncConfig, SyncManager } from "@autosync/core"
+import { Backoff, CloudTransport, LocalStore, Status, SyncConfig, SyncManager } from "@autosync/core"
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Exit, Fiber, Layer, Option, Random, Ref, Stream, TestClock } from "effect"
+import { Duration, Effect, Exit, Fiber, Layer, Option, Random, Ref, Schedule, Stream, TestClock } from "effect"
 import { documentsOf, makeReplica, put, replay } from "./fakes.js"
 
 const cycles = (log: ReadonlyArray<string>) => log.filter((l) => l.startsWith("pull@"))
@@ -759,6 +759,45 @@ describe("SyncManager schedules", () => {
       assert.deepStrictEqual(cycles(second.fake.log), ["pull@4000", "pull@12000"])
       assert.strictEqual((yield* second.manager.status).phase, "healthy")
     }).pipe(Effect.withRandomFixed([0.5])))
+
+  it.scoped("a failure streak's deadlines are the successive steps of one Backoff.schedule, jitter and all", () =>
+    Effect.gen(function*() {
+      const options = { base: "1 second", max: "20 seconds" } as const
+      const server = yield* CloudTransport.makeMemoryServer
+      const { fake, manager } = yield* makeReplica({
+        server,
+        config: { baseBackoff: options.base, maxBackoff: options.max, maxConsecutiveFailures: 100 }
+      })
+      fake.failPull = 8
+      fake.error = new CloudTransport.TransportError({ reason: "auth_required", status: 401, message: "bad token" })
+      const seed = "streak"
+      const deadlines = yield* Effect.forEach(
+        Array.from({ length: 8 }),
+        () => Effect.map(manager.syncNow, (s) => s.backoffUntil!.getTime())
+      ).pipe(Effect.withRandom(Random.make(seed)))
+      const delays = yield* Schedule.run(Schedule.delays(Backoff.schedule(options)), 0, Array.from({ length: 8 })).pipe(
+        Effect.withRandom(Random.make(seed))
+      )
+      assert.deepStrictEqual(deadlines, [...delays].map(Duration.toMillis)) // every syncNow at 0
+      // A success ends the streak: the next failure starts over at the first delay.
+      assert.strictEqual((yield* manager.syncNow).phase, "healthy")
+      fake.failPull = 1
+      assert.strictEqual((yield* Effect.withRandomFixed(manager.syncNow, [0.5])).backoffUntil!.getTime(), 1000)
+    }))
+
+  it.scoped("the poll comes a poll interval after the last cycle, whatever woke that cycle", () =>
+    Effect.gen(function*() {
+      const server = yield* CloudTransport.makeMemoryServer
+      const { fake, manager } = yield* makeReplica({
+        server,
+        config: { pollInterval: "30 seconds", debounce: "100 millis" }
+      })
+      yield* Effect.forkScoped(manager.run)
+      yield* TestClock.adjust("10 seconds")
+      yield* manager.notifyDirty // a cycle at 10.1 s puts the poll off to 40.1 s
+      yield* TestClock.adjust("70 seconds")
+      assert.deepStrictEqual(cycles(fake.log), ["pull@0", "pull@10100", "pull@40100", "pull@70100"])
+    }))
 
   it.scoped("the live-sync watcher reconnects max(baseBackoff, probeInterval) after each failed long-poll", () =>
     Effect.gen(function*() {

@@ -6,6 +6,7 @@
  *
  * @since 0.1.0
  */
+import { DatabaseKind } from "@autosync/core"
 import * as Reactivity from "@effect/experimental/Reactivity"
 import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
 import type * as Migrator from "@effect/sql/Migrator"
@@ -69,9 +70,6 @@ export class ServerFileError extends Schema.TaggedError<ServerFileError>()("Serv
   message: Schema.String
 }) {}
 
-// Tables only a replica (packages/sqlite) has: a server must not add its own tables beside them.
-const replicaTables = ["sync_state", "sync_mutations"]
-
 const messageOf = (u: unknown) => u instanceof Error ? u.message : String(u)
 
 // Read without writing: no WAL switch, no migration, and a read-only handle.
@@ -122,10 +120,11 @@ export const checkFile = (file: string): Effect.Effect<void, ServerFileError> =>
     const tables = yield* tablesOf(file).pipe(
       Effect.catchAllCause((cause) => fail(`cannot open ${named}: ${messageOf(Cause.squash(cause))}`))
     )
-    const found = replicaTables.filter((t) => tables.includes(t))
-    if (found.length > 0) {
+    // A server must not add its tables beside a replica's (the rule is core's `DatabaseKind`).
+    const kind = DatabaseKind.fromTables(tables)
+    if (kind._tag === "Replica") {
       return yield* fail(
-        `${named} is an autosync replica (it has the tables ${found.join(", ")}), not a server database: ` +
+        `${named} is an autosync replica (it has the tables ${kind.found.join(", ")}), not a server database: ` +
           `give the server its own file (the default is ./autosync-server.db)`
       )
     }

@@ -14,7 +14,7 @@
  *
  * @since 0.1.0
  */
-import { LocalStore } from "@autosync/core"
+import { DatabaseKind, LocalStore } from "@autosync/core"
 import * as Reactivity from "@effect/experimental/Reactivity"
 import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
 import * as SqlClient from "@effect/sql/SqlClient"
@@ -58,20 +58,20 @@ export type Kind = Data.TaggedEnum<{
 export const Kind = Data.taggedEnum<Kind>()
 
 /**
- * The tables that mark an autosync server's database (see `@autosync/server`'s migrations).
+ * The tables that mark an autosync server's database (the rule is core's `DatabaseKind`).
  *
  * @since 0.1.0
  * @category models
  */
-export const serverTables: ReadonlyArray<string> = ["autosync_server_migrations", "autosync_log", "autosync_tokens"]
+export const serverTables: ReadonlyArray<string> = DatabaseKind.serverTables
 
 /**
- * The tables that mark an autosync replica.
+ * The tables that mark an autosync replica (the rule is core's `DatabaseKind`).
  *
  * @since 0.1.0
  * @category models
  */
-export const replicaTables: ReadonlyArray<string> = ["sync_meta", SqliteMigrations.migrationsTable]
+export const replicaTables: ReadonlyArray<string> = DatabaseKind.replicaTables
 
 const sqliteHeader = Buffer.from("SQLite format 3\u0000", "latin1")
 
@@ -102,8 +102,9 @@ const VersionRows = Schema.Array(Schema.Struct({ value: Schema.String }))
 const MigrationRows = Schema.Array(Schema.Struct({ id: Schema.NullOr(Schema.Number) }))
 
 /**
- * The kind of the SQLite database behind the `SqlClient` in context, from its table names (and,
- * for a replica, its schema version and last migration). Reads only.
+ * The kind of the SQLite database behind the `SqlClient` in context, from its table names (the
+ * rule is core's `DatabaseKind.fromTables`) and, for a replica, its schema version and last
+ * migration. Reads only.
  *
  * @since 0.1.0
  * @category constructors
@@ -115,8 +116,8 @@ export const classify = (label: string): Effect.Effect<Kind, LocalStore.LocalSto
       Effect.flatMap(Schema.decodeUnknown(TableNames))
     )
     const names = new Set(rows.map((r) => r.name))
-    if (serverTables.some((t) => names.has(t))) return Kind.Server()
-    if (!replicaTables.some((t) => names.has(t))) return Kind.Plain()
+    const kind = DatabaseKind.fromTables(names)
+    if (kind._tag !== "Replica") return Kind[kind._tag]()
     const version = names.has("sync_meta")
       ? yield* sql`SELECT value FROM sync_meta WHERE key = 'schema_version'`.pipe(
         Effect.flatMap(Schema.decodeUnknown(VersionRows)),

@@ -4,12 +4,13 @@
  * only place these tests use wall-clock time: they poll files with bounded retries.
  */
 import { CloudTransport, LocalStore, Mutation } from "@autosync/core"
+import { parsePushes, readLines } from "@autosync/test-support"
 import * as SqlClient from "@effect/sql/SqlClient"
 import { assert, describe, it } from "@effect/vitest"
 import { Duration, Effect, Option } from "effect"
 import type { Scope } from "effect"
 import { type ChildProcess, spawn } from "node:child_process"
-import { existsSync, readFileSync, writeFileSync } from "node:fs"
+import { existsSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { tempDir, withFile } from "./utils.js"
@@ -60,32 +61,7 @@ const waitFor = <A>(what: string, within: Duration.DurationInput, check: () => A
     )
   })
 
-const readLines = (path: string) =>
-  existsSync(path) ? readFileSync(path, "utf8").split("\n").filter((l) => l.length > 0) : []
-
-interface Push {
-  readonly owner: string
-  readonly start: number
-  end: number | undefined
-}
-
-const parsePushes = (lines: ReadonlyArray<string>) => {
-  const pushes: Array<Push> = []
-  const open = new Map<string, Push>()
-  for (const line of lines) {
-    const [what, owner, ms] = line.split(" ")
-    if (what === "start") {
-      const push: Push = { owner, start: Number(ms), end: undefined }
-      pushes.push(push)
-      open.set(owner, push)
-    } else if (what === "end") {
-      const push = open.get(owner)!
-      push.end = Number(ms)
-      open.delete(owner)
-    }
-  }
-  return pushes
-}
+const pushesIn = (log: string) => parsePushes(readLines(log)).pushes
 
 /** The documents the server's log gives when replayed in seq order. */
 const replay = (writes: ReadonlyArray<Mutation.LocalWrite>) => {
@@ -159,10 +135,10 @@ describe.skipIf(!existsSync(built))("several OS processes on one file", () => {
 
         // Let the holder push for a while, then kill it without warning.
         yield* waitFor("ten pushes", "60 seconds", () => {
-          const done = parsePushes(readLines(log)).filter((p) => p.end !== undefined)
+          const done = pushesIn(log).filter((p) => p.end !== undefined)
           return done.length >= 10 ? true : undefined
         }, workers)
-        const before = parsePushes(readLines(log))
+        const before = pushesIn(log)
         const holder = before[before.length - 1].owner
         const survivor = holder === "A" ? "B" : "A"
         const lastHolderStart = Math.max(...before.filter((p) => p.owner === holder).map((p) => p.start))
@@ -170,7 +146,7 @@ describe.skipIf(!existsSync(built))("several OS processes on one file", () => {
         yield* kill(byOwner[holder], "SIGKILL")
 
         const takeover = yield* waitFor("the survivor to push", "60 seconds", () => {
-          const first = parsePushes(readLines(log)).find((p) => p.owner === survivor && p.start > lastHolderStart)
+          const first = pushesIn(log).find((p) => p.owner === survivor && p.start > lastHolderStart)
           return first?.end !== undefined ? first : undefined
         }, workers)
         // Not before the holder's lease expired. The holder renews its 1 s lease once less than half
@@ -180,13 +156,13 @@ describe.skipIf(!existsSync(built))("several OS processes on one file", () => {
 
         // Let the survivor push a few more batches (the killed worker's rows included), then stop it.
         yield* waitFor("more pushes by the survivor", "60 seconds", () => {
-          const after = parsePushes(readLines(log)).filter((p) => p.owner === survivor && p.start >= takeover.start)
+          const after = pushesIn(log).filter((p) => p.owner === survivor && p.start >= takeover.start)
           return after.filter((p) => p.end !== undefined).length >= 3 ? true : undefined
         }, workers)
         yield* kill(byOwner[survivor], "SIGTERM")
 
         // Never two pushes at once: an unfinished push of the killed holder ends at the kill.
-        const pushes = parsePushes(readLines(log))
+        const pushes = pushesIn(log)
           .map((p) => ({ ...p, end: p.end ?? killedAt }))
           .sort((x, y) => x.start - y.start)
         for (let i = 1; i < pushes.length; i++) {

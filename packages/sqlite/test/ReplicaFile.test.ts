@@ -4,20 +4,17 @@
  * `-shm` side file is left behind).
  */
 import { LocalStore } from "@autosync/core"
+import { hash, sideFiles } from "@autosync/test-support"
 import * as Reactivity from "@effect/experimental/Reactivity"
 import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
 import * as Migrator from "@effect/sql/Migrator"
 import * as SqlClient from "@effect/sql/SqlClient"
 import { assert, describe, it } from "@effect/vitest"
 import { Context, Effect, Exit, Layer, Option, Scope } from "effect"
-import { createHash } from "node:crypto"
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs"
+import { existsSync, mkdirSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { Documents, ReplicaFile, SqliteLocalStore, SqliteMigrations } from "../src/index.js"
 import { tempDir, withFile } from "./utils.js"
-
-const hash = (path: string) => createHash("sha256").update(readFileSync(path)).digest("hex")
-const sideFiles = (path: string) => [`${path}-wal`, `${path}-shm`].filter(existsSync)
 
 /** Runs SQL on `path` through a plain connection (no autosync), to make foreign files. */
 const exec = (path: string, statements: ReadonlyArray<string>) =>
@@ -117,6 +114,14 @@ describe("ReplicaFile", () => {
         assert.strictEqual(hash(path), before, `${path} unchanged`)
         assert.deepStrictEqual(sideFiles(path), [], `${path}: no side files left`)
       }
+      // core's rule names this package's tables: a new replica has every one of them
+      const tables = new Set(
+        yield* Effect.scoped(Effect.flatMap(
+          SqliteClient.make({ filename: replica, readonly: true }),
+          (sql) => sql<{ readonly name: string }>`SELECT name FROM sqlite_master WHERE type = 'table'`
+        )).pipe(Effect.map((rows) => rows.map((r) => r.name)), Effect.provide(Reactivity.layer))
+      )
+      assert.deepStrictEqual(ReplicaFile.replicaTables.filter((t) => !tables.has(t)), [])
     }))
 
   it.scoped("layerFileReadonly refuses every file that is not a replica, naming what it is; nothing changes", () =>

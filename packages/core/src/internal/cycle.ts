@@ -14,11 +14,12 @@ import * as Queue from "effect/Queue"
 import * as Ref from "effect/Ref"
 import * as Schema from "effect/Schema"
 import * as SubscriptionRef from "effect/SubscriptionRef"
-import * as Backoff from "../Backoff.js"
 import { LocalStoreError } from "../LocalStore.js"
+import * as Backoff from "../Backoff.js"
 import * as Status from "../Status.js"
 import type { Lease } from "./lease.js"
 import { ackPlan, afterCursor, groupByProject, pageProblem, toEntry } from "./plan.js"
+import { endStreak, stepBackoff } from "./recovery.js"
 import {
   type CycleFailure,
   cycleSeconds,
@@ -183,8 +184,8 @@ const endWatch = (shared: Shared, at: Date) =>
 
 /**
  * Records a cycle's outcome: the status, the metrics, and in the store either a cleared
- * failure or the failure with its backoff deadline (the next step of `Backoff.schedule` after
- * the failures so far, persisted so that a restarted process honours it).
+ * failure or the failure with its backoff deadline (the next step of the failure streak's
+ * `Backoff.schedule`, persisted so that a restarted process honours it; see `recovery.ts`).
  */
 const recordOutcome = (shared: Shared, failure: CycleFailure | undefined, probed: boolean) =>
   Effect.gen(function*() {
@@ -202,13 +203,11 @@ const recordOutcome = (shared: Shared, failure: CycleFailure | undefined, probed
       }
       const next = Status.fromOutcome(previous, { _tag: "Synced", at, nonEnrolledPending }, maxConsecutiveFailures)
       yield* SubscriptionRef.set(shared.status, Watchdog.mark(next, stall))
+      yield* endStreak(shared)
     } else {
-      const options = { base: config.baseBackoff, max: config.maxBackoff }
+      const stepped = yield* stepBackoff(shared, previous.consecutiveFailures, at)
       // At least what the server asked for (`Retry-After`), when it did.
-      const wait = yield* Effect.flatMap(
-        Backoff.delay(previous.consecutiveFailures + 1, options),
-        (d) => Backoff.atLeast(d, failure.minimumDelay)
-      )
+      const wait = yield* Backoff.atLeast(Duration.millis(stepped.getTime() - at.getTime()), failure.minimumDelay)
       const backoffUntil = new Date(at.getTime() + Duration.toMillis(wait))
       const next = Status.fromOutcome(previous, { _tag: "Failed", ...failure, backoffUntil }, maxConsecutiveFailures)
       yield* SubscriptionRef.set(shared.status, Watchdog.mark(next, stall))

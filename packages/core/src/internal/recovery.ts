@@ -1,4 +1,14 @@
 /**
+ * The wait after a failure, and recovery from it.
+ *
+ * The backoff: each failure streak has one `Backoff.schedule` (exponential, ±25 % jitter from
+ * `Random`, floored at base/2, capped), started after the failures before the streak (after a
+ * restart: the persisted count), and stepped once per failed cycle ({@link stepBackoff}). A
+ * `ScheduleDriver` steps and sleeps in one go; here the two halves are apart because the
+ * step's deadline is shown in the status and persisted (with the transport's identity) before
+ * anything waits on it, and a restarted process must honour it: the loop then sleeps to that
+ * deadline ({@link waitOutBackoff}), and a success ends the streak ({@link endStreak}).
+ *
  * Recovery after an outage: while backing off after the server could not be reached, probe
  * its health every ~3 s (jittered, one request at a time) and, on the first answer, end the
  * wait: the next cycle runs at once instead of at a deadline that may be minutes away. Live
@@ -12,11 +22,42 @@ import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
 import * as Ref from "effect/Ref"
 import * as Schedule from "effect/Schedule"
+import * as ScheduleDecision from "effect/ScheduleDecision"
+import * as ScheduleIntervals from "effect/ScheduleIntervals"
 import * as Schema from "effect/Schema"
 import * as SubscriptionRef from "effect/SubscriptionRef"
+import * as Backoff from "../Backoff.js"
 import type { TransportError } from "../CloudTransport.js"
 import * as Status from "../Status.js"
-import { now, probeInterval, type Shared } from "./shared.js"
+import type { SyncConfig } from "../SyncConfig.js"
+import { now, probeInterval, type Shared, type Streak } from "./shared.js"
+
+// A streak's backoff schedule, started after `after` failures.
+const startStreak = (config: SyncConfig, after: number): Streak => {
+  const schedule = Backoff.schedule({ base: config.baseBackoff, max: config.maxBackoff }, after)
+  return { schedule, state: schedule.initial, failures: after }
+}
+
+/**
+ * The deadline of failure `failuresSoFar + 1` at `at`: the next step of the streak's backoff
+ * schedule (a streak's first failure starts one, after `failuresSoFar`). The delay is drawn
+ * from `Random` by the step.
+ */
+export const stepBackoff = ({ config, streak }: Shared, failuresSoFar: number, at: Date) =>
+  Effect.gen(function*() {
+    const { schedule, state } = Option.getOrElse(
+      Option.filter(yield* Ref.get(streak), (s) => s.failures === failuresSoFar),
+      () => startStreak(config, failuresSoFar)
+    )
+    const [next, , decision] = yield* schedule.step(at.getTime(), undefined, state)
+    // The backoff schedule never ends (it is `exponential` ∪ `spaced`): it always continues.
+    const until = ScheduleDecision.isContinue(decision) ? ScheduleIntervals.start(decision.intervals) : at.getTime()
+    yield* Ref.set(streak, Option.some({ schedule, state: next, failures: failuresSoFar + 1 }))
+    return new Date(until)
+  })
+
+/** A success ends the failure streak: the next failure starts a new backoff schedule. */
+export const endStreak = ({ streak }: Shared) => Ref.set(streak, Option.none())
 
 // The probe's rhythm: `probeInterval` jittered by ±20 % (2.4–3.6 s), so that agents that lost
 // one server do not come back in step.
@@ -60,7 +101,7 @@ export const waitOutBackoff = ({ probeArmed, serverBack, transport }: Shared, le
  * and does not quote the old error. The failure count is restored with it, so the next
  * failure's delay continues the predecessor's backoff sequence.
  */
-export const restoreBackoff = ({ config, probeArmed, status, store, transport }: Shared) =>
+export const restoreBackoff = ({ config, probeArmed, status, store, streak, transport }: Shared) =>
   Effect.gen(function*() {
     const state = yield* store.getSyncState(config.targetKey)
     const at = yield* now
@@ -72,6 +113,8 @@ export const restoreBackoff = ({ config, probeArmed, status, store, transport }:
     // What the failure was is not stored beyond its reason: a server that could not be reached
     // is probed for, the others wait out their deadline.
     yield* Ref.set(probeArmed, Option.getOrUndefined(reasonCode) === "transport_failed")
+    // The streak goes on: its schedule starts after the persisted count.
+    yield* Ref.set(streak, Option.some(startStreak(config, state.consecutiveFailures)))
     yield* SubscriptionRef.update(status, (s) => ({
       ...s,
       phase: "backoff" as const,

@@ -8,6 +8,7 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
 import * as Ref from "effect/Ref"
+import type * as Schedule from "effect/Schedule"
 import * as SubscriptionRef from "effect/SubscriptionRef"
 import type { CloudTransport, TransportError } from "../CloudTransport.js"
 import type { LocalStore, LocalStoreError } from "../LocalStore.js"
@@ -62,6 +63,16 @@ export interface RemoteState {
   readonly prefetched: Option.Option<{ readonly sinceSeq: number; readonly page: PullResponse }>
 }
 
+/**
+ * The backoff of the current failure streak (see `recovery.ts`): its `Backoff.schedule`, the
+ * schedule's state after the steps taken so far, and the failure count it has reached.
+ */
+export interface Streak {
+  readonly schedule: Schedule.Schedule<number>
+  readonly state: unknown
+  readonly failures: number
+}
+
 /** The manager's services, configuration and shared state. */
 export interface Shared {
   readonly store: LocalStore["Type"]
@@ -84,6 +95,8 @@ export interface Shared {
    * cycle per backoff period.
    */
   readonly probeArmed: Ref.Ref<boolean>
+  /** `Some` while failing: the backoff schedule in progress. */
+  readonly streak: Ref.Ref<Option.Option<Streak>>
   /** One cycle at a time: the loop's, `syncNow`'s, and the lease release. */
   readonly cycleLock: Effect.Semaphore
   /** The stall watchdog's runs without progress, fed by the cycle and the watcher. */
@@ -108,6 +121,7 @@ export const makeShared = (
       prefetched: Option.none()
     }),
     probeArmed: Ref.make(false),
+    streak: Ref.make(Option.none<Streak>()),
     cycleLock: Effect.makeSemaphore(1),
     watchdog: Ref.make(Watchdog.initial)
   }).pipe(Effect.map((state) => ({ store, transport, config, ...state })))

@@ -1,15 +1,17 @@
 /**
  * What ends the loop's wait for work: a wake then `debounce` of quiet (capped by
- * `debounceMaxWait`), news from the watcher, or `pollInterval` since the last cycle (while
- * disabled: half the lease interval, to renew it); while failing, nothing but the backoff
- * deadline (or the server's return, see `recovery.ts`).
+ * `debounceMaxWait`), news from the watcher, or the poll: `pollInterval` since the last cycle
+ * (while disabled: half the lease interval, to renew it), a `Schedule` driving a scoped fiber.
+ * While failing, nothing but the backoff deadline (or the server's return, see `recovery.ts`).
  */
 import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as FiberHandle from "effect/FiberHandle"
 import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
 import * as Ref from "effect/Ref"
+import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import * as SubscriptionRef from "effect/SubscriptionRef"
 import type { DirtySignal } from "../DirtySignal.js"
@@ -41,6 +43,42 @@ const debounced = ({ config, wake }: Shared) =>
     })
   })
 
+// The poll's rhythm: `Schedule.spaced(pollInterval)`, shortened while paused by
+// `stopForUpgrade` to half the lease interval, so the paused manager still renews its lease.
+const pollSchedule = ({ config, disabled }: Shared) =>
+  Schedule.spaced(config.pollInterval).pipe(
+    Schedule.modifyDelayEffect((_, delay) =>
+      Effect.map(
+        Ref.get(disabled),
+        (paused) => Option.isSome(paused) ? Duration.min(delay, Duration.unsafeDivide(config.leaseInterval, 2)) : delay
+      )
+    )
+  )
+
+/**
+ * The poll: a fiber in the loop's scope that offers to `due` on the poll schedule. Each wait
+ * `restart`s it, so a poll comes a poll interval after the last cycle, not at fixed times (a
+ * cycle woken otherwise puts the next poll off).
+ */
+export interface Poll {
+  readonly restart: Effect.Effect<void>
+  readonly due: Queue.Dequeue<void>
+}
+
+/** Starts the poll's handle in the loop's scope (its fiber starts with the first wait). */
+export const makePoll = (shared: Shared): Effect.Effect<Poll, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const handle = yield* FiberHandle.make<void, never>()
+    const due = yield* Queue.sliding<void>(1)
+    const ticks = Effect.schedule(Queue.offer(due, undefined), pollSchedule(shared))
+    // The running fiber is replaced (interrupted) first, then any poll it offered is dropped.
+    const restart = Effect.zipRight(FiberHandle.clear(handle), Queue.takeAll(due)).pipe(
+      Effect.zipRight(FiberHandle.run(handle, Effect.asVoid(ticks))),
+      Effect.asVoid
+    )
+    return { restart, due }
+  })
+
 // Waits out the backoff deadline, if the status has one still ahead.
 const backoffDeadline = (shared: Shared): Effect.Effect<Option.Option<Woken>> =>
   Effect.gen(function*() {
@@ -55,20 +93,16 @@ export const waitForRestoredBackoff = (shared: Shared): Effect.Effect<Woken> =>
   Effect.map(backoffDeadline(shared), Option.getOrElse(() => "other" as const))
 
 /** The wait between cycles. */
-export const waitForWork = (shared: Shared): Effect.Effect<Woken> =>
+export const waitForWork = (shared: Shared, poll: Poll): Effect.Effect<Woken> =>
   Effect.gen(function*() {
-    const { config } = shared
-    const isDisabled = Option.isSome(yield* Ref.get(shared.disabled))
-    if (!isDisabled) {
+    if (Option.isNone(yield* Ref.get(shared.disabled))) {
       const woken = yield* backoffDeadline(shared)
       if (Option.isSome(woken)) return woken.value
     }
-    const timer = isDisabled
-      ? Duration.min(config.pollInterval, Duration.unsafeDivide(config.leaseInterval, 2))
-      : config.pollInterval
+    yield* poll.restart
     return yield* Effect.raceAll([
       Effect.as(debounced(shared), "local" as const),
-      Effect.as(Effect.sleep(timer), "other" as const),
+      Effect.as(Queue.take(poll.due), "other" as const),
       Effect.as(Queue.take(shared.remoteNews), "other" as const)
     ])
   })

@@ -12,53 +12,31 @@ import * as Schema from "effect/Schema"
 const Millis = Schema.Number
 const OptionalDate = Schema.NullOr(Schema.DateFromNumber)
 
-const StateRow = Schema.Struct({
-  target_key: Schema.String,
-  last_enqueued_seq: Schema.Number,
-  last_acked_seq: Schema.Number,
-  last_pulled_seq: Schema.Number,
-  consecutive_failures: Schema.Number,
-  backoff_until: OptionalDate,
-  last_error: Schema.NullOr(Schema.String),
-  reason_code: Schema.NullOr(Schema.String),
-  // Absent from a file not migrated yet (opened read-only).
-  transport_identity: Schema.optionalWith(Schema.NullOr(Schema.String), { default: () => null }),
-  lease_owner: Schema.NullOr(Schema.String),
-  lease_until: OptionalDate,
-  updated_at: Schema.DateFromNumber
-})
+// A column `from` read as a field; a nullable column read as an optional field (NULL: absent).
+const column = <S extends Schema.Schema.Any>(schema: S, from: string) =>
+  Schema.propertySignature(schema).pipe(Schema.fromKey(from))
+const nullable = <S extends Schema.Schema.Any>(schema: S, from: string) =>
+  Schema.optionalWith(schema, { exact: true, nullable: true }).pipe(Schema.fromKey(from))
 
-export const StateFromRow = Schema.transform(StateRow, Schema.typeSchema(Mutation.SyncState), {
-  strict: true,
-  decode: (row) => ({
-    targetKey: row.target_key,
-    lastEnqueuedSeq: row.last_enqueued_seq,
-    lastAckedSeq: row.last_acked_seq,
-    lastPulledSeq: row.last_pulled_seq,
-    consecutiveFailures: row.consecutive_failures,
-    ...(row.backoff_until !== null ? { backoffUntil: row.backoff_until } : {}),
-    ...(row.last_error !== null ? { lastError: row.last_error } : {}),
-    ...(row.reason_code !== null ? { reasonCode: row.reason_code } : {}),
-    ...(row.transport_identity !== null ? { transportIdentity: row.transport_identity } : {}),
-    ...(row.lease_owner !== null ? { leaseOwner: row.lease_owner } : {}),
-    ...(row.lease_until !== null ? { leaseUntil: row.lease_until } : {}),
-    updatedAt: row.updated_at
+/** A `sync_state` row, decoded to `Mutation.SyncState` (and checked against its rules). */
+export const StateFromRow = Schema.compose(
+  Schema.Struct({
+    targetKey: column(Schema.String, "target_key"),
+    lastEnqueuedSeq: column(Schema.Number, "last_enqueued_seq"),
+    lastAckedSeq: column(Schema.Number, "last_acked_seq"),
+    lastPulledSeq: column(Schema.Number, "last_pulled_seq"),
+    consecutiveFailures: column(Schema.Number, "consecutive_failures"),
+    backoffUntil: nullable(Schema.DateFromNumber, "backoff_until"),
+    lastError: nullable(Schema.String, "last_error"),
+    reasonCode: nullable(Schema.String, "reason_code"),
+    // Absent from a file not migrated yet (opened read-only).
+    transportIdentity: nullable(Schema.String, "transport_identity"),
+    leaseOwner: nullable(Schema.String, "lease_owner"),
+    leaseUntil: nullable(Schema.DateFromNumber, "lease_until"),
+    updatedAt: column(Schema.DateFromNumber, "updated_at")
   }),
-  encode: (state) => ({
-    target_key: state.targetKey,
-    last_enqueued_seq: state.lastEnqueuedSeq,
-    last_acked_seq: state.lastAckedSeq,
-    last_pulled_seq: state.lastPulledSeq,
-    consecutive_failures: state.consecutiveFailures,
-    backoff_until: state.backoffUntil ?? null,
-    last_error: state.lastError ?? null,
-    reason_code: state.reasonCode ?? null,
-    transport_identity: state.transportIdentity ?? null,
-    lease_owner: state.leaseOwner ?? null,
-    lease_until: state.leaseUntil ?? null,
-    updated_at: state.updatedAt
-  })
-})
+  Schema.typeSchema(Mutation.SyncState)
+)
 
 /** A JSON payload stored as TEXT; SQL `NULL` stands for a missing payload (JSON `null` is the text "null"). */
 const JsonText = Schema.transformOrFail(Schema.NullOr(Schema.String), Schema.Unknown, {
