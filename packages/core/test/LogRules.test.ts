@@ -91,6 +91,39 @@ describe("LogRules.plan", () => {
   })
 })
 
+describe("LogRules: compaction rules", () => {
+  it("a delete's content is its key and op: a tombstone (payload dropped) matches its retry", () => {
+    const gone = stored(3, { op: "delete", payloadJson: "{\"last\":1}" })
+    const tombstone = { ...gone, payloadJson: LogRules.tombstonePayload, seq: 4 }
+    assert.strictEqual(decide([gone], [tombstone], 9), "4/")
+    assert.strictEqual(decide([{ ...gone, entityKey: "other" }], [tombstone], 9), "conflict@4")
+    // An upsert's payload is still content.
+    assert.strictEqual(decide([stored(2, { payloadJson: "null" })], [{ ...stored(2), seq: 7 }], 9), "conflict@7")
+  })
+
+  it("at or below the watermark, an identity the log does not hold is a conflict; one it holds is a retry", () => {
+    const held = [{ ...stored(2), seq: 7 }]
+    const at = (entries: ReadonlyArray<LogRules.StoredEntry>, watermark: number) =>
+      Either.match(LogRules.plan("c", entries, (s) => held.find((k) => k.clientSeq === s), 9, watermark), {
+        onLeft: (conflict) => conflict.message,
+        onRight: (plan) => plan.seqs.join(",")
+      })
+    assert.strictEqual(at([stored(2)], 5), "7")
+    assert.strictEqual(at([stored(6), stored(7)], 5), "10,11")
+    assert.include(at([stored(6), stored(5)], 5), "client_seq 5 of client c is at or below the acked_through 5")
+    assert.strictEqual(at([stored(1)], 0), "10")
+  })
+
+  it("compactable: every row of which a newer row of its key exists, whatever the order", () => {
+    const row = (seq: number, entityKey: string, project = "p") => ({ seq, project, entity: "doc", entityKey })
+    const rows = [row(5, "a"), row(1, "a"), row(2, "b"), row(3, "a", "q"), row(4, "b"), row(6, "c")]
+    assert.deepStrictEqual([...LogRules.compactable(rows)].sort(), [1, 2])
+    assert.deepStrictEqual([...LogRules.compactable([])], [])
+    assert.isTrue(LogRules.keepsIdentity(3, 2))
+    assert.isFalse(LogRules.keepsIdentity(2, 2))
+  })
+})
+
 describe("LogRules.forbidden", () => {
   it("names the first project the token may not use; no policy allows all", () => {
     const entries = [{ project: "a" }, { project: "b" }, { project: "c" }]

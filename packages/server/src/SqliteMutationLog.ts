@@ -50,11 +50,16 @@ export const layer = (
 ): Layer.Layer<MutationLog, SqlError | Migrator.MigrationError | MutationLogError, SqlClient.SqlClient> =>
   Layer.scoped(
     MutationLog,
-    SqlLog.make({
-      lock: Effect.void,
-      announce: () => Effect.void,
-      hints: Stream.empty
-    }, { pollInterval: options.pollInterval ?? Duration.seconds(1) })
+    Effect.flatMap(SqlClient.SqlClient, (sql) =>
+      SqlLog.make({
+        // A write that changes nothing, first in the transaction: it takes SQLite's write lock
+        // before anything is read (waiting up to the busy timeout), so another process on the
+        // file (`autosync compact` beside a server) never makes a transaction fail half way
+        // with SQLITE_BUSY when it upgrades from reading to writing.
+        lock: sql`UPDATE autosync_compaction SET id = id WHERE 0`.pipe(Effect.asVoid),
+        announce: () => Effect.void,
+        hints: Stream.empty
+      }, { pollInterval: options.pollInterval ?? Duration.seconds(1) }))
   ).pipe(Layer.provide(Migrations.layer))
 
 /**

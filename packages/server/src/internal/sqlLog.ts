@@ -52,6 +52,7 @@ const Int = Schema.Union(Schema.Int, Schema.compose(Schema.NumberFromString, Sch
 const LatestRow = Schema.Struct({ latest: Schema.NullOr(Int) })
 
 const IdentityRow = Schema.Struct({
+  compacted: Int,
   seq: Int,
   client_seq: Int,
   project: Schema.String,
@@ -189,19 +190,15 @@ const storeGroup = (
     Effect.forEach(
       Arr.chunksOf(clientSeqs, chunkSize),
       (chunk) =>
-        Effect.all([
-          sql`SELECT seq, client_seq, project, entity, entity_key, op, payload FROM autosync_log
+        sql`SELECT seq, client_seq, project, entity, entity_key, op, payload, 0 AS compacted FROM autosync_log
+          WHERE client_id = ${clientId} AND client_seq IN ${sql.in(chunk)}
+          UNION ALL
+          SELECT seq, client_seq, project, entity, entity_key, op, payload, 1 AS compacted FROM autosync_identities
           WHERE client_id = ${clientId} AND client_seq IN ${sql.in(chunk)}`.pipe(
-            Effect.flatMap(decodeIdentities),
-            Effect.map(Arr.map((row) => ({ row, compacted: false })))
-          ),
-          sql`SELECT seq, client_seq, project, entity, entity_key, op, payload FROM autosync_identities
-          WHERE client_id = ${clientId} AND client_seq IN ${sql.in(chunk)}`.pipe(
-            Effect.flatMap(decodeIdentities),
-            Effect.map(Arr.map((row) => ({ row, compacted: true })))
-          )
-        ])
-    ).pipe(Effect.map((pages) => pages.flat(2)))
+          Effect.flatMap(decodeIdentities),
+          Effect.map(Arr.map(({ compacted, ...row }) => ({ row, compacted: compacted === 1 })))
+        )
+    ).pipe(Effect.map((pages) => pages.flat()))
 
   // What the group's identities were stored with, before it.
   const storedIdentities = (group: ReadonlyArray<Pending>) =>
