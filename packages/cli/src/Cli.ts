@@ -1,5 +1,5 @@
 /**
- * The `autosync` command: `serve`, `token create | list | revoke`, `agent`, `status`, `init`,
+ * The `autosync` command: `serve`, `token create | list | revoke`, `clients`, `agent`, `status`, `init`,
  * `enroll`, `unenroll`, `put`, `get`, `list`, `reidentify` and `demo`, one module per command or concern
  * (`Flags.ts` holds the shared flags). Every flag is validated before anything runs; `--help`
  * works after any option; output that is not a terminal has no colour codes.
@@ -8,6 +8,7 @@
  */
 import * as Command from "@effect/cli/Command"
 import * as Agent from "./Agent.js"
+import * as Clients from "./Clients.js"
 import * as DemoCommand from "./DemoCommand.js"
 import * as DocumentCommands from "./DocumentCommands.js"
 import * as Help from "./Help.js"
@@ -20,6 +21,7 @@ import * as Token from "./Token.js"
 const subcommands = [
   Serve.command,
   Token.command,
+  Clients.command,
   Agent.command,
   Status.command,
   DocumentCommands.init,

@@ -11,6 +11,12 @@
  * - Bad input never reaches a handler as a defect: bodies over the limit get 413, bodies that are
  *   not JSON or do not match the schema get 400 `BadRequest` naming the field, unknown routes 404
  *   `NotFound`; every error answer is JSON with a `message`. Only storage failures give 500.
+ * - Who is connected (`Clients`: per client id, its last push and pull, cursor and token id) and
+ *   what the server did lately (`Activity`: push/pull throughput per interval, refusals by status)
+ *   are kept in memory as requests are answered; admin tokens read them at `/v1/admin/clients`
+ *   and `/v1/admin/activity`, and `/dashboard` shows them. `layerSqlite`/`layerPg` keep the
+ *   clients in the database (`Clients.layer`); other servers keep them in memory unless a
+ *   `Clients` service is provided.
  * - Requests are logged (method, URL, status; never headers, so never a token).
  * - Shutdown is graceful: the listener stops, held pulls answer at once, in-flight requests
  *   finish, then the store closes.
@@ -51,6 +57,9 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import { createServer } from "node:http"
+import * as Activity from "./Activity.js"
+import * as Clients from "./Clients.js"
+import * as Dashboard from "./Dashboard.js"
 import { pullBody } from "./internal/wire.js"
 import type { MutationLogError } from "./MutationLog.js"
 import { MutationLog } from "./MutationLog.js"
@@ -111,7 +120,8 @@ export const layerAuthorization: Layer.Layer<SyncApi.Authorization, never, Token
     // one per request. Failures are not remembered (a token created a moment ago works at once).
     const verified = yield* Cache.makeWith({
       capacity: 4096,
-      lookup: (token: string) => Effect.map(tokens.verify(token), (projects): ReadonlySet<string> => new Set(projects)),
+      lookup: (token: string) =>
+        Effect.map(tokens.grant(token), (grant): ReadonlySet<string> => new Set(grant.projects)),
       timeToLive: (exit) => Exit.isSuccess(exit) ? tokenCacheTtl : Duration.zero
     })
     return SyncApi.Authorization.of({
@@ -129,6 +139,68 @@ export const layerAuthorization: Layer.Layer<SyncApi.Authorization, never, Token
     })
   })
 )
+
+/**
+ * The admin check: the token's id for an admin token, 401 for a missing or unknown token, 403 for
+ * a token that is not an admin token.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerAdminAuthorization: Layer.Layer<SyncApi.AdminAuthorization, never, Tokens.Tokens> = Layer.effect(
+  SyncApi.AdminAuthorization,
+  Effect.gen(function*() {
+    const tokens = yield* Tokens.Tokens
+    const verified = yield* Cache.makeWith({
+      capacity: 256,
+      lookup: (token: string) => tokens.grant(token),
+      timeToLive: (exit) => Exit.isSuccess(exit) ? tokenCacheTtl : Duration.zero
+    })
+    return SyncApi.AdminAuthorization.of({
+      bearer: (token) =>
+        verified.get(Redacted.value(token)).pipe(
+          Effect.catchAll((error): Effect.Effect<never, SyncApi.Unauthorized | SyncApi.ServerError> =>
+            error.reason === "storage"
+              ? Effect.zipRight(
+                logError("token check failed", error),
+                Effect.fail(new SyncApi.ServerError({ message: "the token could not be checked" }))
+              )
+              : Effect.fail(new SyncApi.Unauthorized({ message: error.message }))
+          ),
+          Effect.flatMap((grant: Tokens.Grant) =>
+            grant.admin
+              ? Effect.succeed(grant.id)
+              : Effect.fail(
+                new SyncApi.Forbidden({
+                  message: `token ${grant.id} is not an admin token (create one with \`autosync token create --admin\`)`
+                })
+              )
+          )
+        )
+    })
+  })
+)
+
+/** The id of the bearer token of the current request (already verified by the middleware). */
+const requestTokenId = Effect.map(HttpServerRequest.HttpServerRequest, (request) => {
+  const header = request.headers["authorization"] ?? ""
+  return Tokens.idOf(header.replace(/^bearer\s+/i, ""))
+})
+
+// ----------------------------------------------------------------------------
+// server state: who is connected, recent activity
+// ----------------------------------------------------------------------------
+
+/** The `Clients` provided from outside (e.g. `Clients.layer` over the server's database), else one in memory. */
+const layerClientsOrMemory: Layer.Layer<Clients.Clients> = Layer.effect(
+  Clients.Clients,
+  Effect.flatMap(
+    Effect.serviceOption(Clients.Clients),
+    Option.match({ onNone: () => Clients.makeMemory, onSome: Effect.succeed })
+  )
+)
+
+const layerActivity: Layer.Layer<Activity.Activity> = Activity.layer()
 
 // ----------------------------------------------------------------------------
 // shutdown
@@ -183,42 +255,142 @@ const fromAppendError = (error: MutationLogError): Effect.Effect<never, SyncApi.
  * @since 0.1.0
  * @category layers
  */
-export const layerHandlers: Layer.Layer<HttpApiGroup.ApiGroup<"autosync", "sync">, never, MutationLog | Tokens.Tokens> =
-  HttpApiBuilder.group(SyncApi.SyncApi, "sync", (handlers) =>
-    Effect.gen(function*() {
-      const log = yield* MutationLog
-      // Held pulls answer at once when the server shuts down, instead of delaying it.
-      const shutdown = yield* ShutdownSignal
+export const layerHandlers: Layer.Layer<
+  HttpApiGroup.ApiGroup<"autosync", "sync">,
+  never,
+  MutationLog | Tokens.Tokens | Clients.Clients | Activity.Activity
+> = HttpApiBuilder.group(SyncApi.SyncApi, "sync", (handlers) =>
+  Effect.gen(function*() {
+    const log = yield* MutationLog
+    const clients = yield* Clients.Clients
+    const activity = yield* Activity.Activity
+    // Held pulls answer at once when the server shuts down, instead of delaying it.
+    const shutdown = yield* ShutdownSignal
 
-      const push = Effect.fn("SyncServer.push")(function*(batch: Mutation.PushBatch) {
-        const refused = LogRules.forbidden(batch.mutations, yield* SyncApi.AllowedProjects)
-        if (Option.isSome(refused)) return yield* new SyncApi.Forbidden({ message: refused.value })
-        const acceptedSeqs = yield* log.append(batch.clientId, batch.mutations).pipe(Effect.catchAll(fromAppendError))
-        return { acceptedSeqs }
-      })
+    const push = Effect.fn("SyncServer.push")(function*(batch: Mutation.PushBatch) {
+      const refused = LogRules.forbidden(batch.mutations, yield* SyncApi.AllowedProjects)
+      if (Option.isSome(refused)) return yield* new SyncApi.Forbidden({ message: refused.value })
+      const acceptedSeqs = yield* log.append(batch.clientId, batch.mutations).pipe(Effect.catchAll(fromAppendError))
+      yield* clients.recordPush(batch.clientId, yield* requestTokenId, acceptedSeqs.length)
+      yield* activity.record("push", acceptedSeqs.length)
+      return { acceptedSeqs }
+    })
 
-      // Answered with the page as stored (see internal/wire.ts), not through the schema encoder.
-      const pull = Effect.fn("SyncServer.pull")(
-        function*(params: typeof SyncApi.PullParams.Type) {
-          const projects = [...(yield* SyncApi.AllowedProjects)]
-          const limit = Math.min(params.limit, SyncApi.maxPullLimit)
-          const read = log.sinceStored(params.sinceSeq, projects, limit, params.excludeClientId).pipe(
-            Effect.catchAll(storageFailed)
-          )
-          const page = yield* LogRules.hold(read, {
-            awaitAfter: log.awaitAfter,
-            wait: Duration.millis(Math.min(params.waitMs, SyncApi.maxWaitMs)),
-            stop: Deferred.await(shutdown)
-          })
-          return HttpServerResponse.text(pullBody(page), { contentType: "application/json" })
+    // Answered with the page as stored (see internal/wire.ts), not through the schema encoder.
+    const pull = Effect.fn("SyncServer.pull")(
+      function*(params: typeof SyncApi.PullParams.Type) {
+        const projects = [...(yield* SyncApi.AllowedProjects)]
+        const limit = Math.min(params.limit, SyncApi.maxPullLimit)
+        const read = log.sinceStored(params.sinceSeq, projects, limit, params.excludeClientId).pipe(
+          Effect.catchAll(storageFailed)
+        )
+        const page = yield* LogRules.hold(read, {
+          awaitAfter: log.awaitAfter,
+          wait: Duration.millis(Math.min(params.waitMs, SyncApi.maxWaitMs)),
+          stop: Deferred.await(shutdown)
+        })
+        // A client that names itself (the manager always does) is recorded with its cursor.
+        if (params.excludeClientId !== undefined) {
+          const tokenId = yield* requestTokenId
+          yield* clients.recordPull(params.excludeClientId, tokenId, params.sinceSeq, page.mutations.length)
         }
-      )
+        yield* activity.record("pull", page.mutations.length)
+        return HttpServerResponse.text(pullBody(page), { contentType: "application/json" })
+      }
+    )
 
-      return handlers
-        .handle("push", ({ payload }) => push(payload))
-        .handle("pull", ({ urlParams }) => pull(urlParams))
-        .handle("health", () => Effect.succeed({ status: "ok" as const }))
-    })).pipe(Layer.provide(layerAuthorization), Layer.provide(layerShutdownSignal))
+    return handlers
+      .handle("push", ({ payload }) => push(payload))
+      .handle("pull", ({ urlParams }) => pull(urlParams))
+      .handle("health", () => Effect.succeed({ status: "ok" as const }))
+  })).pipe(Layer.provide(layerAuthorization), Layer.provide(layerShutdownSignal))
+
+const adminStorageFailed = (what: string) => (error: { readonly message: string }) =>
+  Effect.zipRight(
+    logError(`${what} failed`, error),
+    Effect.fail(new SyncApi.ServerError({ message: `the server could not read ${what}` }))
+  )
+
+/**
+ * The `admin` group's handlers (who is connected, recent activity), behind the admin check.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerAdminHandlers: Layer.Layer<
+  HttpApiGroup.ApiGroup<"autosync", "admin">,
+  never,
+  MutationLog | Tokens.Tokens | Clients.Clients | Activity.Activity
+> = HttpApiBuilder.group(SyncApi.SyncApi, "admin", (handlers) =>
+  Effect.gen(function*() {
+    const log = yield* MutationLog
+    const clients = yield* Clients.Clients
+    const activity = yield* Activity.Activity
+    const latestSeq = log.latestSeq.pipe(Effect.catchAll(storageFailed))
+    return handlers
+      .handle("clients", () =>
+        Effect.gen(function*() {
+          const all = yield* clients.list.pipe(Effect.catchAll(adminStorageFailed("the connected clients")))
+          const latest = yield* latestSeq
+          return new SyncApi.ClientsResponse({
+            latestSeq: latest,
+            clients: all.map((c) =>
+              new SyncApi.ClientInfo({
+                clientId: c.clientId,
+                tokenId: c.tokenId ?? null,
+                lastPushAt: c.lastPushAt === undefined ? null : new Date(c.lastPushAt),
+                lastPullAt: c.lastPullAt === undefined ? null : new Date(c.lastPullAt),
+                cursor: c.cursor ?? null,
+                lag: c.cursor === undefined ? null : Math.max(0, latest - c.cursor),
+                pushed: c.pushed,
+                pulled: c.pulled
+              })
+            )
+          })
+        }))
+      .handle("activity", () =>
+        Effect.gen(function*() {
+          const snapshot = yield* activity.snapshot
+          return new SyncApi.ActivityResponse({
+            intervalMs: snapshot.intervalMs,
+            rejections: snapshot.rejections,
+            latestSeq: yield* latestSeq,
+            buckets: snapshot.buckets.map((b) =>
+              new SyncApi.ActivityBucket({
+                start: new Date(b.start),
+                pushRequests: b.pushRequests,
+                pullRequests: b.pullRequests,
+                pushed: b.pushed,
+                pulled: b.pulled,
+                rejected: b.rejected
+              })
+            )
+          })
+        }))
+  })).pipe(Layer.provide(layerAdminAuthorization))
+
+/**
+ * The `dashboard` group: the page itself (its data comes from the admin endpoints).
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerDashboard: Layer.Layer<HttpApiGroup.ApiGroup<"autosync", "dashboard">> = HttpApiBuilder.group(
+  SyncApi.SyncApi,
+  "dashboard",
+  (handlers) => Effect.succeed(handlers.handle("dashboard", () => Effect.succeed(Dashboard.html)))
+)
+
+/**
+ * Every answer with a status >= 400 is counted by `Activity` (the dashboard's refusals), except
+ * 499: a client that went away (e.g. an agent stopped during a held pull) was not refused.
+ */
+const countRefusals = (activity: Activity.Activity["Type"]) =>
+  HttpApp.appendPreResponseHandler((_request, response) =>
+    response.status >= 400 && response.status !== 499
+      ? Effect.as(activity.reject(response.status), response)
+      : Effect.succeed(response)
+  )
 
 // ----------------------------------------------------------------------------
 // bad input → JSON errors
@@ -257,9 +429,10 @@ type ApiError = SyncApi.BadRequest | SyncApi.NotFound | SyncApi.PayloadTooLarge 
 const requestMiddleware = (bodyLimit: number) =>
   HttpApiBuilder.middleware(
     SyncApi.SyncApi,
-    Effect.map(ShutdownSignal, (signal) => (app) =>
+    Effect.map(Effect.all([ShutdownSignal, Activity.Activity]), ([signal, activity]) => (app) =>
       Effect.gen(function*() {
         yield* closeConnectionOnShutdown(signal)
+        yield* countRefusals(activity)
         const request = yield* HttpServerRequest.HttpServerRequest
         const length = request.headers["content-length"]
         if (length !== undefined && Number(length) > bodyLimit) {
@@ -350,8 +523,9 @@ export const layerApi = (
   options: Pick<Options, "bodyLimit"> = {}
 ): Layer.Layer<HttpApi.Api, never, MutationLog | Tokens.Tokens> =>
   HttpApiBuilder.api(SyncApi.SyncApi).pipe(
-    Layer.provide(layerHandlers),
+    Layer.provide(Layer.mergeAll(layerHandlers, layerAdminHandlers, layerDashboard)),
     Layer.provide(requestMiddleware(options.bodyLimit ?? defaults.bodyLimit)),
+    Layer.provide(Layer.merge(layerClientsOrMemory, layerActivity)),
     Layer.provide(layerShutdownSignal)
   )
 
@@ -404,7 +578,7 @@ export const layerSqlite = (
   HttpServerError.ServeError | SqlError | SqliteMutationLog.ServerFileError | Migrator.MigrationError | MutationLogError
 > =>
   layer(options).pipe(
-    Layer.provide(Layer.merge(SqliteMutationLog.layer(), Tokens.layer)),
+    Layer.provide(Layer.mergeAll(SqliteMutationLog.layer(), Tokens.layer, Clients.layer())),
     Layer.provide(SqliteMutationLog.layerClient(options))
   )
 
@@ -426,6 +600,6 @@ export const layerPg = (
   HttpServerError.ServeError | SqlError | Migrator.MigrationError | MutationLogError
 > =>
   layer(options).pipe(
-    Layer.provide(Layer.merge(PgMutationLog.layer(options), Tokens.layer)),
+    Layer.provide(Layer.mergeAll(PgMutationLog.layer(options), Tokens.layer, Clients.layer())),
     Layer.provide(PgMutationLog.layerClient(options))
   )

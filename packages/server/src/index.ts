@@ -1,6 +1,21 @@
 /**
  * @since 0.1.0
  */
+export * as Activity from "./Activity.js"
+
+/**
+ * @since 0.1.0
+ */
+export * as Clients from "./Clients.js"
+
+/**
+ * @since 0.1.0
+ */
+export * as Dashboard from "./Dashboard.js"
+
+/**
+ * @since 0.1.0
+ */
 export * as MutationLog from "./MutationLog.js"
 
 /**

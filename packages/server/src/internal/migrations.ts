@@ -1,5 +1,5 @@
 /**
- * The server's tables (the mutation log and the tokens), one migration set for SQLite and
+ * The server's tables (the mutation log, the tokens and the connected clients), one migration set for SQLite and
  * PostgreSQL, run with `@effect/sql`'s `Migrator`.
  */
 import * as Migrator from "@effect/sql/Migrator"
@@ -47,6 +47,21 @@ export const loader = Migrator.fromRecord({
     yield* sql`ALTER TABLE autosync_tokens ADD COLUMN last_used_at BIGINT`
     yield* sql`UPDATE autosync_tokens SET id = 'tok_' || substr(token_hash, 1, 12)`
     yield* sql`CREATE UNIQUE INDEX autosync_tokens_id ON autosync_tokens (id)`
+  }),
+  // Admin tokens (they may read /v1/admin/*), and who is connected: one row per client id, written
+  // in batches by Clients.ts (never one write per request).
+  "0005_admin_clients": Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    yield* sql`ALTER TABLE autosync_tokens ADD COLUMN admin INTEGER NOT NULL DEFAULT 0`
+    yield* sql`CREATE TABLE autosync_clients (
+      client_id TEXT PRIMARY KEY,
+      token_id TEXT,
+      last_push_at BIGINT,
+      last_pull_at BIGINT,
+      cursor_seq BIGINT,
+      pushed BIGINT NOT NULL DEFAULT 0,
+      pulled BIGINT NOT NULL DEFAULT 0
+    )`
   })
 })
 
