@@ -259,23 +259,42 @@ describe.concurrent("autosync", () => {
       ])
       await box.waitForOutput(agent, /Z healthy pushed=\d+ pulled=\d+$/m)
 
+      // An admin token (no project needed) reads who is connected; an ordinary token may not.
+      const admin = (await box.ok(["token", "create", ...store, "--admin"])).trim().split("\n").pop()!
+      const clientsJson = JSON.parse(await box.ok(["clients", "--server", server.url, "--token", admin, "--json"])) as {
+        readonly clients: ReadonlyArray<{ readonly token_id: string; readonly lag: number | null }>
+      }
+      assert.lengthOf(clientsJson.clients, 1)
+      assert.match(clientsJson.clients[0].token_id, /^tok_[0-9a-f]{12}$/)
+      assert.isAtLeast(clientsJson.clients[0].lag ?? -1, 0) // its cursor: the since_seq of its last pull
+      const clientsText = await box.ok(["clients", "--server", server.url, "--token", admin])
+      assert.match(clientsText, /^CLIENT\s+TOKEN\s+CURSOR\s+LAG\s+LAST PUSH\s+LAST PULL\s+PUSHED\s+PULLED$/m)
+      assertExit(
+        await box.run(["clients", "--server", server.url, "--token", kept]),
+        1,
+        /^autosync: .* refused the token: token tok_[0-9a-f]{12} is not an admin token/
+      )
+
       interface Listed {
         readonly id: string
         readonly projects: ReadonlyArray<string>
+        readonly admin: boolean
         readonly created_at: string
         readonly last_used_at: string | null
       }
       const listed = JSON.parse(await box.ok(["token", "list", ...store, "--json"])) as ReadonlyArray<Listed>
-      assert.lengthOf(listed, 2)
-      const [keptRow, revokedRow] = listed
+      assert.lengthOf(listed, 3)
+      const [keptRow, revokedRow, adminRow] = listed
+      assert.deepStrictEqual([keptRow.admin, adminRow.admin], [false, true])
       assert.match(keptRow.id, /^tok_[0-9a-f]{12}$/)
       assert.deepStrictEqual(revokedRow.projects, ["notes", "other"])
       assert.isNull(keptRow.last_used_at) // never presented
       assert.isString(revokedRow.last_used_at) // the agent's requests
       const text = await box.ok(["token", "list", ...store])
-      assert.match(text, /^ID\s+PROJECTS\s+CREATED\s+LAST USED$/m)
-      assert.match(text, new RegExp(`^${keptRow.id}\\s+notes\\s+\\S+Z\\s+never$`, "m"))
+      assert.match(text, /^ID\s+PROJECTS\s+ADMIN\s+CREATED\s+LAST USED$/m)
+      assert.match(text, new RegExp(`^${keptRow.id}\\s+notes\\s+no\\s+\\S+Z\\s+never$`, "m"))
       for (const output of [text, JSON.stringify(listed)]) {
+        assert.notInclude(output, admin)
         assert.notInclude(output, kept)
         assert.notInclude(output, revoked)
       }
@@ -286,7 +305,7 @@ describe.concurrent("autosync", () => {
       // The server remembers a verified token for 10 s: the agent is refused once that has passed.
       await box.waitForOutput(agent, /Z (push|pull)_failed pushed=0 pulled=0 reason=auth_required /, 60_000)
       const after = JSON.parse(await box.ok(["token", "list", ...store, "--json"])) as ReadonlyArray<Listed>
-      assert.deepStrictEqual(after.map((t) => t.id), [keptRow.id])
+      assert.deepStrictEqual(after.map((t) => t.id), [keptRow.id, adminRow.id])
 
       const again = await box.run(["token", "revoke", revokedRow.id, ...store])
       assertExit(
@@ -466,7 +485,11 @@ describe.concurrent("autosync", () => {
       assertExit(emptyEntity, 2, /entity must not be empty/)
       assertExit(emptyToken, 2, /--token must not be empty/)
       // (@effect/cli drops an empty value of a repeated flag: either message is the one line it deserves.)
-      assertExit(tokenProject, 2, /^autosync: (project must not be empty|token create needs at least one --project)\n$/)
+      assertExit(
+        tokenProject,
+        2,
+        /^autosync: (project must not be empty|token create needs at least one --project \(or --admin\))\n$/
+      )
       assertExit(servePort, 2, /--port must be between 0 and 65535, got -1/)
       for (const result of [emptyProject, emptyEntity, emptyToken, tokenProject, servePort]) {
         assert.notMatch(result.stderr, /└─|\n\s+at \S/, "a Schema tree or a stack trace")
