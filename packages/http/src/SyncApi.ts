@@ -317,7 +317,7 @@ const optionalDate = Schema.NullOr(Schema.Date)
 
 /**
  * One client id the server has seen: when it last pushed and pulled (ISO dates, `null` if never),
- * the token it used last, its cursor (the `since_seq` of its last pull, when it named itself with
+ * the token it used last, its cursor (the `since_seq` of its latest pull, when it named itself with
  * `exclude_client_id`, as the manager does), its lag (`latest_seq` − cursor), and how many
  * mutations it pushed and was sent since it was first seen.
  *

@@ -1,6 +1,7 @@
 /**
  * Who is connected: per client id, when it last pushed and pulled, the token it used last, its
- * cursor (the `since_seq` of its last pull) and how many mutations it pushed and was sent. What
+ * cursor (the `since_seq` of its latest pull request, recorded when the request arrives, so a
+ * long-poll held for 25 s shows the cursor it is waiting at) and how many mutations it pushed and was sent. What
  * `GET /v1/admin/clients`, `autosync clients` and the dashboard show; the lag (latest seq −
  * cursor) is computed when read.
  *
@@ -44,7 +45,7 @@ export interface Client {
   readonly tokenId: string | undefined
   readonly lastPushAt: number | undefined
   readonly lastPullAt: number | undefined
-  /** The `since_seq` of its last pull: it holds every mutation up to it. */
+  /** The `since_seq` of its latest pull request: it holds every mutation up to it. */
   readonly cursor: number | undefined
   /** Mutations it pushed (retries included). */
   readonly pushed: number
@@ -68,8 +69,10 @@ export class ClientsError extends Schema.TaggedError<ClientsError>()("ClientsErr
 export class Clients extends Context.Tag("@autosync/server/Clients")<Clients, {
   /** A push of `mutations` entries by `clientId` was accepted. */
   readonly recordPush: (clientId: string, tokenId: string, mutations: number) => Effect.Effect<void>
-  /** A pull by `clientId` from `cursor` was answered with `mutations` entries. */
-  readonly recordPull: (clientId: string, tokenId: string, cursor: number, mutations: number) => Effect.Effect<void>
+  /** A pull by `clientId` from `cursor` arrived (recorded before it is answered or held). */
+  readonly recordPull: (clientId: string, tokenId: string, cursor: number) => Effect.Effect<void>
+  /** A pull by `clientId` was answered with `mutations` entries. */
+  readonly recordSent: (clientId: string, mutations: number) => Effect.Effect<void>
   /** Every client, most recently seen first. */
   readonly list: Effect.Effect<ReadonlyArray<Client>, ClientsError>
 }>() {}
@@ -143,11 +146,9 @@ const accumulator = Effect.gen(function*() {
     changes,
     recordPush: (clientId: string, tokenId: string, mutations: number) =>
       Effect.flatMap(Clock.currentTimeMillis, (now) => note(clientId, { tokenId, lastPushAt: now, pushed: mutations })),
-    recordPull: (clientId: string, tokenId: string, cursor: number, mutations: number) =>
-      Effect.flatMap(
-        Clock.currentTimeMillis,
-        (now) => note(clientId, { tokenId, lastPullAt: now, cursor, pulled: mutations })
-      )
+    recordPull: (clientId: string, tokenId: string, cursor: number) =>
+      Effect.flatMap(Clock.currentTimeMillis, (now) => note(clientId, { tokenId, lastPullAt: now, cursor })),
+    recordSent: (clientId: string, mutations: number) => note(clientId, { pulled: mutations })
   }
 })
 
@@ -161,6 +162,7 @@ export const makeMemory: Effect.Effect<Clients["Type"]> = Effect.map(accumulator
   Clients.of({
     recordPush: acc.recordPush,
     recordPull: acc.recordPull,
+    recordSent: acc.recordSent,
     list: Effect.map(Ref.get(acc.changes), (m) => Arr.sort(HashMap.toValues(m), order))
   }))
 
@@ -273,6 +275,7 @@ export const make = (
     return Clients.of({
       recordPush: acc.recordPush,
       recordPull: acc.recordPull,
+      recordSent: acc.recordSent,
       list: flush.pipe(
         Effect.zipRight(select.pipe(Effect.flatMap(decodeRows), Effect.mapError(storage))),
         Effect.map((rows: ReadonlyArray<typeof Row.Type>) => Arr.sort(rows.map(fromRow), order))

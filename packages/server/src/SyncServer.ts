@@ -250,60 +250,65 @@ const fromAppendError = (error: MutationLogError): Effect.Effect<never, SyncApi.
     : storageFailed(error)
 
 /**
+ * What the handlers need: the log, the tokens, and the server's bookkeeping.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type HandlerServices = MutationLog | Tokens.Tokens | Clients.Clients | Activity.Activity
+
+/**
  * The `sync` group's handlers over the `MutationLog`, behind the bearer-token check.
  *
  * @since 0.1.0
  * @category layers
  */
-export const layerHandlers: Layer.Layer<
-  HttpApiGroup.ApiGroup<"autosync", "sync">,
-  never,
-  MutationLog | Tokens.Tokens | Clients.Clients | Activity.Activity
-> = HttpApiBuilder.group(SyncApi.SyncApi, "sync", (handlers) =>
-  Effect.gen(function*() {
-    const log = yield* MutationLog
-    const clients = yield* Clients.Clients
-    const activity = yield* Activity.Activity
-    // Held pulls answer at once when the server shuts down, instead of delaying it.
-    const shutdown = yield* ShutdownSignal
+export const layerHandlers: Layer.Layer<HttpApiGroup.ApiGroup<"autosync", "sync">, never, HandlerServices> =
+  HttpApiBuilder.group(SyncApi.SyncApi, "sync", (handlers) =>
+    Effect.gen(function*() {
+      const log = yield* MutationLog
+      const clients = yield* Clients.Clients
+      const activity = yield* Activity.Activity
+      // Held pulls answer at once when the server shuts down, instead of delaying it.
+      const shutdown = yield* ShutdownSignal
 
-    const push = Effect.fn("SyncServer.push")(function*(batch: Mutation.PushBatch) {
-      const refused = LogRules.forbidden(batch.mutations, yield* SyncApi.AllowedProjects)
-      if (Option.isSome(refused)) return yield* new SyncApi.Forbidden({ message: refused.value })
-      const acceptedSeqs = yield* log.append(batch.clientId, batch.mutations).pipe(Effect.catchAll(fromAppendError))
-      yield* clients.recordPush(batch.clientId, yield* requestTokenId, acceptedSeqs.length)
-      yield* activity.record("push", acceptedSeqs.length)
-      return { acceptedSeqs }
-    })
+      const push = Effect.fn("SyncServer.push")(function*(batch: Mutation.PushBatch) {
+        const refused = LogRules.forbidden(batch.mutations, yield* SyncApi.AllowedProjects)
+        if (Option.isSome(refused)) return yield* new SyncApi.Forbidden({ message: refused.value })
+        const acceptedSeqs = yield* log.append(batch.clientId, batch.mutations).pipe(Effect.catchAll(fromAppendError))
+        yield* clients.recordPush(batch.clientId, yield* requestTokenId, acceptedSeqs.length)
+        yield* activity.record("push", acceptedSeqs.length)
+        return { acceptedSeqs }
+      })
 
-    // Answered with the page as stored (see internal/wire.ts), not through the schema encoder.
-    const pull = Effect.fn("SyncServer.pull")(
-      function*(params: typeof SyncApi.PullParams.Type) {
-        const projects = [...(yield* SyncApi.AllowedProjects)]
-        const limit = Math.min(params.limit, SyncApi.maxPullLimit)
-        const read = log.sinceStored(params.sinceSeq, projects, limit, params.excludeClientId).pipe(
-          Effect.catchAll(storageFailed)
-        )
-        const page = yield* LogRules.hold(read, {
-          awaitAfter: log.awaitAfter,
-          wait: Duration.millis(Math.min(params.waitMs, SyncApi.maxWaitMs)),
-          stop: Deferred.await(shutdown)
-        })
-        // A client that names itself (the manager always does) is recorded with its cursor.
-        if (params.excludeClientId !== undefined) {
-          const tokenId = yield* requestTokenId
-          yield* clients.recordPull(params.excludeClientId, tokenId, params.sinceSeq, page.mutations.length)
+      // Answered with the page as stored (see internal/wire.ts), not through the schema encoder.
+      const pull = Effect.fn("SyncServer.pull")(
+        function*(params: typeof SyncApi.PullParams.Type) {
+          const projects = [...(yield* SyncApi.AllowedProjects)]
+          // A client that names itself (the manager always does) is recorded with its cursor as the
+          // request arrives: a held pull shows where its client is waiting.
+          const clientId = params.excludeClientId
+          if (clientId !== undefined) yield* clients.recordPull(clientId, yield* requestTokenId, params.sinceSeq)
+          const limit = Math.min(params.limit, SyncApi.maxPullLimit)
+          const read = log.sinceStored(params.sinceSeq, projects, limit, params.excludeClientId).pipe(
+            Effect.catchAll(storageFailed)
+          )
+          const page = yield* LogRules.hold(read, {
+            awaitAfter: log.awaitAfter,
+            wait: Duration.millis(Math.min(params.waitMs, SyncApi.maxWaitMs)),
+            stop: Deferred.await(shutdown)
+          })
+          if (clientId !== undefined) yield* clients.recordSent(clientId, page.mutations.length)
+          yield* activity.record("pull", page.mutations.length)
+          return HttpServerResponse.text(pullBody(page), { contentType: "application/json" })
         }
-        yield* activity.record("pull", page.mutations.length)
-        return HttpServerResponse.text(pullBody(page), { contentType: "application/json" })
-      }
-    )
+      )
 
-    return handlers
-      .handle("push", ({ payload }) => push(payload))
-      .handle("pull", ({ urlParams }) => pull(urlParams))
-      .handle("health", () => Effect.succeed({ status: "ok" as const }))
-  })).pipe(Layer.provide(layerAuthorization), Layer.provide(layerShutdownSignal))
+      return handlers
+        .handle("push", ({ payload }) => push(payload))
+        .handle("pull", ({ urlParams }) => pull(urlParams))
+        .handle("health", () => Effect.succeed({ status: "ok" as const }))
+    })).pipe(Layer.provide(layerAuthorization), Layer.provide(layerShutdownSignal))
 
 const adminStorageFailed = (what: string) => (error: { readonly message: string }) =>
   Effect.zipRight(
@@ -317,57 +322,54 @@ const adminStorageFailed = (what: string) => (error: { readonly message: string 
  * @since 0.1.0
  * @category layers
  */
-export const layerAdminHandlers: Layer.Layer<
-  HttpApiGroup.ApiGroup<"autosync", "admin">,
-  never,
-  MutationLog | Tokens.Tokens | Clients.Clients | Activity.Activity
-> = HttpApiBuilder.group(SyncApi.SyncApi, "admin", (handlers) =>
-  Effect.gen(function*() {
-    const log = yield* MutationLog
-    const clients = yield* Clients.Clients
-    const activity = yield* Activity.Activity
-    const latestSeq = log.latestSeq.pipe(Effect.catchAll(storageFailed))
-    return handlers
-      .handle("clients", () =>
-        Effect.gen(function*() {
-          const all = yield* clients.list.pipe(Effect.catchAll(adminStorageFailed("the connected clients")))
-          const latest = yield* latestSeq
-          return new SyncApi.ClientsResponse({
-            latestSeq: latest,
-            clients: all.map((c) =>
-              new SyncApi.ClientInfo({
-                clientId: c.clientId,
-                tokenId: c.tokenId ?? null,
-                lastPushAt: c.lastPushAt === undefined ? null : new Date(c.lastPushAt),
-                lastPullAt: c.lastPullAt === undefined ? null : new Date(c.lastPullAt),
-                cursor: c.cursor ?? null,
-                lag: c.cursor === undefined ? null : Math.max(0, latest - c.cursor),
-                pushed: c.pushed,
-                pulled: c.pulled
-              })
-            )
-          })
-        }))
-      .handle("activity", () =>
-        Effect.gen(function*() {
-          const snapshot = yield* activity.snapshot
-          return new SyncApi.ActivityResponse({
-            intervalMs: snapshot.intervalMs,
-            rejections: snapshot.rejections,
-            latestSeq: yield* latestSeq,
-            buckets: snapshot.buckets.map((b) =>
-              new SyncApi.ActivityBucket({
-                start: new Date(b.start),
-                pushRequests: b.pushRequests,
-                pullRequests: b.pullRequests,
-                pushed: b.pushed,
-                pulled: b.pulled,
-                rejected: b.rejected
-              })
-            )
-          })
-        }))
-  })).pipe(Layer.provide(layerAdminAuthorization))
+export const layerAdminHandlers: Layer.Layer<HttpApiGroup.ApiGroup<"autosync", "admin">, never, HandlerServices> =
+  HttpApiBuilder.group(SyncApi.SyncApi, "admin", (handlers) =>
+    Effect.gen(function*() {
+      const log = yield* MutationLog
+      const clients = yield* Clients.Clients
+      const activity = yield* Activity.Activity
+      const latestSeq = log.latestSeq.pipe(Effect.catchAll(storageFailed))
+      return handlers
+        .handle("clients", () =>
+          Effect.gen(function*() {
+            const all = yield* clients.list.pipe(Effect.catchAll(adminStorageFailed("the connected clients")))
+            const latest = yield* latestSeq
+            return new SyncApi.ClientsResponse({
+              latestSeq: latest,
+              clients: all.map((c) =>
+                new SyncApi.ClientInfo({
+                  clientId: c.clientId,
+                  tokenId: c.tokenId ?? null,
+                  lastPushAt: c.lastPushAt === undefined ? null : new Date(c.lastPushAt),
+                  lastPullAt: c.lastPullAt === undefined ? null : new Date(c.lastPullAt),
+                  cursor: c.cursor ?? null,
+                  lag: c.cursor === undefined ? null : Math.max(0, latest - c.cursor),
+                  pushed: c.pushed,
+                  pulled: c.pulled
+                })
+              )
+            })
+          }))
+        .handle("activity", () =>
+          Effect.gen(function*() {
+            const snapshot = yield* activity.snapshot
+            return new SyncApi.ActivityResponse({
+              intervalMs: snapshot.intervalMs,
+              rejections: snapshot.rejections,
+              latestSeq: yield* latestSeq,
+              buckets: snapshot.buckets.map((b) =>
+                new SyncApi.ActivityBucket({
+                  start: new Date(b.start),
+                  pushRequests: b.pushRequests,
+                  pullRequests: b.pullRequests,
+                  pushed: b.pushed,
+                  pulled: b.pulled,
+                  rejected: b.rejected
+                })
+              )
+            })
+          }))
+    })).pipe(Layer.provide(layerAdminAuthorization))
 
 /**
  * The `dashboard` group: the page itself (its data comes from the admin endpoints).

@@ -48,9 +48,10 @@ const ClientsSuite = (name: string, layer: Layer.Layer<Clients.Clients, unknown,
         yield* TestClock.setTime(1_000)
         yield* clients.recordPush("a", "tok_a", 3)
         yield* TestClock.setTime(2_000)
-        yield* clients.recordPull("b", "tok_b", 0, 3)
+        yield* clients.recordPull("b", "tok_b", 0)
+        yield* clients.recordSent("b", 3)
         yield* TestClock.setTime(3_000)
-        yield* clients.recordPull("a", "tok_a", 3, 0)
+        yield* clients.recordPull("a", "tok_a", 3)
         yield* clients.recordPush("a", "tok_a", 2)
         assert.deepStrictEqual(yield* clients.list, [
           { clientId: "a", tokenId: "tok_a", lastPushAt: 3_000, lastPullAt: 3_000, cursor: 3, pushed: 5, pulled: 0 },
@@ -66,7 +67,8 @@ const ClientsSuite = (name: string, layer: Layer.Layer<Clients.Clients, unknown,
         ])
         // What was written already is merged with what comes after.
         yield* TestClock.setTime(4_000)
-        yield* clients.recordPull("b", "tok_c", 5, 2)
+        yield* clients.recordPull("b", "tok_c", 5)
+        yield* clients.recordSent("b", 2)
         const [first] = yield* clients.list
         assert.deepStrictEqual(first, {
           clientId: "b",
@@ -99,7 +101,8 @@ describe("Clients: SQLite", () => {
         Effect.gen(function*() {
           const clients = yield* Clients.Clients
           yield* TestClock.setTime(7_000)
-          yield* clients.recordPull("a", "tok_a", 4, 1)
+          yield* clients.recordPull("a", "tok_a", 4)
+          yield* clients.recordSent("a", 1)
         }).pipe(Effect.provide(layer))
       )
       // The first scope's finalizer wrote it; nothing was written per request.
