@@ -317,8 +317,8 @@ const optionalDate = Schema.NullOr(Schema.Date)
 
 /**
  * One client id the server has seen: when it last pushed and pulled (ISO dates, `null` if never),
- * the token it used last, its cursor (the `since_seq` of its latest pull, when it named itself with
- * `exclude_client_id`, as the manager does), its lag (`latest_seq` − cursor), and how many
+ * the token it used last, its cursor (the highest seq up to which its pulls sent it everything it
+ * reads, when it named itself with `exclude_client_id`, as the manager does), its lag (`latest_seq` − cursor), and how many
  * mutations it pushed and was sent since it was first seen.
  *
  * @since 0.1.0

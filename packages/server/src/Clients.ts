@@ -1,7 +1,7 @@
 /**
  * Who is connected: per client id, when it last pushed and pulled, the token it used last, its
- * cursor (the `since_seq` of its latest pull request, recorded when the request arrives, so a
- * long-poll held for 25 s shows the cursor it is waiting at) and how many mutations it pushed and was sent. What
+ * cursor (the highest seq up to which it has been sent every mutation it reads: the `latest_seq`
+ * of its last complete page, or the `since_seq` it asked from, whichever is higher) and how many mutations it pushed and was sent. What
  * `GET /v1/admin/clients`, `autosync clients` and the dashboard show; the lag (latest seq −
  * cursor) is computed when read.
  *
@@ -45,7 +45,11 @@ export interface Client {
   readonly tokenId: string | undefined
   readonly lastPushAt: number | undefined
   readonly lastPullAt: number | undefined
-  /** The `since_seq` of its latest pull request: it holds every mutation up to it. */
+  /**
+   * The highest seq up to which it was sent every mutation it reads (its own are left out of its
+   * pulls): the `latest_seq` of a page without `has_more`, the last seq of a page with it, or the
+   * `since_seq` it asked from. It never goes back.
+   */
   readonly cursor: number | undefined
   /** Mutations it pushed (retries included). */
   readonly pushed: number
@@ -71,8 +75,8 @@ export class Clients extends Context.Tag("@autosync/server/Clients")<Clients, {
   readonly recordPush: (clientId: string, tokenId: string, mutations: number) => Effect.Effect<void>
   /** A pull by `clientId` from `cursor` arrived (recorded before it is answered or held). */
   readonly recordPull: (clientId: string, tokenId: string, cursor: number) => Effect.Effect<void>
-  /** A pull by `clientId` was answered with `mutations` entries. */
-  readonly recordSent: (clientId: string, mutations: number) => Effect.Effect<void>
+  /** A pull by `clientId` was answered with `mutations` entries, bringing it up to `cursor`. */
+  readonly recordSent: (clientId: string, mutations: number, cursor: number) => Effect.Effect<void>
   /** Every client, most recently seen first. */
   readonly list: Effect.Effect<ReadonlyArray<Client>, ClientsError>
 }>() {}
@@ -103,8 +107,8 @@ const latest = (a: number | undefined, b: number | undefined) =>
   a === undefined ? b : b === undefined ? a : Math.max(a, b)
 
 /**
- * Two records of one client merged: counts add up, the latest times win, the cursor and token of
- * the later one (`b`) replace the earlier one's when it has them. Pure.
+ * Two records of one client merged: counts add up, the latest times and the highest cursor win,
+ * the token of the later one (`b`) replaces the earlier one's when it has one. Pure.
  *
  * @since 0.1.0
  * @category combinators
@@ -114,7 +118,7 @@ export const merge = (a: Client, b: Client): Client => ({
   tokenId: b.tokenId ?? a.tokenId,
   lastPushAt: latest(a.lastPushAt, b.lastPushAt),
   lastPullAt: latest(a.lastPullAt, b.lastPullAt),
-  cursor: b.cursor ?? a.cursor,
+  cursor: latest(a.cursor, b.cursor),
   pushed: a.pushed + b.pushed,
   pulled: a.pulled + b.pulled
 })
@@ -148,7 +152,7 @@ const accumulator = Effect.gen(function*() {
       Effect.flatMap(Clock.currentTimeMillis, (now) => note(clientId, { tokenId, lastPushAt: now, pushed: mutations })),
     recordPull: (clientId: string, tokenId: string, cursor: number) =>
       Effect.flatMap(Clock.currentTimeMillis, (now) => note(clientId, { tokenId, lastPullAt: now, cursor })),
-    recordSent: (clientId: string, mutations: number) => note(clientId, { pulled: mutations })
+    recordSent: (clientId: string, mutations: number, cursor: number) => note(clientId, { pulled: mutations, cursor })
   }
 })
 
@@ -234,7 +238,7 @@ export const make = (
         token_id = COALESCE(excluded.token_id, autosync_clients.token_id),
         last_push_at = ${newer("last_push_at")},
         last_pull_at = ${newer("last_pull_at")},
-        cursor_seq = COALESCE(excluded.cursor_seq, autosync_clients.cursor_seq),
+        cursor_seq = ${newer("cursor_seq")},
         pushed = autosync_clients.pushed + excluded.pushed,
         pulled = autosync_clients.pulled + excluded.pulled`
     // The changes are taken out first; if the write fails they are put back (merged with newer ones).

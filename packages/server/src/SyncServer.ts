@@ -285,8 +285,8 @@ export const layerHandlers: Layer.Layer<HttpApiGroup.ApiGroup<"autosync", "sync"
       const pull = Effect.fn("SyncServer.pull")(
         function*(params: typeof SyncApi.PullParams.Type) {
           const projects = [...(yield* SyncApi.AllowedProjects)]
-          // A client that names itself (the manager always does) is recorded with its cursor as the
-          // request arrives: a held pull shows where its client is waiting.
+          // A client that names itself (the manager always does) is recorded as the request arrives
+          // (a held pull shows it is connected), and again with the cursor its answer brings it to.
           const clientId = params.excludeClientId
           if (clientId !== undefined) yield* clients.recordPull(clientId, yield* requestTokenId, params.sinceSeq)
           const limit = Math.min(params.limit, SyncApi.maxPullLimit)
@@ -298,7 +298,10 @@ export const layerHandlers: Layer.Layer<HttpApiGroup.ApiGroup<"autosync", "sync"
             wait: Duration.millis(Math.min(params.waitMs, SyncApi.maxWaitMs)),
             stop: Deferred.await(shutdown)
           })
-          if (clientId !== undefined) yield* clients.recordSent(clientId, page.mutations.length)
+          if (clientId !== undefined) {
+            const last = page.mutations.at(-1)?.seq ?? params.sinceSeq
+            yield* clients.recordSent(clientId, page.mutations.length, page.hasMore ? last : page.latestSeq)
+          }
           yield* activity.record("pull", page.mutations.length)
           return HttpServerResponse.text(pullBody(page), { contentType: "application/json" })
         }

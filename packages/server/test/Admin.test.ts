@@ -49,7 +49,7 @@ const ClientsSuite = (name: string, layer: Layer.Layer<Clients.Clients, unknown,
         yield* clients.recordPush("a", "tok_a", 3)
         yield* TestClock.setTime(2_000)
         yield* clients.recordPull("b", "tok_b", 0)
-        yield* clients.recordSent("b", 3)
+        yield* clients.recordSent("b", 3, 3)
         yield* TestClock.setTime(3_000)
         yield* clients.recordPull("a", "tok_a", 3)
         yield* clients.recordPush("a", "tok_a", 2)
@@ -60,7 +60,7 @@ const ClientsSuite = (name: string, layer: Layer.Layer<Clients.Clients, unknown,
             tokenId: "tok_b",
             lastPushAt: undefined,
             lastPullAt: 2_000,
-            cursor: 0,
+            cursor: 3,
             pushed: 0,
             pulled: 3
           }
@@ -68,17 +68,20 @@ const ClientsSuite = (name: string, layer: Layer.Layer<Clients.Clients, unknown,
         // What was written already is merged with what comes after.
         yield* TestClock.setTime(4_000)
         yield* clients.recordPull("b", "tok_c", 5)
-        yield* clients.recordSent("b", 2)
+        yield* clients.recordSent("b", 2, 7)
         const [first] = yield* clients.list
         assert.deepStrictEqual(first, {
           clientId: "b",
           tokenId: "tok_c",
           lastPushAt: undefined,
           lastPullAt: 4_000,
-          cursor: 5,
+          cursor: 7,
           pushed: 0,
           pulled: 5
         })
+        // The cursor never goes back (a pull from an older seq does not lower it).
+        yield* clients.recordPull("b", "tok_c", 1)
+        assert.strictEqual((yield* clients.list)[0].cursor, 7)
       }).pipe(Effect.provide(Layer.orDie(layer))))
   })
 
@@ -102,7 +105,7 @@ describe("Clients: SQLite", () => {
           const clients = yield* Clients.Clients
           yield* TestClock.setTime(7_000)
           yield* clients.recordPull("a", "tok_a", 4)
-          yield* clients.recordSent("a", 1)
+          yield* clients.recordSent("a", 1, 4)
         }).pipe(Effect.provide(layer))
       )
       // The first scope's finalizer wrote it; nothing was written per request.
@@ -145,9 +148,9 @@ const adminEndpoints = (name: string, layer: Layer.Layer<TestServer>) =>
         const writer = yield* token(["p1"])
         const admin = yield* adminToken([])
         assert.strictEqual((yield* push(url, writer, "alice", [1, 2, 3])).status, 200)
-        // bob has pulled up to seq 1; alice pulls from 3 (it has its own writes).
+        // bob was sent one page of one (has_more): his cursor is 1; alice pulls from 3, where she is.
         assert.strictEqual(
-          (yield* request(`${url}/v1/pull?since_seq=1&exclude_client_id=bob`, { token: writer })).status,
+          (yield* request(`${url}/v1/pull?since_seq=0&limit=1&exclude_client_id=bob`, { token: writer })).status,
           200
         )
         yield* request(`${url}/v1/pull?since_seq=3&exclude_client_id=alice`, { token: writer })
@@ -162,12 +165,12 @@ const adminEndpoints = (name: string, layer: Layer.Layer<TestServer>) =>
         const alice = byId.get("alice")
         assert.deepInclude(alice, { token_id: Tokens.idOf(writer), cursor: 3, lag: 0, pushed: 3, pulled: 0 })
         assert.isString(alice.last_push_at)
-        assert.deepInclude(byId.get("bob"), { cursor: 1, lag: 2, pulled: 2, last_push_at: null })
+        assert.deepInclude(byId.get("bob"), { cursor: 1, lag: 2, pulled: 1, last_push_at: null })
 
         const activity = yield* request(`${url}/v1/admin/activity`, { token: admin })
         assert.strictEqual(activity.status, 200)
         const sum = (key: string) => activity.json.buckets.reduce((n: number, b: any) => n + b[key], 0)
-        assert.deepStrictEqual([sum("push_requests"), sum("pushed"), sum("pull_requests"), sum("pulled")], [1, 3, 3, 5])
+        assert.deepStrictEqual([sum("push_requests"), sum("pushed"), sum("pull_requests"), sum("pulled")], [1, 3, 3, 4])
 
         // Not an admin token: 403; no token or an unknown one: 401; each answer is counted as refused.
         const refused = yield* request(`${url}/v1/admin/clients`, { token: writer })
