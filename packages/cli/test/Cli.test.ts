@@ -234,7 +234,7 @@ describe.concurrent("autosync", () => {
   // -------------------------------------------------------------------------------------------
 
   it(
-    "token list shows ids and last use, never tokens; a revoked token's requests get 401",
+    "token list shows ids, admin flag and last use, never tokens; a revoked token's requests get 401",
     async ({ onTestFinished }) => {
       const box = sandbox(onTestFinished)
       const serverDb = box.path("server.db")
@@ -259,21 +259,7 @@ describe.concurrent("autosync", () => {
       ])
       await box.waitForOutput(agent, /Z healthy pushed=\d+ pulled=\d+$/m)
 
-      // An admin token (no project needed) reads who is connected; an ordinary token may not.
       const admin = (await box.ok(["token", "create", ...store, "--admin"])).trim().split("\n").pop()!
-      const clientsJson = JSON.parse(await box.ok(["clients", "--server", server.url, "--token", admin, "--json"])) as {
-        readonly clients: ReadonlyArray<{ readonly token_id: string; readonly lag: number | null }>
-      }
-      assert.lengthOf(clientsJson.clients, 1)
-      assert.match(clientsJson.clients[0].token_id, /^tok_[0-9a-f]{12}$/)
-      assert.isAtLeast(clientsJson.clients[0].lag ?? -1, 0) // its cursor: the since_seq of its last pull
-      const clientsText = await box.ok(["clients", "--server", server.url, "--token", admin])
-      assert.match(clientsText, /^CLIENT\s+TOKEN\s+CURSOR\s+LAG\s+LAST PUSH\s+LAST PULL\s+PUSHED\s+PULLED$/m)
-      assertExit(
-        await box.run(["clients", "--server", server.url, "--token", kept]),
-        1,
-        /^autosync: .* refused the token: token tok_[0-9a-f]{12} is not an admin token/
-      )
 
       interface Listed {
         readonly id: string
@@ -319,6 +305,60 @@ describe.concurrent("autosync", () => {
       assertExit(missing, 3, /no server database at .*nothing\.db/)
       assert.isFalse(Fs.existsSync(box.path("nothing.db")))
       cleanExit(await box.stop(agent, "SIGTERM"))
+    },
+    long
+  )
+
+  it(
+    "clients: an admin token reads who is connected (table and --json); another token is refused",
+    async ({ onTestFinished }) => {
+      const box = sandbox(onTestFinished)
+      const store = ["--db", box.path("server.db")]
+      const server = await box.serve()
+      const writer = await box.token(store, ["notes"])
+      const admin = (await box.ok(["token", "create", ...store, "--admin"])).trim().split("\n").pop()!
+      const db = box.path("a.db")
+      await box.ok(["enroll", "notes", "--db", db])
+      await box.ok(["put", "notes", "note", "k1", "1", "--db", db])
+      const agent = box.start([
+        "agent",
+        "--db",
+        db,
+        "--server",
+        server.url,
+        "--token",
+        writer,
+        "--long-poll",
+        "0",
+        ...poll
+      ])
+      await box.waitForOutput(agent, /Z healthy pushed=\d+ pulled=\d+$/m)
+
+      const listed = JSON.parse(await box.ok(["clients", "--server", server.url, "--token", admin, "--json"])) as {
+        readonly clients: ReadonlyArray<
+          {
+            readonly client_id: string
+            readonly token_id: string
+            readonly lag: number | null
+            readonly pushed: number
+          }
+        >
+        readonly latest_seq: number
+      }
+      assert.lengthOf(listed.clients, 1)
+      assert.match(listed.clients[0].client_id, /^replica-/)
+      assert.strictEqual(listed.clients[0].pushed, 1)
+      assert.strictEqual(listed.latest_seq, 1)
+      assert.match(listed.clients[0].token_id, /^tok_[0-9a-f]{12}$/)
+      assert.isAtLeast(listed.clients[0].lag ?? -1, 0)
+      const text = await box.ok(["clients", "--server", server.url, "--token", admin])
+      assert.match(text, /^CLIENT\s+TOKEN\s+CURSOR\s+LAG\s+LAST PUSH\s+LAST PULL\s+PUSHED\s+PULLED$/m)
+      assert.include(text, listed.clients[0].client_id)
+      assertExit(
+        await box.run(["clients", "--server", server.url, "--token", writer]),
+        1,
+        /^autosync: .* refused the token: token tok_[0-9a-f]{12} is not an admin token/
+      )
     },
     long
   )
@@ -582,12 +622,26 @@ describe.concurrent("autosync", () => {
       const box = sandbox(onTestFinished)
       const agentFlags = ["--db", "--server", "--token", "--json", "--debounce", "--poll-interval", "--long-poll"]
       const cases: ReadonlyArray<readonly [ReadonlyArray<string>, ReadonlyArray<string>]> = [
-        [[], ["serve", "token", "agent", "status", "init", "enroll", "unenroll", "put", "get", "list", "demo"]],
+        [[], [
+          "serve",
+          "token",
+          "clients",
+          "agent",
+          "status",
+          "init",
+          "enroll",
+          "unenroll",
+          "put",
+          "get",
+          "list",
+          "demo"
+        ]],
         [["token", "list"], ["--db", "--database-url", "--json", "last used"]],
         [["token", "revoke"], ["--db", "--database-url", "id", "Exit code 3"]],
         [["serve"], ["--db", "--database-url", "--port", "--host", "--body-limit", "AUTOSYNC_PORT"]],
         [["token"], ["create", "list", "revoke"]],
-        [["token", "create"], ["--project", "--db", "--database-url"]],
+        [["token", "create"], ["--project", "--admin", "--db", "--database-url"]],
+        [["clients"], ["--server", "--token", "--json", "admin token", "AUTOSYNC_TOKEN"]],
         [["agent"], [...agentFlags, "AUTOSYNC_TOKEN", "AUTOSYNC_SERVER_URL"]],
         [["status"], ["--db", "--json"]],
         [["init"], ["--db"]],
