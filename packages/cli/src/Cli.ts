@@ -1,5 +1,5 @@
 /**
- * The `autosync` command: `serve`, `token create | list | revoke`, `compact`, `agent`, `status`, `init`,
+ * The `autosync` command: `serve`, `token create | list | revoke`, `compact`, `clients`, `agent`, `status`, `init`,
  * `enroll`, `unenroll`, `put`, `get`, `list`, `reidentify` and `demo`, one module per command or concern
  * (`Flags.ts` holds the shared flags). Every flag is validated before anything runs; `--help`
  * works after any option; output that is not a terminal has no colour codes.
@@ -9,6 +9,7 @@
 import * as Command from "@effect/cli/Command"
 import * as Agent from "./Agent.js"
 import * as Compact from "./Compact.js"
+import * as Clients from "./Clients.js"
 import * as DemoCommand from "./DemoCommand.js"
 import * as DocumentCommands from "./DocumentCommands.js"
 import * as Help from "./Help.js"
@@ -22,6 +23,7 @@ const subcommands = [
   Serve.command,
   Token.command,
   Compact.command,
+  Clients.command,
   Agent.command,
   Status.command,
   DocumentCommands.init,

@@ -2,7 +2,8 @@
  * `autosync token create | list | revoke`: the server's bearer tokens, in its SQLite file or
  * PostgreSQL database. A token is shown once, by `create`; afterwards only its id is (`list`),
  * and `revoke ID` deletes it: servers refuse it once their cache of verified tokens (10 s)
- * forgets it.
+ * forgets it. `create --admin` makes an admin token: it may also read the admin endpoints
+ * (`autosync clients`, the dashboard), and it may have no project.
  *
  * @since 0.1.0
  */
@@ -25,43 +26,50 @@ const create = Command.make(
     projects: Options.text("project").pipe(
       Options.repeated,
       Options.withDescription("A project the token may read and write; repeat for several.")
+    ),
+    admin: Options.boolean("admin").pipe(
+      Options.withDescription(
+        "An admin token: it may also read the admin endpoints (`autosync clients`, /dashboard); --project is optional."
+      )
     )
   },
   (opts) =>
     Effect.gen(function*() {
-      if (opts.projects.length === 0) return yield* CliError.usage("token create needs at least one --project")
+      if (opts.projects.length === 0 && !opts.admin) {
+        return yield* CliError.usage("token create needs at least one --project (or --admin)")
+      }
       const where = yield* ServerStore.choose(opts.db, opts.databaseUrl)
       const { Tokens } = yield* ServerStore.load
       const created = yield* ServerStore.withoutLeftovers(
         where,
-        ServerStore.withTokens(where, (t) => t.create(opts.projects)).pipe(
+        ServerStore.withTokens(where, (t) => t.create(opts.projects, { admin: opts.admin })).pipe(
           Effect.mapError((e) =>
             e instanceof Tokens.TokensError && e.reason === "invalid_projects" ? CliError.usage(e.message) : e
           )
         )
       )
-      yield* Console.error(
-        `token ${Tokens.idOf(created)} for ${opts.projects.join(", ")} (shown once; keep it secret):`
-      )
+      const what = [...(opts.admin ? ["admin"] : []), ...opts.projects].join(", ")
+      yield* Console.error(`token ${Tokens.idOf(created)} for ${what} (shown once; keep it secret):`)
       yield* Console.log(created)
     }).pipe(CliError.explain)
 ).pipe(
   Command.withDescription(
-    "Create a token allowed the given projects; prints it once, on the last line (its id goes to stderr)."
+    "Create a token allowed the given projects (--admin: also the admin endpoints); prints it once, on the last line (its id goes to stderr)."
   )
 )
 
 const row = (t: Tokens.TokenInfo) => ({
   id: t.id,
   projects: t.projects,
+  admin: t.admin,
   created_at: t.createdAt.toISOString(),
   last_used_at: t.lastUsedAt?.toISOString() ?? null
 })
 
 const table = (rows: ReadonlyArray<ReturnType<typeof row>>) => {
   const cells = [
-    ["ID", "PROJECTS", "CREATED", "LAST USED"],
-    ...rows.map((r) => [r.id, r.projects.join(","), r.created_at, r.last_used_at ?? "never"])
+    ["ID", "PROJECTS", "ADMIN", "CREATED", "LAST USED"],
+    ...rows.map((r) => [r.id, r.projects.join(","), r.admin ? "yes" : "no", r.created_at, r.last_used_at ?? "never"])
   ]
   const widths = cells[0].map((_, i) => Math.max(...cells.map((c) => c[i].length)))
   return cells.map((c) => c.map((cell, i) => i === c.length - 1 ? cell : cell.padEnd(widths[i])).join("  ")).join("\n")
@@ -81,7 +89,7 @@ const list = Command.make(
     }).pipe(CliError.explain)
 ).pipe(
   Command.withDescription(
-    "List the tokens: id, projects, when created and last used (to within 10 s). Never the tokens themselves."
+    "List the tokens: id, projects, admin or not, when created and last used (to within 10 s). Never the tokens themselves."
   )
 )
 
@@ -105,7 +113,8 @@ const revoke = Command.make(
         )
       )
       yield* Console.log(
-        `revoked ${revoked.id} (${revoked.projects.join(", ")}): servers refuse it within 10 s ` +
+        `revoked ${revoked.id} (${[...(revoked.admin ? ["admin"] : []), ...revoked.projects].join(", ")}): ` +
+          `servers refuse it within 10 s ` +
           `(they remember a verified token that long)`
       )
     }).pipe(CliError.explain)

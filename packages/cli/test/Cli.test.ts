@@ -239,7 +239,7 @@ describe.concurrent("autosync", () => {
   // -------------------------------------------------------------------------------------------
 
   it(
-    "token list shows ids and last use, never tokens; a revoked token's requests get 401",
+    "token list shows ids, admin flag and last use, never tokens; a revoked token's requests get 401",
     async ({ onTestFinished }) => {
       const box = sandbox(onTestFinished)
       const serverDb = box.path("server.db")
@@ -264,23 +264,28 @@ describe.concurrent("autosync", () => {
       ])
       await box.waitForOutput(agent, /Z healthy pushed=\d+ pulled=\d+$/m)
 
+      const admin = (await box.ok(["token", "create", ...store, "--admin"])).trim().split("\n").pop()!
+
       interface Listed {
         readonly id: string
         readonly projects: ReadonlyArray<string>
+        readonly admin: boolean
         readonly created_at: string
         readonly last_used_at: string | null
       }
       const listed = JSON.parse(await box.ok(["token", "list", ...store, "--json"])) as ReadonlyArray<Listed>
-      assert.lengthOf(listed, 2)
-      const [keptRow, revokedRow] = listed
+      assert.lengthOf(listed, 3)
+      const [keptRow, revokedRow, adminRow] = listed
+      assert.deepStrictEqual([keptRow.admin, adminRow.admin], [false, true])
       assert.match(keptRow.id, /^tok_[0-9a-f]{12}$/)
       assert.deepStrictEqual(revokedRow.projects, ["notes", "other"])
       assert.isNull(keptRow.last_used_at) // never presented
       assert.isString(revokedRow.last_used_at) // the agent's requests
       const text = await box.ok(["token", "list", ...store])
-      assert.match(text, /^ID\s+PROJECTS\s+CREATED\s+LAST USED$/m)
-      assert.match(text, new RegExp(`^${keptRow.id}\\s+notes\\s+\\S+Z\\s+never$`, "m"))
+      assert.match(text, /^ID\s+PROJECTS\s+ADMIN\s+CREATED\s+LAST USED$/m)
+      assert.match(text, new RegExp(`^${keptRow.id}\\s+notes\\s+no\\s+\\S+Z\\s+never$`, "m"))
       for (const output of [text, JSON.stringify(listed)]) {
+        assert.notInclude(output, admin)
         assert.notInclude(output, kept)
         assert.notInclude(output, revoked)
       }
@@ -291,7 +296,7 @@ describe.concurrent("autosync", () => {
       // The server remembers a verified token for 10 s: the agent is refused once that has passed.
       await box.waitForOutput(agent, /Z (push|pull)_failed pushed=0 pulled=0 reason=auth_required /, 60_000)
       const after = JSON.parse(await box.ok(["token", "list", ...store, "--json"])) as ReadonlyArray<Listed>
-      assert.deepStrictEqual(after.map((t) => t.id), [keptRow.id])
+      assert.deepStrictEqual(after.map((t) => t.id), [keptRow.id, adminRow.id])
 
       const again = await box.run(["token", "revoke", revokedRow.id, ...store])
       assertExit(
@@ -305,6 +310,60 @@ describe.concurrent("autosync", () => {
       assertExit(missing, 3, /no server database at .*nothing\.db/)
       assert.isFalse(Fs.existsSync(box.path("nothing.db")))
       cleanExit(await box.stop(agent, "SIGTERM"))
+    },
+    long
+  )
+
+  it(
+    "clients: an admin token reads who is connected (table and --json); another token is refused",
+    async ({ onTestFinished }) => {
+      const box = sandbox(onTestFinished)
+      const store = ["--db", box.path("server.db")]
+      const server = await box.serve()
+      const writer = await box.token(store, ["notes"])
+      const admin = (await box.ok(["token", "create", ...store, "--admin"])).trim().split("\n").pop()!
+      const db = box.path("a.db")
+      await box.ok(["enroll", "notes", "--db", db])
+      await box.ok(["put", "notes", "note", "k1", "1", "--db", db])
+      const agent = box.start([
+        "agent",
+        "--db",
+        db,
+        "--server",
+        server.url,
+        "--token",
+        writer,
+        "--long-poll",
+        "0",
+        ...poll
+      ])
+      await box.waitForOutput(agent, /Z healthy pushed=\d+ pulled=\d+$/m)
+
+      const listed = JSON.parse(await box.ok(["clients", "--server", server.url, "--token", admin, "--json"])) as {
+        readonly clients: ReadonlyArray<
+          {
+            readonly client_id: string
+            readonly token_id: string
+            readonly lag: number | null
+            readonly pushed: number
+          }
+        >
+        readonly latest_seq: number
+      }
+      assert.lengthOf(listed.clients, 1)
+      assert.match(listed.clients[0].client_id, /^replica-/)
+      assert.strictEqual(listed.clients[0].pushed, 1)
+      assert.strictEqual(listed.latest_seq, 1)
+      assert.match(listed.clients[0].token_id, /^tok_[0-9a-f]{12}$/)
+      assert.isAtLeast(listed.clients[0].lag ?? -1, 0)
+      const text = await box.ok(["clients", "--server", server.url, "--token", admin])
+      assert.match(text, /^CLIENT\s+TOKEN\s+CURSOR\s+LAG\s+LAST PUSH\s+LAST PULL\s+PUSHED\s+PULLED$/m)
+      assert.include(text, listed.clients[0].client_id)
+      assertExit(
+        await box.run(["clients", "--server", server.url, "--token", writer]),
+        1,
+        /^autosync: .* refused the token: token tok_[0-9a-f]{12} is not an admin token/
+      )
     },
     long
   )
@@ -475,7 +534,11 @@ describe.concurrent("autosync", () => {
       assertExit(emptyEntity, 2, /entity must not be empty/)
       assertExit(emptyToken, 2, /--token must not be empty/)
       // (@effect/cli drops an empty value of a repeated flag: either message is the one line it deserves.)
-      assertExit(tokenProject, 2, /^autosync: (project must not be empty|token create needs at least one --project)\n$/)
+      assertExit(
+        tokenProject,
+        2,
+        /^autosync: (project must not be empty|token create needs at least one --project \(or --admin\))\n$/
+      )
       assertExit(servePort, 2, /--port must be between 0 and 65535, got -1/)
       for (const result of [emptyProject, emptyEntity, emptyToken, tokenProject, servePort]) {
         assert.notMatch(result.stderr, /└─|\n\s+at \S/, "a Schema tree or a stack trace")
@@ -568,7 +631,20 @@ describe.concurrent("autosync", () => {
       const box = sandbox(onTestFinished)
       const agentFlags = ["--db", "--server", "--token", "--json", "--debounce", "--poll-interval", "--long-poll"]
       const cases: ReadonlyArray<readonly [ReadonlyArray<string>, ReadonlyArray<string>]> = [
-        [[], ["serve", "token", "agent", "status", "init", "enroll", "unenroll", "put", "get", "list", "demo"]],
+        [[], [
+          "serve",
+          "token",
+          "clients",
+          "agent",
+          "status",
+          "init",
+          "enroll",
+          "unenroll",
+          "put",
+          "get",
+          "list",
+          "demo"
+        ]],
         [["token", "list"], ["--db", "--database-url", "--json", "last used"]],
         [["token", "revoke"], ["--db", "--database-url", "id", "Exit code 3"]],
         [["serve"], [
@@ -582,7 +658,8 @@ describe.concurrent("autosync", () => {
           "AUTOSYNC_PORT"
         ]],
         [["token"], ["create", "list", "revoke"]],
-        [["token", "create"], ["--project", "--db", "--database-url"]],
+        [["token", "create"], ["--project", "--admin", "--db", "--database-url"]],
+        [["clients"], ["--server", "--token", "--json", "admin token", "AUTOSYNC_TOKEN"]],
         [["agent"], [...agentFlags, "AUTOSYNC_TOKEN", "AUTOSYNC_SERVER_URL"]],
         [["status"], ["--db", "--json"]],
         [["init"], ["--db"]],

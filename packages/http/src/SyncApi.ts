@@ -14,6 +14,11 @@
  *   something or the wait ends (long-poll). When `has_more` is false, the page holds every
  *   mutation up to `latest_seq` that was not left out.
  * - `GET /v1/health` → `{ status: "ok" }`, without credentials.
+ * - `GET /v1/admin/clients` → `{ clients, latest_seq }` (who is connected, their cursor and lag) and
+ *   `GET /v1/admin/activity` → `{ interval_ms, buckets, rejections, latest_seq }` (push/pull
+ *   throughput per interval over the last minutes): admin tokens only (403 for other tokens).
+ * - `GET /dashboard` → an HTML page, without credentials: it asks for an admin token and polls the
+ *   two admin endpoints.
  *
  * Push and pull need `Authorization: Bearer <token>`. Every error answer is JSON with a
  * `message`: 400 {@link BadRequest} (naming the bad field), 401 {@link Unauthorized}, 403
@@ -206,6 +211,29 @@ export class Authorization extends HttpApiMiddleware.Tag<Authorization>()("@auto
   security: { bearer: HttpApiSecurity.bearer }
 }) {}
 
+/**
+ * The id of the admin token a request to `/v1/admin/*` carries; provided by {@link AdminAuthorization}.
+ *
+ * @since 0.1.0
+ * @category tags
+ */
+export class AdminToken extends Context.Tag("@autosync/http/SyncApi/AdminToken")<AdminToken, string>() {}
+
+/**
+ * Bearer-token security for the admin endpoints: {@link Unauthorized} for a missing or unknown
+ * token, {@link Forbidden} for a token that is not an admin token.
+ *
+ * @since 0.1.0
+ * @category tags
+ */
+export class AdminAuthorization
+  extends HttpApiMiddleware.Tag<AdminAuthorization>()("@autosync/http/SyncApi/AdminAuthorization", {
+    failure: Schema.Union(Unauthorized, Forbidden, ServerError),
+    provides: AdminToken,
+    security: { bearer: HttpApiSecurity.bearer }
+  })
+{}
+
 // ----------------------------------------------------------------------------
 // endpoints
 // ----------------------------------------------------------------------------
@@ -312,6 +340,97 @@ export class SyncGroup extends HttpApiGroup.make("sync")
   .add(HttpApiEndpoint.get("health", "/v1/health").addSuccess(Health))
 {}
 
+const Millis = Schema.Number.pipe(Schema.int(), Schema.nonNegative())
+const optionalDate = Schema.NullOr(Schema.Date)
+
+/**
+ * One client id the server has seen: when it last pushed and pulled (ISO dates, `null` if never),
+ * the token it used last, its cursor (the highest seq up to which its pulls sent it everything it
+ * reads, when it named itself with `exclude_client_id`, as the manager does), its lag (`latest_seq` − cursor), and how many
+ * mutations it pushed and was sent since it was first seen.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export class ClientInfo extends Schema.Class<ClientInfo>("ClientInfo")({
+  clientId: Schema.propertySignature(Mutation.ClientId).pipe(Schema.fromKey("client_id")),
+  tokenId: Schema.propertySignature(Schema.NullOr(Schema.String)).pipe(Schema.fromKey("token_id")),
+  lastPushAt: Schema.propertySignature(optionalDate).pipe(Schema.fromKey("last_push_at")),
+  lastPullAt: Schema.propertySignature(optionalDate).pipe(Schema.fromKey("last_pull_at")),
+  cursor: Schema.NullOr(Millis),
+  lag: Schema.NullOr(Millis),
+  pushed: Millis,
+  pulled: Millis
+}) {}
+
+/**
+ * The answer of `GET /v1/admin/clients`: every client, most recently seen first.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export class ClientsResponse extends Schema.Class<ClientsResponse>("ClientsResponse")({
+  clients: Schema.Array(ClientInfo),
+  latestSeq: Schema.propertySignature(Millis).pipe(Schema.fromKey("latest_seq"))
+}) {}
+
+/**
+ * One interval of server activity: requests and mutations pushed and pulled, and answers refused
+ * with a 4xx or 5xx status, in the interval that starts at `start`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export class ActivityBucket extends Schema.Class<ActivityBucket>("ActivityBucket")({
+  start: Schema.Date,
+  pushRequests: Schema.propertySignature(Millis).pipe(Schema.fromKey("push_requests")),
+  pullRequests: Schema.propertySignature(Millis).pipe(Schema.fromKey("pull_requests")),
+  pushed: Millis,
+  pulled: Millis,
+  rejected: Millis
+}) {}
+
+/**
+ * The answer of `GET /v1/admin/activity`: the last intervals, oldest first (the current one last),
+ * the refusals by status since the server started, and the latest seq of the log.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export class ActivityResponse extends Schema.Class<ActivityResponse>("ActivityResponse")({
+  intervalMs: Schema.propertySignature(Millis).pipe(Schema.fromKey("interval_ms")),
+  buckets: Schema.Array(ActivityBucket),
+  rejections: Schema.Record({ key: Schema.String, value: Millis }),
+  latestSeq: Schema.propertySignature(Millis).pipe(Schema.fromKey("latest_seq"))
+}) {}
+
+/**
+ * The `admin` group: who is connected and what the server did lately, for admin tokens only.
+ *
+ * @since 0.1.0
+ * @category api
+ */
+export class AdminGroup extends HttpApiGroup.make("admin")
+  .add(HttpApiEndpoint.get("clients", "/v1/admin/clients").addSuccess(ClientsResponse))
+  .add(HttpApiEndpoint.get("activity", "/v1/admin/activity").addSuccess(ActivityResponse))
+  .middleware(AdminAuthorization)
+{}
+
+/**
+ * The `dashboard` group: the HTML page of `GET /dashboard` (no credentials; the page asks for an
+ * admin token and sends it to the admin endpoints).
+ *
+ * @since 0.1.0
+ * @category api
+ */
+export class DashboardGroup extends HttpApiGroup.make("dashboard")
+  .add(
+    HttpApiEndpoint.get("dashboard", "/dashboard").addSuccess(
+      HttpApiSchema.Text({ contentType: "text/html; charset=utf-8" })
+    )
+  )
+{}
+
 /**
  * The whole protocol. The API-level errors are the ones any request can get, whatever its
  * route: bad input, an unknown route, a body over the limit, the rate limit or an overloaded
@@ -322,6 +441,8 @@ export class SyncGroup extends HttpApiGroup.make("sync")
  */
 export class SyncApi extends HttpApi.make("autosync")
   .add(SyncGroup)
+  .add(AdminGroup)
+  .add(DashboardGroup)
   .addError(BadRequest)
   .addError(NotFound)
   .addError(PayloadTooLarge)

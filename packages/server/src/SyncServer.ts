@@ -13,6 +13,12 @@
  *   `NotFound`; every error answer is JSON with a `message`. Only storage failures give 500.
  * - Flow control (`maxInflight`, `rateLimit`; see `Admission.ts`) answers 429/503 with
  *   `Retry-After` in front of the API, before a body is read.
+ * - Who is connected (`Clients`: per client id, its last push and pull, cursor and token id) and
+ *   what the server did lately (`Activity`: push/pull throughput per interval, refusals by status)
+ *   are kept in memory as requests are answered; admin tokens read them at `/v1/admin/clients`
+ *   and `/v1/admin/activity`, and `/dashboard` shows them. `layerSqlite`/`layerPg` keep the
+ *   clients in the database (`Clients.layer`); other servers keep them in memory unless a
+ *   `Clients` service is provided.
  * - Requests are logged (method, URL, status; never headers, so never a token).
  * - The log is compacted in the background once it holds `compactThreshold` superseded rows
  *   (`Compactor`); a push's `acked_through` raises its client's watermark.
@@ -56,6 +62,9 @@ import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import { createServer } from "node:http"
+import * as Activity from "./Activity.js"
+import * as Clients from "./Clients.js"
+import * as Dashboard from "./Dashboard.js"
 import * as Admission from "./Admission.js"
 import * as Compactor from "./Compactor.js"
 import { pullBody } from "./internal/wire.js"
@@ -135,7 +144,8 @@ export const layerAuthorization: Layer.Layer<SyncApi.Authorization, never, Token
     // one per request. Failures are not remembered (a token created a moment ago works at once).
     const verified = yield* Cache.makeWith({
       capacity: 4096,
-      lookup: (token: string) => Effect.map(tokens.verify(token), (projects): ReadonlySet<string> => new Set(projects)),
+      lookup: (token: string) =>
+        Effect.map(tokens.grant(token), (grant): ReadonlySet<string> => new Set(grant.projects)),
       timeToLive: (exit) => Exit.isSuccess(exit) ? tokenCacheTtl : Duration.zero
     })
     return SyncApi.Authorization.of({
@@ -153,6 +163,68 @@ export const layerAuthorization: Layer.Layer<SyncApi.Authorization, never, Token
     })
   })
 )
+
+/**
+ * The admin check: the token's id for an admin token, 401 for a missing or unknown token, 403 for
+ * a token that is not an admin token.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerAdminAuthorization: Layer.Layer<SyncApi.AdminAuthorization, never, Tokens.Tokens> = Layer.effect(
+  SyncApi.AdminAuthorization,
+  Effect.gen(function*() {
+    const tokens = yield* Tokens.Tokens
+    const verified = yield* Cache.makeWith({
+      capacity: 256,
+      lookup: (token: string) => tokens.grant(token),
+      timeToLive: (exit) => Exit.isSuccess(exit) ? tokenCacheTtl : Duration.zero
+    })
+    return SyncApi.AdminAuthorization.of({
+      bearer: (token) =>
+        verified.get(Redacted.value(token)).pipe(
+          Effect.catchAll((error): Effect.Effect<never, SyncApi.Unauthorized | SyncApi.ServerError> =>
+            error.reason === "storage"
+              ? Effect.zipRight(
+                logError("token check failed", error),
+                Effect.fail(new SyncApi.ServerError({ message: "the token could not be checked" }))
+              )
+              : Effect.fail(new SyncApi.Unauthorized({ message: error.message }))
+          ),
+          Effect.flatMap((grant: Tokens.Grant) =>
+            grant.admin
+              ? Effect.succeed(grant.id)
+              : Effect.fail(
+                new SyncApi.Forbidden({
+                  message: `token ${grant.id} is not an admin token (create one with \`autosync token create --admin\`)`
+                })
+              )
+          )
+        )
+    })
+  })
+)
+
+/** The id of the bearer token of the current request (already verified by the middleware). */
+const requestTokenId = Effect.map(HttpServerRequest.HttpServerRequest, (request) => {
+  const header = request.headers["authorization"] ?? ""
+  return Tokens.idOf(header.replace(/^bearer\s+/i, ""))
+})
+
+// ----------------------------------------------------------------------------
+// server state: who is connected, recent activity
+// ----------------------------------------------------------------------------
+
+/** The `Clients` provided from outside (e.g. `Clients.layer` over the server's database), else one in memory. */
+const layerClientsOrMemory: Layer.Layer<Clients.Clients> = Layer.effect(
+  Clients.Clients,
+  Effect.flatMap(
+    Effect.serviceOption(Clients.Clients),
+    Option.match({ onNone: () => Clients.makeMemory, onSome: Effect.succeed })
+  )
+)
+
+const layerActivity: Layer.Layer<Activity.Activity> = Activity.layer()
 
 // ----------------------------------------------------------------------------
 // shutdown
@@ -202,15 +274,25 @@ const fromAppendError = (error: MutationLogError): Effect.Effect<never, SyncApi.
     : storageFailed(error)
 
 /**
+ * What the handlers need: the log, the tokens, and the server's bookkeeping.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type HandlerServices = MutationLog | Tokens.Tokens | Clients.Clients | Activity.Activity
+
+/**
  * The `sync` group's handlers over the `MutationLog`, behind the bearer-token check.
  *
  * @since 0.1.0
  * @category layers
  */
-export const layerHandlers: Layer.Layer<HttpApiGroup.ApiGroup<"autosync", "sync">, never, MutationLog | Tokens.Tokens> =
+export const layerHandlers: Layer.Layer<HttpApiGroup.ApiGroup<"autosync", "sync">, never, HandlerServices> =
   HttpApiBuilder.group(SyncApi.SyncApi, "sync", (handlers) =>
     Effect.gen(function*() {
       const log = yield* MutationLog
+      const clients = yield* Clients.Clients
+      const activity = yield* Activity.Activity
       // Held pulls answer at once when the server shuts down, instead of delaying it.
       const shutdown = yield* ShutdownSignal
       // A held pull does not count as in flight (when the server runs the admission policy).
@@ -227,6 +309,8 @@ export const layerHandlers: Layer.Layer<HttpApiGroup.ApiGroup<"autosync", "sync"
           Effect.catchAll(fromAppendError)
         )
         yield* Metric.incrementBy(ServerMetrics.mutationsAcceptedTotal, acceptedSeqs.length)
+        yield* clients.recordPush(batch.clientId, yield* requestTokenId, acceptedSeqs.length)
+        yield* activity.record("push", acceptedSeqs.length)
         return { acceptedSeqs }
       })
 
@@ -234,6 +318,10 @@ export const layerHandlers: Layer.Layer<HttpApiGroup.ApiGroup<"autosync", "sync"
       const pull = Effect.fn("SyncServer.pull")(
         function*(params: typeof SyncApi.PullParams.Type) {
           const projects = [...(yield* SyncApi.AllowedProjects)]
+          // A client that names itself (the manager always does) is recorded as the request arrives
+          // (a held pull shows it is connected), and again with the cursor its answer brings it to.
+          const clientId = params.excludeClientId
+          if (clientId !== undefined) yield* clients.recordPull(clientId, yield* requestTokenId, params.sinceSeq)
           const limit = Math.min(params.limit, SyncApi.maxPullLimit)
           const read = log.sinceStored(params.sinceSeq, projects, limit, params.excludeClientId).pipe(
             Effect.catchAll(storageFailed)
@@ -243,6 +331,11 @@ export const layerHandlers: Layer.Layer<HttpApiGroup.ApiGroup<"autosync", "sync"
             wait: Duration.millis(Math.min(params.waitMs, SyncApi.maxWaitMs)),
             stop: Deferred.await(shutdown)
           })
+          if (clientId !== undefined) {
+            const last = page.mutations.at(-1)?.seq ?? params.sinceSeq
+            yield* clients.recordSent(clientId, page.mutations.length, page.hasMore ? last : page.latestSeq)
+          }
+          yield* activity.record("pull", page.mutations.length)
           return HttpServerResponse.text(pullBody(page), { contentType: "application/json" })
         }
       )
@@ -252,6 +345,90 @@ export const layerHandlers: Layer.Layer<HttpApiGroup.ApiGroup<"autosync", "sync"
         .handle("pull", ({ urlParams }) => pull(urlParams))
         .handle("health", () => Effect.succeed({ status: "ok" as const }))
     })).pipe(Layer.provide(layerAuthorization), Layer.provide(layerShutdownSignal))
+
+const adminStorageFailed = (what: string) => (error: { readonly message: string }) =>
+  Effect.zipRight(
+    logError(`${what} failed`, error),
+    Effect.fail(new SyncApi.ServerError({ message: `the server could not read ${what}` }))
+  )
+
+/**
+ * The `admin` group's handlers (who is connected, recent activity), behind the admin check.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerAdminHandlers: Layer.Layer<HttpApiGroup.ApiGroup<"autosync", "admin">, never, HandlerServices> =
+  HttpApiBuilder.group(SyncApi.SyncApi, "admin", (handlers) =>
+    Effect.gen(function*() {
+      const log = yield* MutationLog
+      const clients = yield* Clients.Clients
+      const activity = yield* Activity.Activity
+      const latestSeq = log.latestSeq.pipe(Effect.catchAll(storageFailed))
+      return handlers
+        .handle("clients", () =>
+          Effect.gen(function*() {
+            const all = yield* clients.list.pipe(Effect.catchAll(adminStorageFailed("the connected clients")))
+            const latest = yield* latestSeq
+            return new SyncApi.ClientsResponse({
+              latestSeq: latest,
+              clients: all.map((c) =>
+                new SyncApi.ClientInfo({
+                  clientId: c.clientId,
+                  tokenId: c.tokenId ?? null,
+                  lastPushAt: c.lastPushAt === undefined ? null : new Date(c.lastPushAt),
+                  lastPullAt: c.lastPullAt === undefined ? null : new Date(c.lastPullAt),
+                  cursor: c.cursor ?? null,
+                  lag: c.cursor === undefined ? null : Math.max(0, latest - c.cursor),
+                  pushed: c.pushed,
+                  pulled: c.pulled
+                })
+              )
+            })
+          }))
+        .handle("activity", () =>
+          Effect.gen(function*() {
+            const snapshot = yield* activity.snapshot
+            return new SyncApi.ActivityResponse({
+              intervalMs: snapshot.intervalMs,
+              rejections: snapshot.rejections,
+              latestSeq: yield* latestSeq,
+              buckets: snapshot.buckets.map((b) =>
+                new SyncApi.ActivityBucket({
+                  start: new Date(b.start),
+                  pushRequests: b.pushRequests,
+                  pullRequests: b.pullRequests,
+                  pushed: b.pushed,
+                  pulled: b.pulled,
+                  rejected: b.rejected
+                })
+              )
+            })
+          }))
+    })).pipe(Layer.provide(layerAdminAuthorization))
+
+/**
+ * The `dashboard` group: the page itself (its data comes from the admin endpoints).
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerDashboard: Layer.Layer<HttpApiGroup.ApiGroup<"autosync", "dashboard">> = HttpApiBuilder.group(
+  SyncApi.SyncApi,
+  "dashboard",
+  (handlers) => Effect.succeed(handlers.handle("dashboard", () => Effect.succeed(Dashboard.html)))
+)
+
+/**
+ * Every answer with a status >= 400 is counted by `Activity` (the dashboard's refusals), except
+ * 499: a client that went away (e.g. an agent stopped during a held pull) was not refused.
+ */
+const countRefusals = (activity: Activity.Activity["Type"]) =>
+  HttpApp.appendPreResponseHandler((_request, response) =>
+    response.status >= 400 && response.status !== 499
+      ? Effect.as(activity.reject(response.status), response)
+      : Effect.succeed(response)
+  )
 
 // ----------------------------------------------------------------------------
 // bad input → JSON errors
@@ -290,9 +467,10 @@ type ApiError = SyncApi.BadRequest | SyncApi.NotFound | SyncApi.PayloadTooLarge 
 const requestMiddleware = (bodyLimit: number) =>
   HttpApiBuilder.middleware(
     SyncApi.SyncApi,
-    Effect.map(ShutdownSignal, (signal) => (app) =>
+    Effect.map(Effect.all([ShutdownSignal, Activity.Activity]), ([signal, activity]) => (app) =>
       Effect.gen(function*() {
         yield* closeConnectionOnShutdown(signal)
+        yield* countRefusals(activity)
         const request = yield* HttpServerRequest.HttpServerRequest
         const length = request.headers["content-length"]
         if (length !== undefined && Number(length) > bodyLimit) {
@@ -383,8 +561,9 @@ export const layerApi = (
   options: Pick<Options, "bodyLimit"> = {}
 ): Layer.Layer<HttpApi.Api, never, MutationLog | Tokens.Tokens> =>
   HttpApiBuilder.api(SyncApi.SyncApi).pipe(
-    Layer.provide(layerHandlers),
+    Layer.provide(Layer.mergeAll(layerHandlers, layerAdminHandlers, layerDashboard)),
     Layer.provide(requestMiddleware(options.bodyLimit ?? defaults.bodyLimit)),
+    Layer.provide(Layer.merge(layerClientsOrMemory, layerActivity)),
     Layer.provide(layerShutdownSignal)
   )
 
@@ -444,7 +623,7 @@ export const layerSqlite = (
   HttpServerError.ServeError | SqlError | SqliteMutationLog.ServerFileError | Migrator.MigrationError | MutationLogError
 > =>
   layer(options).pipe(
-    Layer.provide(Layer.merge(SqliteMutationLog.layer(), Tokens.layer)),
+    Layer.provide(Layer.mergeAll(SqliteMutationLog.layer(), Tokens.layer, Clients.layer())),
     Layer.provide(SqliteMutationLog.layerClient(options))
   )
 
@@ -466,6 +645,6 @@ export const layerPg = (
   HttpServerError.ServeError | SqlError | Migrator.MigrationError | MutationLogError
 > =>
   layer(options).pipe(
-    Layer.provide(Layer.merge(PgMutationLog.layer(options), Tokens.layer)),
+    Layer.provide(Layer.mergeAll(PgMutationLog.layer(options), Tokens.layer, Clients.layer())),
     Layer.provide(PgMutationLog.layerClient(options))
   )

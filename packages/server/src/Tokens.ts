@@ -10,6 +10,10 @@
  * nothing about the token) by which `list` shows it and `revoke` deletes it, and the time it was
  * last used, recorded by `verify` at most once per {@link lastUsedResolution} per token.
  *
+ * An admin token (`create(projects, { admin: true })`, `autosync token create --admin`) may also
+ * read the admin endpoints (`/v1/admin/*`, the dashboard's data). Besides that it is an ordinary
+ * token: it may push and pull its projects, and it may have none (then it can only administer).
+ *
  * @since 0.1.0
  */
 import { Mutation } from "@autosync/core"
@@ -32,7 +36,7 @@ import * as SqliteMutationLog from "./SqliteMutationLog.js"
 /**
  * A failed token operation.
  * - `unknown_token`: no token, or one that was never created (the server answers 401).
- * - `invalid_projects`: `create` got no project or a malformed one.
+ * - `invalid_projects`: `create` got no project (an admin token may have none) or a malformed one.
  * - `not_found`: `revoke` got an id no token has.
  * - `storage`: the database failed.
  *
@@ -54,9 +58,32 @@ export class TokensError extends Schema.TaggedError<TokensError>()("TokensError"
 export interface TokenInfo {
   readonly id: string
   readonly projects: ReadonlyArray<string>
+  /** Whether it may read the admin endpoints. */
+  readonly admin: boolean
   readonly createdAt: Date
   /** When a server last accepted it (to within {@link lastUsedResolution}); `undefined` if never. */
   readonly lastUsedAt: Date | undefined
+}
+
+/**
+ * What a verified token grants: its public id, its projects, and whether it is an admin token.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Grant {
+  readonly id: string
+  readonly projects: ReadonlyArray<string>
+  readonly admin: boolean
+}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface CreateOptions {
+  /** An admin token may read the admin endpoints; it may have no project. Defaults to false. */
+  readonly admin?: boolean | undefined
 }
 
 /**
@@ -65,12 +92,14 @@ export interface TokenInfo {
  */
 export class Tokens extends Context.Tag("@autosync/server/Tokens")<Tokens, {
   /** A new token for these projects, in plaintext: show it once, it cannot be read back. Its id is `idOf(token)`. */
-  readonly create: (projects: ReadonlyArray<string>) => Effect.Effect<string, TokensError>
+  readonly create: (projects: ReadonlyArray<string>, options?: CreateOptions) => Effect.Effect<string, TokensError>
   /**
    * The projects a token may use; `unknown_token` when it is missing, unknown or revoked. Records
    * the token's last use when the recorded one is older than {@link lastUsedResolution}.
    */
   readonly verify: (token: Redacted.Redacted | string) => Effect.Effect<ReadonlyArray<string>, TokensError>
+  /** What the token grants (id, projects, admin); fails and records its use as `verify` does. */
+  readonly grant: (token: Redacted.Redacted | string) => Effect.Effect<Grant, TokensError>
   /** Every token, oldest first. */
   readonly list: Effect.Effect<ReadonlyArray<TokenInfo>, TokensError>
   /**
@@ -117,8 +146,10 @@ export const generate: Effect.Effect<string> = Effect.sync(() => `as_${randomByt
 
 const ValidProjects = Schema.NonEmptyArray(Mutation.Project)
 
-const validate = (projects: ReadonlyArray<string>) =>
-  projects.length === 0
+const validate = (projects: ReadonlyArray<string>, options?: CreateOptions) =>
+  projects.length === 0 && options?.admin === true
+    ? Effect.succeed([])
+    : projects.length === 0
     ? Effect.fail(new TokensError({ reason: "invalid_projects", message: "a token needs at least one project" }))
     : Schema.decodeUnknown(ValidProjects)(projects).pipe(
       Effect.map((ps) => [...new Set(ps)]),
@@ -145,11 +176,17 @@ const notFound = (id: string) => new TokensError({ reason: "not_found", message:
 // PostgreSQL returns BIGINT columns as strings, SQLite as numbers.
 const Millis = Schema.Union(Schema.Number, Schema.NumberFromString)
 const Projects = Schema.parseJson(Schema.Array(Schema.String))
-const VerifyRow = Schema.Struct({ projects: Projects, last_used_at: Schema.NullOr(Millis) })
+const VerifyRow = Schema.Struct({
+  id: Schema.String,
+  projects: Projects,
+  admin: Schema.Union(Schema.Number, Schema.NumberFromString, Schema.Boolean),
+  last_used_at: Schema.NullOr(Millis)
+})
 const decodeVerifyRows = Schema.decodeUnknown(Schema.Array(VerifyRow))
 const InfoRow = Schema.Struct({
   id: Schema.String,
   projects: Projects,
+  admin: Schema.Union(Schema.Number, Schema.NumberFromString, Schema.Boolean),
   created_at: Millis,
   last_used_at: Schema.NullOr(Millis)
 })
@@ -157,6 +194,7 @@ const decodeInfoRows = Schema.decodeUnknown(Schema.Array(InfoRow))
 const toInfo = (row: typeof InfoRow.Type): TokenInfo => ({
   id: row.id,
   projects: row.projects,
+  admin: Boolean(row.admin),
   createdAt: new Date(row.created_at),
   lastUsedAt: row.last_used_at === null ? undefined : new Date(row.last_used_at)
 })
@@ -172,11 +210,29 @@ const isStale = (lastUsedAt: number | null | undefined, now: number) =>
  */
 export const make: Effect.Effect<Tokens["Type"], never, SqlClient.SqlClient> = Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
-  const select = sql`SELECT id, projects, created_at, last_used_at FROM autosync_tokens`
+  const select = sql`SELECT id, projects, admin, created_at, last_used_at FROM autosync_tokens`
+  const grant = (presented: Redacted.Redacted | string) =>
+    Effect.gen(function*() {
+      const token = typeof presented === "string" ? presented : Redacted.value(presented)
+      if (token.length === 0) return yield* unknownToken(token)
+      const tokenHash = hash(token)
+      const rows =
+        yield* sql`SELECT id, projects, admin, last_used_at FROM autosync_tokens WHERE token_hash = ${tokenHash}`
+          .pipe(Effect.flatMap(decodeVerifyRows), Effect.mapError(storage))
+      if (rows.length === 0) return yield* unknownToken(token)
+      const now = yield* Clock.currentTimeMillis
+      if (isStale(rows[0].last_used_at, now)) {
+        // Bookkeeping only: a failed write must not refuse a valid token.
+        yield* sql`UPDATE autosync_tokens SET last_used_at = ${now} WHERE token_hash = ${tokenHash}`.pipe(
+          Effect.catchAll((e) => Effect.logWarning(`could not record a token's last use: ${e.message}`))
+        )
+      }
+      return { id: rows[0].id, projects: rows[0].projects, admin: Boolean(rows[0].admin) }
+    })
   return Tokens.of({
-    create: (projects) =>
+    create: (projects, options) =>
       Effect.gen(function*() {
-        const valid = yield* validate(projects)
+        const valid = yield* validate(projects, options)
         const token = yield* generate
         const createdAt = yield* Clock.currentTimeMillis
         const tokenHash = hash(token)
@@ -185,28 +241,14 @@ export const make: Effect.Effect<Tokens["Type"], never, SqlClient.SqlClient> = E
             token_hash: tokenHash,
             id: idOfHash(tokenHash),
             projects: JSON.stringify(valid),
+            admin: options?.admin === true ? 1 : 0,
             created_at: createdAt
           })
         }`.pipe(Effect.mapError(storage))
         return token
       }),
-    verify: (presented) =>
-      Effect.gen(function*() {
-        const token = typeof presented === "string" ? presented : Redacted.value(presented)
-        if (token.length === 0) return yield* unknownToken(token)
-        const tokenHash = hash(token)
-        const rows = yield* sql`SELECT projects, last_used_at FROM autosync_tokens WHERE token_hash = ${tokenHash}`
-          .pipe(Effect.flatMap(decodeVerifyRows), Effect.mapError(storage))
-        if (rows.length === 0) return yield* unknownToken(token)
-        const now = yield* Clock.currentTimeMillis
-        if (isStale(rows[0].last_used_at, now)) {
-          // Bookkeeping only: a failed write must not refuse a valid token.
-          yield* sql`UPDATE autosync_tokens SET last_used_at = ${now} WHERE token_hash = ${tokenHash}`.pipe(
-            Effect.catchAll((e) => Effect.logWarning(`could not record a token's last use: ${e.message}`))
-          )
-        }
-        return rows[0].projects
-      }),
+    verify: (presented) => Effect.map(grant(presented), (g) => g.projects),
+    grant,
     list: sql`${select} ORDER BY created_at, id`.pipe(
       Effect.flatMap(decodeInfoRows),
       Effect.map((rows) => rows.map(toInfo)),
@@ -265,32 +307,43 @@ export const layerPg = (options: { readonly url: Redacted.Redacted | string }): 
  * @category layers
  */
 export const layerMemory: Layer.Layer<Tokens> = Layer.sync(Tokens, () => {
-  const byHash = new Map<string, { projects: ReadonlyArray<string>; createdAt: number; lastUsedAt?: number }>()
+  const byHash = new Map<
+    string,
+    { projects: ReadonlyArray<string>; admin: boolean; createdAt: number; lastUsedAt?: number }
+  >()
   const info = (tokenHash: string): TokenInfo => {
     const entry = byHash.get(tokenHash)!
     return {
       id: idOfHash(tokenHash),
       projects: entry.projects,
+      admin: entry.admin,
       createdAt: new Date(entry.createdAt),
       lastUsedAt: entry.lastUsedAt === undefined ? undefined : new Date(entry.lastUsedAt)
     }
   }
+  const grant = (presented: Redacted.Redacted | string) =>
+    Effect.flatMap(Clock.currentTimeMillis, (now): Effect.Effect<Grant, TokensError> => {
+      const token = typeof presented === "string" ? presented : Redacted.value(presented)
+      const tokenHash = hash(token)
+      const entry = token.length === 0 ? undefined : byHash.get(tokenHash)
+      if (entry === undefined) return Effect.fail(unknownToken(token))
+      if (isStale(entry.lastUsedAt, now)) entry.lastUsedAt = now
+      return Effect.succeed({ id: idOfHash(tokenHash), projects: entry.projects, admin: entry.admin })
+    })
   return Tokens.of({
-    create: (projects) =>
+    create: (projects, options) =>
       Effect.gen(function*() {
-        const valid = yield* validate(projects)
+        const valid = yield* validate(projects, options)
         const token = yield* generate
-        byHash.set(hash(token), { projects: valid, createdAt: yield* Clock.currentTimeMillis })
+        byHash.set(hash(token), {
+          projects: valid,
+          admin: options?.admin === true,
+          createdAt: yield* Clock.currentTimeMillis
+        })
         return token
       }),
-    verify: (presented) =>
-      Effect.flatMap(Clock.currentTimeMillis, (now) => {
-        const token = typeof presented === "string" ? presented : Redacted.value(presented)
-        const entry = token.length === 0 ? undefined : byHash.get(hash(token))
-        if (entry === undefined) return Effect.fail(unknownToken(token))
-        if (isStale(entry.lastUsedAt, now)) entry.lastUsedAt = now
-        return Effect.succeed(entry.projects)
-      }),
+    verify: (presented) => Effect.map(grant(presented), (g) => g.projects),
+    grant,
     list: Effect.sync(() =>
       [...byHash.keys()].map(info).sort((a, b) =>
         a.createdAt.getTime() - b.createdAt.getTime() || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0)

@@ -1,7 +1,26 @@
 /**
  * @since 0.1.0
  */
+export * as Activity from "./Activity.js"
+
+/**
+ * @since 0.1.0
+ */
+export * as Clients from "./Clients.js"
+
+/**
+ * @since 0.1.0
+ */
+export * as Dashboard from "./Dashboard.js"
+
+/**
+ * @since 0.1.0
+ */
 export * as Admission from "./Admission.js"
+
+/**
+ * @since 0.1.0
+ */
 export * as Compactor from "./Compactor.js"
 
 /**

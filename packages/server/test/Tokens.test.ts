@@ -41,6 +41,21 @@ const TokensSuite = (name: string, layer: Layer.Layer<Tokens.Tokens, unknown>) =
         assert.strictEqual((yield* tokensError(tokens.verify(""))).message, "missing bearer token")
       }).pipe(Effect.provide(Layer.orDie(layer))))
 
+    it.effect("an admin token: grant says so, list shows it; it may have no project", () =>
+      Effect.gen(function*() {
+        const tokens = yield* Tokens.Tokens
+        const admin = yield* tokens.create([], { admin: true })
+        const plain = yield* tokens.create(["p1"])
+        assert.deepStrictEqual(yield* tokens.grant(admin), { id: Tokens.idOf(admin), projects: [], admin: true })
+        assert.deepStrictEqual(yield* tokens.grant(plain), { id: Tokens.idOf(plain), projects: ["p1"], admin: false })
+        assert.deepStrictEqual(yield* tokens.verify(admin), [])
+        const listed = yield* tokens.list
+        assert.deepStrictEqual(
+          listed.map((t) => [t.id, t.admin]).sort(),
+          [[Tokens.idOf(admin), true], [Tokens.idOf(plain), false]].sort()
+        )
+      }).pipe(Effect.provide(Layer.orDie(layer))))
+
     it.effect("a token needs at least one valid project, named in one line", () =>
       Effect.gen(function*() {
         const tokens = yield* Tokens.Tokens

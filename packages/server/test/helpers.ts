@@ -28,6 +28,8 @@ export const baseUrl = Effect.map(HttpServer.HttpServer, (server) => {
 export class TestServer extends Context.Tag("test/TestServer")<TestServer, {
   readonly url: string
   readonly token: (projects: ReadonlyArray<string>) => Effect.Effect<string>
+  /** An admin token (it may also read `/v1/admin/*`) with these projects. */
+  readonly adminToken: (projects: ReadonlyArray<string>) => Effect.Effect<string>
   readonly transport: (projects: ReadonlyArray<string>) => Effect.Effect<CloudTransport.CloudTransport["Type"]>
 }>() {}
 
@@ -44,6 +46,7 @@ export const layerServer = (
       return {
         url,
         token,
+        adminToken: (projects) => Effect.orDie(tokens.create(projects, { admin: true })),
         transport: (projects) =>
           token(projects).pipe(
             Effect.flatMap((t) =>

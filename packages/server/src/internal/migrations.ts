@@ -1,5 +1,5 @@
 /**
- * The server's tables (the mutation log, its compaction's bookkeeping and the tokens), one migration set for SQLite and
+ * The server's tables (the mutation log, its compaction's bookkeeping, the tokens and the connected clients), one migration set for SQLite and
  * PostgreSQL, run with `@effect/sql`'s `Migrator`.
  */
 import * as Migrator from "@effect/sql/Migrator"
@@ -73,6 +73,21 @@ export const loader = Migrator.fromRecord({
       at BIGINT NOT NULL,
       removed BIGINT NOT NULL,
       duration_ms BIGINT NOT NULL
+    )`
+  }),
+  // Admin tokens (they may read /v1/admin/*), and who is connected: one row per client id, written
+  // in batches by Clients.ts (never one write per request).
+  "0005_admin_clients": Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    yield* sql`ALTER TABLE autosync_tokens ADD COLUMN admin INTEGER NOT NULL DEFAULT 0`
+    yield* sql`CREATE TABLE autosync_clients (
+      client_id TEXT PRIMARY KEY,
+      token_id TEXT,
+      last_push_at BIGINT,
+      last_pull_at BIGINT,
+      cursor_seq BIGINT,
+      pushed BIGINT NOT NULL DEFAULT 0,
+      pulled BIGINT NOT NULL DEFAULT 0
     )`
   })
 })
