@@ -8,8 +8,8 @@
  */
 import * as Command from "@effect/cli/Command"
 import * as Agent from "./Agent.js"
-import * as Compact from "./Compact.js"
 import * as Clients from "./Clients.js"
+import * as Compact from "./Compact.js"
 import * as DemoCommand from "./DemoCommand.js"
 import * as DocumentCommands from "./DocumentCommands.js"
 import * as Help from "./Help.js"

@@ -29,6 +29,7 @@ import * as HashMap from "effect/HashMap"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Ref from "effect/Ref"
+import * as ServerMetrics from "./ServerMetrics.js"
 
 /**
  * @since 0.1.0
@@ -260,6 +261,9 @@ const answer = (decision: Rejected) =>
     }
   )
 
+// A refusal, counted in `autosync_server_rejections_total`.
+const refuse = (decision: Rejected) => Effect.as(ServerMetrics.rejected(decision.status), answer(decision))
+
 /**
  * Puts the policy in front of an app: a rejected request is answered at once, from its
  * headers; an admitted one holds its slot until the app answered.
@@ -273,8 +277,8 @@ export const middleware = <E, R>(
   Effect.gen(function*() {
     const admission = yield* Admission
     const request = yield* HttpServerRequest.HttpServerRequest
-    if (!governed(request.url)) return (yield* admission.closing) ? answer(closingDecision) : yield* app
+    if (!governed(request.url)) return (yield* admission.closing) ? yield* refuse(closingDecision) : yield* app
     const decision = yield* admission.admit(bearer(request.headers["authorization"]))
-    if (decision._tag === "Rejected") return answer(decision)
+    if (decision._tag === "Rejected") return yield* refuse(decision)
     return yield* app.pipe(Effect.locally(holdsSlot, true), Effect.ensuring(admission.release))
   })

@@ -13,9 +13,11 @@
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Metric from "effect/Metric"
 import * as Schedule from "effect/Schedule"
 import type { CompactionReport, MutationLogError } from "./MutationLog.js"
 import { MutationLog } from "./MutationLog.js"
+import * as ServerMetrics from "./ServerMetrics.js"
 
 /**
  * @since 0.1.0
@@ -68,6 +70,7 @@ export const check = (
     if (threshold <= 0 || stats.superseded < threshold) return undefined
     yield* Effect.logInfo(`compacting: ${stats.superseded} superseded rows of ${stats.rows}`).pipe(annotate)
     const report = yield* log.compact()
+    yield* Metric.increment(ServerMetrics.compactionRunsTotal)
     yield* Effect.logInfo(describe(report)).pipe(annotate)
     return report
   })

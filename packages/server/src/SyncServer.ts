@@ -63,10 +63,10 @@ import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import { createServer } from "node:http"
 import * as Activity from "./Activity.js"
-import * as Clients from "./Clients.js"
-import * as Dashboard from "./Dashboard.js"
 import * as Admission from "./Admission.js"
+import * as Clients from "./Clients.js"
 import * as Compactor from "./Compactor.js"
+import * as Dashboard from "./Dashboard.js"
 import { pullBody } from "./internal/wire.js"
 import type { MutationLogError } from "./MutationLog.js"
 import { MutationLog } from "./MutationLog.js"
@@ -582,7 +582,9 @@ export const layerHttp = (
 > =>
   HttpApiBuilder.serve((app) =>
     ServerMetrics.track(
-      (options.logRequests ?? defaults.logRequests) ? requestLogger(Admission.middleware(app)) : Admission.middleware(app)
+      (options.logRequests ?? defaults.logRequests)
+        ? requestLogger(Admission.middleware(app))
+        : Admission.middleware(app)
     )
   ).pipe(
     Layer.provide(layerApi(options)),
