@@ -242,11 +242,13 @@ export const make = (db: Db): Pick<LocalStore.LocalStore["Type"], JournalMembers
       yield* db.reclaim
     }),
 
+    // Both reads in one transaction (one snapshot): a write another process appends between them
+    // would otherwise be counted as acked, and the server would then refuse it (409).
     ackedThrough: Effect.gen(function*() {
       const first = yield* count(sql`SELECT COALESCE(MIN(seq), 0) AS n FROM sync_mutations
         WHERE source = 'local' AND acked_at IS NULL`)
       return Merge.ackedThrough(first === 0 ? undefined : first, yield* lastLocalSeq(db))
-    }).pipe(Effect.mapError(fail("reading the acked-through watermark"))),
+    }).pipe(sql.withTransaction, Effect.mapError(fail("reading the acked-through watermark"))),
 
     journalSize: Effect.gen(function*() {
       const rows = yield* count(sql`SELECT COUNT(*) AS n FROM sync_mutations`)
