@@ -12,7 +12,7 @@
  * Writers and pullers speak the HTTP protocol directly (the replicas' side is tested elsewhere);
  * the oracle is what the writers were told: per key, the write with the highest accepted seq.
  */
-import { execFile } from "node:child_process"
+import { psql } from "@autosync/test-support"
 import { randomBytes } from "node:crypto"
 import * as Fs from "node:fs"
 import { afterEach, assert, beforeAll, describe, it } from "vitest"
@@ -109,17 +109,6 @@ const write = (clientSeq: number, key: string, n: number): Entry => ({
   op: n % 7 === 0 ? "delete" : "upsert",
   payload: { n, filler: "x".repeat(40) }
 })
-
-const psql = (url: string, sql: string) =>
-  new Promise<string>((resolve, reject) =>
-    execFile(
-      "psql",
-      [url, "-v", "ON_ERROR_STOP=1", "-qAt", "-c", sql],
-      { timeout: 15_000, env: { ...process.env, PGCONNECT_TIMEOUT: "5" } },
-      (error, stdout, stderr) =>
-        error ? reject(new Error(`${stderr.trim().split("\n")[0] || error.message}`)) : resolve(stdout)
-    )
-  )
 
 describe("compaction with real server processes", () => {
   const procs = new Processes()

@@ -5,8 +5,7 @@
  * sets it. The cases are independent and run concurrently; every child is killed when its test
  * ends, pass or fail. `pnpm test` builds `dist/` before vitest runs.
  */
-import { hash } from "@autosync/test-support"
-import { execFile } from "node:child_process"
+import { hash, psql } from "@autosync/test-support"
 import { randomBytes } from "node:crypto"
 import * as Fs from "node:fs"
 import { afterAll, assert, beforeAll, describe, it } from "vitest"
@@ -747,15 +746,3 @@ describe.concurrent("autosync", () => {
 })
 
 const redact = (url: string) => url.replace(/\/\/([^:@/]+):[^@/]*@/, "//$1:***@")
-
-/** Runs one SQL statement with `psql` (bounded); resolves with its unaligned output. */
-const psql = (url: string, sql: string) =>
-  new Promise<string>((resolve, reject) =>
-    execFile(
-      "psql",
-      [url, "-v", "ON_ERROR_STOP=1", "-qAt", "-c", sql],
-      { timeout: 15_000, env: { ...process.env, PGCONNECT_TIMEOUT: "5" } },
-      (error, stdout, stderr) =>
-        error ? reject(new Error(`${stderr.trim().split("\n")[0] || error.message}`)) : resolve(stdout)
-    )
-  )

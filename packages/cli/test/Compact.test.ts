@@ -5,7 +5,7 @@
  * threshold refused in one line. The PostgreSQL case skips visibly without PostgreSQL (fails
  * under CI=true).
  */
-import { execFile } from "node:child_process"
+import { psql } from "@autosync/test-support"
 import { createHash, randomBytes } from "node:crypto"
 import * as Fs from "node:fs"
 import { assert, describe, it } from "vitest"
@@ -131,14 +131,3 @@ describe("autosync compact", () => {
     await compactWhileServing(box, ["--database-url", url])
   }, long)
 })
-
-const psql = (url: string, sql: string) =>
-  new Promise<string>((resolve, reject) =>
-    execFile(
-      "psql",
-      [url, "-v", "ON_ERROR_STOP=1", "-qAt", "-c", sql],
-      { timeout: 15_000, env: { ...process.env, PGCONNECT_TIMEOUT: "5" } },
-      (error, stdout, stderr) =>
-        error ? reject(new Error(`${stderr.trim().split("\n")[0] || error.message}`)) : resolve(stdout)
-    )
-  )

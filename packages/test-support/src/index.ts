@@ -4,4 +4,5 @@
  */
 export * from "./files.js"
 export * from "./limited.js"
+export * from "./psql.js"
 export * from "./pushLog.js"
