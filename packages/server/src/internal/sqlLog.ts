@@ -51,37 +51,20 @@ const Int = Schema.Union(Schema.Int, Schema.compose(Schema.NumberFromString, Sch
 
 const LatestRow = Schema.Struct({ latest: Schema.NullOr(Int) })
 
-const IdentityRow = Schema.Struct({
-  compacted: Int,
-  seq: Int,
-  client_seq: Int,
+/** A row's content columns (what identity compares, and what a pull sends). */
+const contentColumns = {
   project: Schema.String,
   entity: Schema.String,
   entity_key: Schema.String,
   op: Schema.String,
   payload: Schema.String
-})
+}
 
-const StoredRow = Schema.Struct({
-  seq: Int,
-  project: Schema.String,
-  entity: Schema.String,
-  entity_key: Schema.String,
-  op: Schema.String,
-  payload: Schema.String,
-  occurred_at: Int
-})
+const IdentityRow = Schema.Struct({ compacted: Int, seq: Int, client_seq: Int, ...contentColumns })
 
-const CompactRow = Schema.Struct({
-  seq: Int,
-  client_id: Schema.String,
-  client_seq: Int,
-  project: Schema.String,
-  entity: Schema.String,
-  entity_key: Schema.String,
-  op: Schema.String,
-  payload: Schema.String
-})
+const StoredRow = Schema.Struct({ seq: Int, ...contentColumns, occurred_at: Int })
+
+const CompactRow = Schema.Struct({ seq: Int, client_id: Schema.String, client_seq: Int, ...contentColumns })
 
 const WatermarkRow = Schema.Struct({ client_id: Schema.String, acked_through: Int })
 const CountRow = Schema.Struct({ n: Int })
