@@ -74,7 +74,9 @@ export const run = async (ctx) => {
     ))
     const log = Context.get(logContext, MutationLog.MutationLog)
     const withLogSql = (effect) =>
-      Effect.runPromise(Effect.provideService(effect, SqlClient.SqlClient, Context.get(logContext, SqlClient.SqlClient)))
+      Effect.runPromise(
+        Effect.provideService(effect, SqlClient.SqlClient, Context.get(logContext, SqlClient.SqlClient))
+      )
     let logMillis = 0
     const timed = async (promise) => {
       const t = performance.now()
@@ -118,7 +120,11 @@ export const run = async (ctx) => {
           ...write(t * 7919, keys)
         }))
         const seqs = await timed(Effect.runPromise(log.append("other", entries, theirs - theirsPerBatch)))
-        const page = entries.map(({ clientSeq: _, ...entry }, i) => ({ seq: seqs[i], ...entry, occurredAt: new Date(0) }))
+        const page = entries.map(({ clientSeq: _, ...entry }, i) => ({
+          seq: seqs[i],
+          ...entry,
+          occurredAt: new Date(0)
+        }))
         await Effect.runPromise(store.applyPulledMutations(target, page, { throughSeq: seqs.at(-1) }))
         if (++batches % compactEvery === 0) await timed(Effect.runPromise(log.compact()))
       }

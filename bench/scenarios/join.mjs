@@ -133,7 +133,10 @@ export const run = async (ctx) => {
       build_s: round(buildSeconds, 1),
       compact_s: round(compactSeconds, 1),
       compaction: { removed: compacted.report.removed, rows_left: compacted.stats.rows },
-      server_file_bytes: { uncompacted: statSync(`${dir}/full.db`).size, compacted: statSync(`${dir}/compacted.db`).size },
+      server_file_bytes: {
+        uncompacted: statSync(`${dir}/full.db`).size,
+        compacted: statSync(`${dir}/compacted.db`).size
+      },
       compacted: joined,
       uncompacted,
       floor: { what: `a fresh log of ${keys} mutations`, ...floor },

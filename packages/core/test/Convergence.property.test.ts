@@ -200,8 +200,7 @@ const runScenario = (scenario: Scenario) =>
         return { clientId, store, faulty, manager, appended: [] as Array<number> }
       })
     const replicas = yield* Effect.forEach(Array.from({ length: scenario.replicas }, (_, i) => i), makeReplica)
-    const at = (index: number) =>
-      replicas[index % replicas.length]
+    const at = (index: number) => replicas[index % replicas.length]
     let n = 0
     const append = (r: typeof replicas[number], w: { project: string; key: string; remove: boolean }) =>
       Effect.gen(function*() {
@@ -355,7 +354,7 @@ const parameters: fc.Parameters<[Scenario]> = {
 }
 
 describe("convergence under faults (property)", () => {
-  it("replicas, early or joining around compactions, converge to the newest write per key; every write is stored exactly once", async () => {
+  it("replicas joining around compactions converge to the newest write per key, each write stored once", async () => {
     await fc.assert(fc.asyncProperty(Scenario, (scenario) => Effect.runPromise(runScenario(scenario))), parameters)
     if (parameters.path === undefined && parameters.numRuns! >= 200) {
       // the storm was real: over all runs, every kind of fault was injected and pulls met un-acked writes
