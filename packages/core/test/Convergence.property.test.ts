@@ -92,6 +92,11 @@ const Scenario = fc.record({
   pushBatchSize: fc.integer({ min: 1, max: 3 }),
   pullBatchSize: fc.integer({ min: 1, max: 3 }),
   commands: fc.array(Command, { minLength: 1, maxLength: 20 }),
+  /**
+   * Whether the server compacts after every push it answers, like a Compactor at its busiest: the
+   * window between a lost answer and its retry then always holds a compaction.
+   */
+  compactEachPush: fc.boolean(),
   /** After the storm: whether the log is compacted, then how many new replicas join (through faults). */
   finalCompact: fc.boolean(),
   latecomers: fc.integer({ min: 0, max: 2 })
@@ -126,10 +131,14 @@ interface Accepted {
   readonly identityOf: Map<number, string>
   readonly seqsOf: Map<string, Set<number>>
 }
-const recording = (inner: CloudTransport.CloudTransport["Type"], accepted: Accepted) =>
+const recording = (
+  inner: CloudTransport.CloudTransport["Type"],
+  accepted: Accepted,
+  afterPush: Effect.Effect<void>
+) =>
   CloudTransport.CloudTransport.of({
     push: (batch) =>
-      Effect.tap(inner.push(batch), ({ acceptedSeqs }) =>
+      Effect.tap(Effect.tap(inner.push(batch), () => afterPush), ({ acceptedSeqs }) =>
         Effect.sync(() =>
           acceptedSeqs.forEach((seq, i) => {
             const identity = `${batch.clientId}#${batch.mutations[i].clientSeq}`
@@ -167,6 +176,11 @@ const runScenario = (scenario: Scenario) =>
     /** Every local write, by `(clientId, clientSeq)`. */
     const written = new Map<string, Written>()
     let compactions = 0
+    const compact = (batchSize: number) =>
+      Effect.map(server.compact({ batchSize }), (report) => {
+        compactions++
+        tally.compactedAway += report.removed
+      })
     const makeReplica = (i: number) =>
       Effect.gen(function*() {
         const clientId = `r${i}`
@@ -174,12 +188,19 @@ const runScenario = (scenario: Scenario) =>
         for (const project of projects) {
           yield* store.enroll(project)
         }
-        const faulty = yield* FaultyTransport.wrap(recording(CloudTransport.fromMemoryServer(server), accepted), {
-          seed: scenario.faultSeeds[i],
-          probabilities: scenario.faults,
-          maxDelay: maxDelayMillis,
-          timeout: timeoutMillis
-        })
+        const faulty = yield* FaultyTransport.wrap(
+          recording(
+            CloudTransport.fromMemoryServer(server),
+            accepted,
+            scenario.compactEachPush ? compact(1 + (i & 3)) : Effect.void
+          ),
+          {
+            seed: scenario.faultSeeds[i],
+            probabilities: scenario.faults,
+            maxDelay: maxDelayMillis,
+            timeout: timeoutMillis
+          }
+        )
         const config = yield* SyncConfig.make({
           leaseOwner: `w${i}`,
           debounce: "200 millis",
@@ -214,11 +235,6 @@ const runScenario = (scenario: Scenario) =>
         }])
         r.appended.push(...seqs)
         for (const seq of seqs) written.set(`${r.clientId}#${seq}`, { ...w, payload })
-      })
-    const compact = (batchSize: number) =>
-      Effect.map(server.compact({ batchSize }), (report) => {
-        compactions++
-        tally.compactedAway += report.removed
       })
     /** Lets forked cycles finish: each request hangs at most a delay plus a timeout. */
     const drain = (fibers: ReadonlyArray<Fiber.RuntimeFiber<unknown>>, what: string) =>
