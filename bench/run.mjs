@@ -11,6 +11,7 @@ import * as Cli from "./scenarios/cli.mjs"
 import * as Cost from "./scenarios/cost.mjs"
 import * as Growth from "./scenarios/growth.mjs"
 import * as Idle from "./scenarios/idle.mjs"
+import * as Join from "./scenarios/join.mjs"
 import * as Latency from "./scenarios/latency.mjs"
 import * as Recovery from "./scenarios/recovery.mjs"
 import * as Scale from "./scenarios/scale.mjs"
@@ -27,7 +28,8 @@ const scenarios = {
   store: Store,
   recovery: Recovery,
   cli: Cli,
-  growth: Growth
+  growth: Growth,
+  join: Join
 }
 
 const usage = `usage: pnpm bench [options]      (or node bench/run.mjs [options], without the build)
@@ -53,6 +55,8 @@ const usage = `usage: pnpm bench [options]      (or node bench/run.mjs [options]
   --store-rows N         store: rows through each LocalStore step (default 20000)
   --growth-keys N        growth: keys the writes go to (default 10000)
   --growth-writes LIST   growth: checkpoints, in writes, at which the file is measured (default 10000,100000,1000000)
+  --join-rows N          join: mutations in the server's log (default 1000000)
+  --join-keys N          join: keys they go to, and the floor's fresh log (default 10000)
   --recovery-agents N     recovery: agents (replica processes) against one server (default 20)
   --outage-seconds S      recovery: how long the server is down (default 60)
   --stall-seconds S      give up on a scenario whose replica makes no progress this long (default 60)
@@ -88,6 +92,8 @@ const { values } = parseArgs({
     "store-rows": { type: "string" },
     "growth-keys": { type: "string" },
     "growth-writes": { type: "string" },
+    "join-rows": { type: "string" },
+    "join-keys": { type: "string" },
     "recovery-agents": { type: "string" },
     "outage-seconds": { type: "string" },
     "stall-seconds": { type: "string" },
@@ -137,6 +143,8 @@ const flags = {
   costRequests: positive("cost-requests", quick ? 100 : 500),
   storeRows: positive("store-rows", quick ? 2000 : 20_000),
   growthKeys: positive("growth-keys", quick ? 1000 : 10_000),
+  joinRows: positive("join-rows", quick ? 20_000 : 1_000_000),
+  joinKeys: positive("join-keys", quick ? 1000 : 10_000),
   growthWrites: list("growth-writes", quick ? ["1000", "10000", "20000"] : ["10000", "100000", "1000000"]).map(Number),
   recoveryAgents: positive("recovery-agents", 20),
   outageSeconds: positive("outage-seconds", quick ? 15 : 60),

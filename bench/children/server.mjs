@@ -15,7 +15,13 @@ const { SqliteMutationLog, SyncServer, Tokens } = await import(
   opts.serverBuild ? pathToFileURL(`${opts.serverBuild}/index.js`).href : "@autosync/server"
 )
 if (opts.sqlStats) (await import("../lib/sqlstats.mjs")).install()
-const common = { port: 0, host: "127.0.0.1", logRequests: false }
+// `compactThreshold: 0` turns the server's background compaction off (the join bench compacts itself).
+const common = {
+  port: 0,
+  host: "127.0.0.1",
+  logRequests: false,
+  ...(opts.compactThreshold === undefined ? {} : { compactThreshold: opts.compactThreshold })
+}
 
 let token = opts.token
 if (opts.createToken) {

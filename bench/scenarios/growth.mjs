@@ -7,10 +7,16 @@
 // (`SqliteLocalStore.reclaimSpace`) and a WAL checkpoint, the journal's rows and per-key facts,
 // and the time the writes took. Target (issue 14): the size after 1M within 2x of after 10k.
 //
-// The server log column: `serverLogSize` below is the hook for the log's size at each checkpoint
-// (rows and bytes of a real log fed the same writes, with compaction); until then it reports
-// null.
+// The server log column: a real server log (`SqliteMutationLog`, a file, in the same process) is
+// fed the same writes — ours as one client acking through what it pushed before, the other
+// replica's as another — and gives the seqs the replica acks and pulls. It is compacted
+// (`MutationLog.compact`) every `compactEvery` batches, about when the server's Compactor would at
+// its default threshold (10,000 superseded rows), and at each checkpoint, then measured: rows,
+// identities kept, the file's bytes after a WAL checkpoint and its free pages (SQLite reuses them;
+// the file does not shrink without a vacuum, so the bytes are the high-water mark between runs).
+// `seconds` is the replica's time only; `log_seconds` the log's appends and compactions.
 import { LocalStore } from "@autosync/core"
+import { MutationLog, SqliteMutationLog } from "@autosync/server"
 import { SqliteLocalStore } from "@autosync/sqlite"
 import * as SqlClient from "@effect/sql/SqlClient"
 import * as Context from "effect/Context"
@@ -24,6 +30,7 @@ import { round } from "../lib/stats.mjs"
 
 const batch = 1000
 const theirsPerBatch = 100
+const compactEvery = 10
 const target = "cloud"
 
 const write = (n, keys) => ({
@@ -34,8 +41,22 @@ const write = (n, keys) => ({
   payload: { n, title: `Note ${n}`, tags: ["bench", n % 2 === 0 ? "even" : "odd"] }
 })
 
-/** The hook for the server log's size at a checkpoint (see the header); null until a log is measured. */
-const serverLogSize = async (_writes) => null
+/** The server log's size at a checkpoint, after compaction (see the header). */
+const serverLogSize = async (log, withLogSql, file) => {
+  const report = await Effect.runPromise(log.compact())
+  const stats = await Effect.runPromise(log.stats)
+  await withLogSql(Effect.flatMap(SqlClient.SqlClient, (sql) => sql.unsafe("PRAGMA wal_checkpoint(TRUNCATE)")))
+  const [{ freelist_count }] = await withLogSql(
+    Effect.flatMap(SqlClient.SqlClient, (sql) => sql.unsafe("PRAGMA freelist_count"))
+  )
+  return {
+    rows: stats.rows,
+    identities_kept: stats.identities,
+    removed_by_compaction: report.removed,
+    bytes: statSync(file).size,
+    free_pages: freelist_count
+  }
+}
 
 export const run = async (ctx) => {
   const keys = ctx.flags.growthKeys
@@ -46,11 +67,31 @@ export const run = async (ctx) => {
   try {
     ctx.log(`growth: ${checkpoints.at(-1)} writes to ${keys} keys, size at ${checkpoints.join(", ")}…`)
     const context = await Effect.runPromise(Layer.buildWithScope(SqliteLocalStore.layerFile(file), scope))
+    const logFile = `${dir}/server.db`
+    const logContext = await Effect.runPromise(Layer.buildWithScope(
+      SqliteMutationLog.layer().pipe(Layer.provideMerge(SqliteMutationLog.layerClient({ file: logFile }))),
+      scope
+    ))
+    const log = Context.get(logContext, MutationLog.MutationLog)
+    const withLogSql = (effect) =>
+      Effect.runPromise(
+        Effect.provideService(effect, SqlClient.SqlClient, Context.get(logContext, SqlClient.SqlClient))
+      )
+    let logMillis = 0
+    const timed = async (promise) => {
+      const t = performance.now()
+      try {
+        return await promise
+      } finally {
+        logMillis += performance.now() - t
+      }
+    }
     const store = Context.get(context, LocalStore.LocalStore)
     const withSql = (effect) =>
       Effect.runPromise(Effect.provideService(effect, SqlClient.SqlClient, Context.get(context, SqlClient.SqlClient)))
     await Effect.runPromise(store.enroll("bench"))
-    let serverSeq = 0
+    let ackedThrough = 0
+    let batches = 0
     let written = 0
     let theirs = 0
     const started = performance.now()
@@ -62,19 +103,33 @@ export const run = async (ctx) => {
           store.appendLocal(target, Array.from({ length: n }, (_, i) => write(written + i, keys)))
         )
         written += n
-        // Push: every pending row acked with the next server seqs.
+        // Push: every pending row appended to the log and acked with the seqs it gave.
         const pending = await Effect.runPromise(store.listPendingMutations(target, batch))
+        const ours = await timed(Effect.runPromise(log.append(
+          "growth",
+          pending.map((m) => ({ clientSeq: m.seq, ...write(m.seq - 1, keys) })),
+          ackedThrough
+        )))
+        ackedThrough = pending.at(-1).seq
         await Effect.runPromise(
-          store.ackMutationSeqs(target, pending.map((m) => ({ seq: m.seq, serverSeq: ++serverSeq })))
+          store.ackMutationSeqs(target, pending.map((m, i) => ({ seq: m.seq, serverSeq: ours[i] })))
         )
         // Pull: another replica's writes to the same keys, then the cursor past our own.
-        const page = Array.from({ length: theirsPerBatch }, () => {
-          theirs++
-          return { seq: ++serverSeq, ...write(theirs * 7919, keys), occurredAt: new Date(0) }
-        })
-        await Effect.runPromise(store.applyPulledMutations(target, page, { throughSeq: serverSeq }))
+        const entries = Array.from({ length: theirsPerBatch }, () => ++theirs).map((t) => ({
+          clientSeq: t,
+          ...write(t * 7919, keys)
+        }))
+        const seqs = await timed(Effect.runPromise(log.append("other", entries, theirs - theirsPerBatch)))
+        const page = entries.map(({ clientSeq: _, ...entry }, i) => ({
+          seq: seqs[i],
+          ...entry,
+          occurredAt: new Date(0)
+        }))
+        await Effect.runPromise(store.applyPulledMutations(target, page, { throughSeq: seqs.at(-1) }))
+        if (++batches % compactEvery === 0) await timed(Effect.runPromise(log.compact()))
       }
-      const elapsed = performance.now() - started
+      const elapsed = performance.now() - started - logMillis
+      const serverLog = await timed(serverLogSize(log, withLogSql, logFile))
       const reclaimed = await withSql(SqliteLocalStore.reclaimSpace)
       await withSql(Effect.flatMap(SqlClient.SqlClient, (sql) => sql.unsafe("PRAGMA wal_checkpoint(TRUNCATE)")))
       const journal = await Effect.runPromise(store.journalSize)
@@ -85,7 +140,8 @@ export const run = async (ctx) => {
         key_facts: journal.keyFacts,
         pages_reclaimed_at_checkpoint: reclaimed,
         seconds: round(elapsed / 1000, 1),
-        server_log: await serverLogSize(checkpoint)
+        log_seconds: round(logMillis / 1000, 1),
+        server_log: serverLog
       }
       ctx.log(`growth: ${checkpoint} writes: ${point.file_bytes} bytes, ${point.journal_rows} journal rows`)
       points.push(point)
@@ -94,7 +150,7 @@ export const run = async (ctx) => {
     const last = points.at(-1).file_bytes
     const result = {
       scenario: "growth",
-      processes: "the runner's own process, no server",
+      processes: "the runner's own process: the replica's store and a server log, no HTTP",
       keys,
       batch_size: batch,
       their_writes_per_batch: theirsPerBatch,
