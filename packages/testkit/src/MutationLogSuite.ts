@@ -405,6 +405,23 @@ const compaction = (test: Test) => {
   )
 
   test(
+    "size is the rows and latest seq of stats, empty, after appends, and after compaction",
+    Effect.gen(function*() {
+      const log = yield* MutationLog.MutationLog
+      const agree = Effect.gen(function*() {
+        const { latestSeq, rows } = yield* log.stats
+        assert.deepStrictEqual(yield* log.size, { rows, latestSeq })
+        return rows
+      })
+      assert.strictEqual(yield* agree, 0)
+      yield* log.append("c1", [entry(1), entry(2, { entityKey: "k1" }), entry(3, { op: "delete", payload: null })])
+      assert.strictEqual(yield* agree, 3)
+      yield* log.compact()
+      assert.strictEqual(yield* agree, 2)
+    })
+  )
+
+  test(
     "after compaction a pull from any cursor (any page size) gives every key's newest row after it",
     Effect.gen(function*() {
       const log = yield* MutationLog.MutationLog
