@@ -130,6 +130,15 @@ const logError = (message: string, cause: unknown) =>
 // security
 // ----------------------------------------------------------------------------
 
+/** A token that failed its check: 401, or 500 (logged) when the tokens' storage failed. */
+const refused = (error: Tokens.TokensError): Effect.Effect<never, SyncApi.Unauthorized | SyncApi.ServerError> =>
+  error.reason === "storage"
+    ? Effect.zipRight(
+      logError("token check failed", error),
+      Effect.fail(new SyncApi.ServerError({ message: "the token could not be checked" }))
+    )
+    : Effect.fail(new SyncApi.Unauthorized({ message: error.message }))
+
 /**
  * The bearer-token check: the token's projects, 401 for a missing or unknown token.
  *
@@ -151,14 +160,7 @@ export const layerAuthorization: Layer.Layer<SyncApi.Authorization, never, Token
     return SyncApi.Authorization.of({
       bearer: (token) =>
         verified.get(Redacted.value(token)).pipe(
-          Effect.catchAll((error): Effect.Effect<never, SyncApi.Unauthorized | SyncApi.ServerError> =>
-            error.reason === "storage"
-              ? Effect.zipRight(
-                logError("token check failed", error),
-                Effect.fail(new SyncApi.ServerError({ message: "the token could not be checked" }))
-              )
-              : Effect.fail(new SyncApi.Unauthorized({ message: error.message }))
-          )
+          Effect.catchAll(refused)
         )
     })
   })
@@ -183,14 +185,7 @@ export const layerAdminAuthorization: Layer.Layer<SyncApi.AdminAuthorization, ne
     return SyncApi.AdminAuthorization.of({
       bearer: (token) =>
         verified.get(Redacted.value(token)).pipe(
-          Effect.catchAll((error): Effect.Effect<never, SyncApi.Unauthorized | SyncApi.ServerError> =>
-            error.reason === "storage"
-              ? Effect.zipRight(
-                logError("token check failed", error),
-                Effect.fail(new SyncApi.ServerError({ message: "the token could not be checked" }))
-              )
-              : Effect.fail(new SyncApi.Unauthorized({ message: error.message }))
-          ),
+          Effect.catchAll(refused),
           Effect.flatMap((grant: Tokens.Grant) =>
             grant.admin
               ? Effect.succeed(grant.id)

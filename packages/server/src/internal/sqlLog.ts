@@ -51,8 +51,8 @@ const Int = Schema.Union(Schema.Int, Schema.compose(Schema.NumberFromString, Sch
 
 const LatestRow = Schema.Struct({ latest: Schema.NullOr(Int) })
 
-const IdentityRow = Schema.Struct({
-  compacted: Int,
+/** A stored row with its identity's client seq: what a kept identity and a compaction read. */
+const IdentifiedRow = Schema.Struct({
   seq: Int,
   client_seq: Int,
   project: Schema.String,
@@ -61,6 +61,8 @@ const IdentityRow = Schema.Struct({
   op: Schema.String,
   payload: Schema.String
 })
+
+const IdentityRow = Schema.Struct({ ...IdentifiedRow.fields, compacted: Int })
 
 const StoredRow = Schema.Struct({
   seq: Int,
@@ -72,16 +74,7 @@ const StoredRow = Schema.Struct({
   occurred_at: Int
 })
 
-const CompactRow = Schema.Struct({
-  seq: Int,
-  client_id: Schema.String,
-  client_seq: Int,
-  project: Schema.String,
-  entity: Schema.String,
-  entity_key: Schema.String,
-  op: Schema.String,
-  payload: Schema.String
-})
+const CompactRow = Schema.Struct({ ...IdentifiedRow.fields, client_id: Schema.String })
 
 const WatermarkRow = Schema.Struct({ client_id: Schema.String, acked_through: Int })
 const CountRow = Schema.Struct({ n: Int })
