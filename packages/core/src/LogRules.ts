@@ -477,22 +477,32 @@ export interface LastCompaction {
 }
 
 /**
- * The size of a log.
+ * The rows and latest seq of a log: what a `/metrics` scrape reads.
  *
  * @since 0.1.0
  * @category models
  */
-export interface LogStats {
+export interface LogSize {
   /** Rows stored. */
   readonly rows: number
+  /** The seq last assigned. */
+  readonly latestSeq: number
+}
+
+/**
+ * The size of a log and what a compaction would do to it. Counting keys reads every row: a
+ * scrape reads the cheap `LogSize` instead.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface LogStats extends LogSize {
   /** Keys whose newest row is not a delete. */
   readonly liveKeys: number
   /** Keys whose newest row is a delete. */
   readonly tombstones: number
   /** Rows that a compaction would remove (rows less keys). */
   readonly superseded: number
-  /** The seq last assigned. */
-  readonly latestSeq: number
   /** Identities of removed rows kept for retries. */
   readonly identities: number
   /** The last compaction, if any ran. */
@@ -530,7 +540,9 @@ export interface MemoryLog {
   readonly awaitAfter: (seq: number) => Effect.Effect<void>
   /** Removes superseded rows, `batchSize` at a time (yielding between batches). */
   readonly compact: (options?: { readonly batchSize?: number | undefined }) => Effect.Effect<CompactionReport>
-  /** The log's size. */
+  /** The log's rows and latest seq (cheap: no keys counted). */
+  readonly size: () => LogSize
+  /** The log's size and what a compaction would remove. */
   readonly stats: () => LogStats
   /** Every stored mutation, in seq order. */
   readonly mutations: () => ReadonlyArray<StoredMutation>
@@ -705,6 +717,7 @@ export const makeMemory: Effect.Effect<MemoryLog> = Effect.map(SubscriptionRef.m
       Effect.sync(() => page(candidates(sinceSeq, projects, excludeClientId), limit, last)),
     awaitAfter: (seq) => awaitAbove(latest, seq),
     compact,
+    size: () => ({ rows: rows.length, latestSeq: last }),
     stats,
     mutations: () => rows.map((row) => row.mutation),
     latestSeq: () => last

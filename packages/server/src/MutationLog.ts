@@ -12,7 +12,8 @@
  * - `awaitAfter(seq)` completes once the log holds a seq greater than `seq` (for long-polls).
  * - `compact()` removes every row of which a newer row of its key exists (deletes stay as
  *   tombstones, payload dropped), in bounded transactions; `stats` tells the log's size and its
- *   last compaction. An append's `ackedThrough` is the client's watermark: identities of
+ *   last compaction, `size` its rows and latest seq alone (cheap enough for every scrape). An
+ *   append's `ackedThrough` is the client's watermark: identities of
  *   compacted rows at or below it are forgotten, and a re-push at or below it that the log does
  *   not hold is a conflict (see `LogRules`).
  *
@@ -83,8 +84,6 @@ export class MutationLog extends Context.Tag("@autosync/server/MutationLog")<Mut
   ) => Effect.Effect<StoredPage, MutationLogError>
   /** The last seq assigned (0 when the log is empty). */
   readonly latestSeq: Effect.Effect<number, MutationLogError>
-  /** The rows stored (for `/metrics`); a log that cannot count them cheaply leaves it out. */
-  readonly rowCount?: Effect.Effect<number, MutationLogError> | undefined
   /** Completes once the log holds a seq greater than `seq`. Interrupt it to stop waiting. */
   readonly awaitAfter: (seq: number) => Effect.Effect<void, MutationLogError>
   /**
@@ -96,6 +95,8 @@ export class MutationLog extends Context.Tag("@autosync/server/MutationLog")<Mut
   ) => Effect.Effect<CompactionReport, MutationLogError>
   /** The log's size (rows, live keys, tombstones, superseded rows) and its last compaction. */
   readonly stats: Effect.Effect<LogStats, MutationLogError>
+  /** The rows and latest seq of `stats`, without counting keys (for `/metrics` scrapes). */
+  readonly size: Effect.Effect<LogSize, MutationLogError>
 }>() {}
 
 /**
@@ -105,6 +106,14 @@ export class MutationLog extends Context.Tag("@autosync/server/MutationLog")<Mut
  * @category models
  */
 export type CompactionReport = LogRules.CompactionReport
+
+/**
+ * The rows and latest seq of a log (see `LogRules.LogSize`).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type LogSize = LogRules.LogSize
 
 /**
  * The size of a log (see `LogRules.LogStats`).
@@ -173,7 +182,8 @@ export const makeMemory: Effect.Effect<MutationLog["Type"]> = Effect.map(LogRule
     latestSeq: Effect.sync(log.latestSeq),
     awaitAfter: log.awaitAfter,
     compact: log.compact,
-    stats: Effect.sync(log.stats)
+    stats: Effect.sync(log.stats),
+    size: Effect.sync(log.size)
   })
 })
 

@@ -217,10 +217,10 @@ export const holding = <E>(wait: Effect.Effect<void, E>): Effect.Effect<void, E>
 
 /** Reads the log's gauges; a failure leaves them as they were (the scrape still answers). */
 const readLog = (log: MutationLog["Type"]) =>
-  Effect.all([
-    Effect.flatMap(log.latestSeq, (seq) => Metric.set(latestSeq, seq)),
-    log.rowCount === undefined ? Effect.void : Effect.flatMap(log.rowCount, (rows) => Metric.set(logRows, rows))
-  ], { discard: true }).pipe(
+  Effect.flatMap(
+    log.size,
+    (size) => Effect.zipRight(Metric.set(latestSeq, size.latestSeq), Metric.set(logRows, size.rows))
+  ).pipe(
     Effect.catchAll((error) =>
       Effect.logWarning("metrics: could not read the mutation log", error).pipe(
         Effect.annotateLogs({ package: "@autosync/server", module: "ServerMetrics" })

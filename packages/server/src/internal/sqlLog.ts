@@ -451,15 +451,23 @@ const makeCompactor = (
     }).pipe(Effect.mapError(storage("compaction")), Effect.withSpan("MutationLog.compact"))
 }
 
+const count = (query: Effect.Effect<ReadonlyArray<unknown>, SqlError>) =>
+  query.pipe(Effect.flatMap(decodeCount), Effect.map(([row]) => row.n))
+
+/** The log's rows and latest seq: one `COUNT(*)` (no keys counted), for every scrape. */
+const readSize = (
+  sql: SqlClient.SqlClient,
+  readLatest: Effect.Effect<number, SqlError | ParseResult.ParseError>
+): Effect.Effect<LogRules.LogSize, SqlError | ParseResult.ParseError> =>
+  Effect.all({ rows: count(sql`SELECT COUNT(*) AS n FROM autosync_log`), latestSeq: readLatest })
+
 /** The log's size, counted (see `LogRules.LogStats`). */
 const readStats = (
   sql: SqlClient.SqlClient,
   readLatest: Effect.Effect<number, SqlError | ParseResult.ParseError>
 ): Effect.Effect<LogRules.LogStats, MutationLogError> =>
   Effect.gen(function*() {
-    const count = (query: Effect.Effect<ReadonlyArray<unknown>, SqlError>) =>
-      query.pipe(Effect.flatMap(decodeCount), Effect.map(([row]) => row.n))
-    const rows = yield* count(sql`SELECT COUNT(*) AS n FROM autosync_log`)
+    const { latestSeq, rows } = yield* readSize(sql, readLatest)
     const keys = yield* count(
       sql`SELECT COUNT(*) AS n FROM (SELECT DISTINCT project, entity, entity_key FROM autosync_log) k`
     )
@@ -475,7 +483,7 @@ const readStats = (
       liveKeys: Math.max(0, keys - tombstones),
       tombstones,
       superseded: Math.max(0, rows - keys),
-      latestSeq: yield* readLatest,
+      latestSeq,
       identities,
       lastCompaction: last.length === 0
         ? undefined
@@ -521,12 +529,9 @@ export const make = (
         Effect.map(sinceStored(sinceSeq, projects, limit, excludeClientId), LogRules.toPullResponse),
       sinceStored,
       latestSeq: Effect.mapError(readLatest, storage("reading the latest seq")),
-      rowCount: sql`SELECT COUNT(*) AS n FROM autosync_log`.pipe(
-        Effect.map((rows) => Number(rows[0]?.n ?? 0)),
-        Effect.mapError(storage("counting the log's rows"))
-      ),
       awaitAfter: (seq) => LogRules.awaitAbove(latest, seq),
       compact: makeCompactor(sql, dialect, readLatest),
-      stats: readStats(sql, readLatest)
+      stats: readStats(sql, readLatest),
+      size: Effect.mapError(readSize(sql, readLatest), storage("reading the log's size"))
     })
   })
