@@ -6,7 +6,7 @@
 import { CloudTransport } from "@autosync/core"
 import { HttpCloudTransport } from "@autosync/http"
 import { assert, describe, it } from "@effect/vitest"
-import { ConfigProvider, Context, Duration, Effect, Exit, Layer, Redacted } from "effect"
+import { ConfigProvider, Context, Effect, Exit, Layer, Redacted } from "effect"
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http"
 import type { AddressInfo } from "node:net"
 
