@@ -19,23 +19,23 @@ const nullable = <S extends Schema.Schema.Any>(schema: S, from: string) =>
   Schema.optionalWith(schema, { exact: true, nullable: true }).pipe(Schema.fromKey(from))
 
 const StateRow = Schema.Struct({
-    targetKey: column(Schema.String, "target_key"),
-    lastEnqueuedSeq: column(Schema.Number, "last_enqueued_seq"),
-    lastAckedSeq: column(Schema.Number, "last_acked_seq"),
-    lastPulledSeq: column(Schema.Number, "last_pulled_seq"),
-    consecutiveFailures: column(Schema.Number, "consecutive_failures"),
-    backoffUntil: nullable(Schema.DateFromNumber, "backoff_until"),
-    lastError: nullable(Schema.String, "last_error"),
-    reasonCode: nullable(Schema.String, "reason_code"),
-    // Absent from a file not migrated yet (opened read-only).
-    transportIdentity: nullable(Schema.String, "transport_identity"),
-    leaseOwner: nullable(Schema.String, "lease_owner"),
-    leaseUntil: nullable(Schema.DateFromNumber, "lease_until"),
-    updatedAt: column(Schema.DateFromNumber, "updated_at"),
-    // Absent from a file before migration 5; a stall needs its kind and start.
-    stalledKind: nullable(Status.StallKind, "stalled_kind"),
-    stalledSince: nullable(Schema.DateFromNumber, "stalled_since"),
-    stalledWhy: nullable(Schema.String, "stalled_why")
+  targetKey: column(Schema.String, "target_key"),
+  lastEnqueuedSeq: column(Schema.Number, "last_enqueued_seq"),
+  lastAckedSeq: column(Schema.Number, "last_acked_seq"),
+  lastPulledSeq: column(Schema.Number, "last_pulled_seq"),
+  consecutiveFailures: column(Schema.Number, "consecutive_failures"),
+  backoffUntil: nullable(Schema.DateFromNumber, "backoff_until"),
+  lastError: nullable(Schema.String, "last_error"),
+  reasonCode: nullable(Schema.String, "reason_code"),
+  // Absent from a file not migrated yet (opened read-only).
+  transportIdentity: nullable(Schema.String, "transport_identity"),
+  leaseOwner: nullable(Schema.String, "lease_owner"),
+  leaseUntil: nullable(Schema.DateFromNumber, "lease_until"),
+  updatedAt: column(Schema.DateFromNumber, "updated_at"),
+  // Absent from a file before migration 5; a stall needs its kind and start.
+  stalledKind: nullable(Status.StallKind, "stalled_kind"),
+  stalledSince: nullable(Schema.DateFromNumber, "stalled_since"),
+  stalledWhy: nullable(Schema.String, "stalled_why")
 })
 
 /** A `sync_state` row, decoded to `Mutation.SyncState` (and checked against its rules). */
