@@ -1,7 +1,7 @@
-import { CloudTransport, LocalStore, Metrics, Status } from "@autosync/core"
+import { CloudTransport, LocalStore, Metrics, type Status, SyncConfig, SyncManager } from "@autosync/core"
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Metric, TestClock } from "effect"
-import { makeReplica, put } from "./fakes.js"
+import { Effect, Layer, Metric, TestClock } from "effect"
+import { makeFake, makeReplica, put } from "./fakes.js"
 
 // A memory store that counts its `markStalled` calls.
 const countingStore = Effect.gen(function*() {
@@ -65,6 +65,45 @@ describe("SyncManager records its stall in the store and the gauge", () => {
       assert.isUndefined((yield* store.getSyncState("cloud")).stalled)
       assert.strictEqual(yield* gauge, 0)
       assert.deepStrictEqual(marks, ["push", "-"])
+    }).pipe(Effect.withRandomFixed([0.5])))
+
+  it.scoped("a watcher stall, found between cycles, is stored when it starts and cleared when a long-poll is answered", () =>
+    Effect.gen(function*() {
+      const server = yield* CloudTransport.makeMemoryServer
+      const { marks, store } = yield* countingStore
+      yield* store.enroll("p")
+      const fake = makeFake(CloudTransport.fromMemoryServer(server))
+      let cutHeld = true
+      // Short pulls pass; a held one (live sync's long-poll) is cut, as by a proxy's idle timeout.
+      const transport = CloudTransport.CloudTransport.of({
+        ...fake.transport,
+        pull: (sinceSeq, limit, options) =>
+          cutHeld && options?.wait !== undefined
+            ? new CloudTransport.TransportError({ reason: "transport_failed", status: 502, message: "socket hang up" })
+            : fake.transport.pull(sinceSeq, limit, options)
+      })
+      const config = yield* SyncConfig.make({
+        leaseOwner: "w1",
+        pollInterval: "60 seconds",
+        longPollWait: "20 seconds",
+        watcherStallAfter: "30 seconds"
+      })
+      const manager = yield* SyncManager.make(config).pipe(Effect.provide(Layer.mergeAll(
+        Layer.succeed(LocalStore.LocalStore, store),
+        Layer.succeed(CloudTransport.CloudTransport, transport)
+      )))
+      yield* Effect.forkScoped(manager.run)
+      yield* TestClock.adjust("30 seconds") // failing for 30 s, between two polls
+      const shown = (yield* manager.status).stalled
+      assert.strictEqual(shown?.kind, "watcher")
+      assert.deepStrictEqual((yield* store.getSyncState("cloud")).stalled, shown)
+      assert.strictEqual(yield* gauge, 1)
+      cutHeld = false
+      yield* TestClock.adjust("23 seconds") // the long-poll at 33000 is answered at 53000
+      assert.isUndefined((yield* manager.status).stalled)
+      assert.isUndefined((yield* store.getSyncState("cloud")).stalled)
+      assert.strictEqual(yield* gauge, 0)
+      assert.deepStrictEqual(marks, ["watcher", "-"])
     }).pipe(Effect.withRandomFixed([0.5])))
 
   it.scoped("a stall left in the store by an earlier manager is cleared by the next one's first cycle", () =>
