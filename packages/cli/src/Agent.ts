@@ -16,7 +16,6 @@ import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import type * as Redacted from "effect/Redacted"
 import * as Ref from "effect/Ref"
@@ -108,10 +107,6 @@ interface AgentOptions {
   readonly metricsHost: string
 }
 
-// The watchdog's stall, when the status carries one (a `stalled` field or reason code).
-const isStalled = (s: Status.Status) =>
-  (s as { readonly stalled?: unknown }).stalled != null || (s.reasonCode as string | undefined) === "stalled"
-
 const otlpWanted = Effect.map(
   Config.all([
     Config.option(Config.nonEmptyString("OTEL_EXPORTER_OTLP_ENDPOINT")),
@@ -169,7 +164,6 @@ const agent = (opts: AgentOptions, everHeld: Ref.Ref<boolean>) =>
       Effect.gen(function*() {
         const at = new Date(yield* Clock.currentTimeMillis)
         const since = yield* Ref.getAndSet(moved, { pushed: 0, pulled: 0 })
-        yield* Metric.set(Metrics.stalled, isStalled(s) ? 1 : 0)
         yield* Console.log(
           opts.json
             ? JSON.stringify({ at: at.toISOString(), ...encodeStatus(s), ...since })

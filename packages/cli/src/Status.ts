@@ -22,6 +22,14 @@ import * as Replica from "./Replica.js"
 const formatBytes = (bytes: number): string =>
   bytes < 1024 * 1024 ? `${(bytes / 1024).toFixed(1)} KiB` : `${(bytes / (1024 * 1024)).toFixed(1)} MiB`
 
+// The recorded stall; with the lease free no manager runs, so it is the last one's verdict.
+const stalledLine = ({ leaseOwner, stalled }: Status.StatusReport) =>
+  stalled === null
+    ? "-"
+    : `${stalled.kind} since ${stalled.since.toISOString()}: ${stalled.why}${
+      leaseOwner === null ? " (recorded by the last manager; no manager runs now)" : ""
+    }`
+
 // A replica's state, read from its file alone.
 const replicaStatus = (opts: { readonly db: string; readonly json: boolean }) =>
   Effect.gen(function*() {
@@ -63,7 +71,8 @@ const replicaStatus = (opts: { readonly db: string; readonly json: boolean }) =>
         report.leaseOwner !== null ? `${report.leaseOwner} until ${report.leaseUntil?.toISOString()}` : "(free)"
       ],
       ["journal rows", `${report.journalRows} (pending and kept-aside rows; acked and applied ones are pruned)`],
-      ["file size", report.fileBytes === null ? "-" : formatBytes(report.fileBytes)]
+      ["file size", report.fileBytes === null ? "-" : formatBytes(report.fileBytes)],
+      ["stalled", stalledLine(report)]
     ]
     yield* Console.log(rows.map(([k, v]) => `${k.padEnd(16)} ${v}`).join("\n"))
   }).pipe(Effect.provide(Replica.layerExisting(opts.db)))

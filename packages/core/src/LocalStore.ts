@@ -22,7 +22,7 @@ import * as Schema from "effect/Schema"
 import * as Merge from "./Merge.js"
 import type { ApplyResult, MutationAck, PulledMutation, SyncMutation, SyncState } from "./Mutation.js"
 import { LocalWrite, Project, projectProblem } from "./Mutation.js"
-import type { ReasonCode } from "./Status.js"
+import type { ReasonCode, Stalled } from "./Status.js"
 
 /**
  * A failure of the local store. `reason` tells bad input (nothing was changed) from a storage
@@ -197,6 +197,11 @@ export class LocalStore extends Context.Tag("@autosync/core/LocalStore")<LocalSt
   ) => Effect.Effect<void, LocalStoreError>
   /** Records a successful cycle: failures reset. */
   readonly markHealthy: (targetKey: string) => Effect.Effect<void, LocalStoreError>
+  /**
+   * Records the stall the manager's watchdog sees (`Status.stalled`), or that none is left
+   * (`undefined`). Called only when it changes; `getSyncState` returns it as `stalled`.
+   */
+  readonly markStalled: (targetKey: string, stalled: Stalled | undefined) => Effect.Effect<void, LocalStoreError>
   /** Applies local writes and journals them in one transaction; returns their journal seqs. */
   readonly appendLocal: (
     targetKey: string,
@@ -551,6 +556,15 @@ export const makeMemory = (options: MemoryOptions = {}): Effect.Effect<LocalStor
                 targetKey
               )!
               states.set(targetKey, rest)
+            })
+        ),
+      markStalled: (targetKey, stalled) =>
+        Effect.flatMap(
+          update(targetKey, () => (stalled ? { stalled } : {})),
+          () =>
+            Effect.sync(() => {
+              const { stalled: _s, ...rest } = states.get(targetKey)!
+              if (!stalled) states.set(targetKey, rest)
             })
         ),
       appendLocal: (targetKey, entries) =>

@@ -7,6 +7,7 @@
  * @since 0.1.0
  */
 import * as Schema from "effect/Schema"
+import { Stalled } from "./Status.js"
 
 /**
  * How deep a payload may nest. Deeper payloads are refused at every boundary, so a hostile
@@ -455,6 +456,11 @@ export const SyncState = Schema.Struct({
   transportIdentity: Schema.optionalWith(Schema.String, { exact: true }),
   leaseOwner: Schema.optionalWith(Schema.String, { exact: true }),
   leaseUntil: Schema.optionalWith(Schema.Date, { exact: true }),
+  /**
+   * The stall the manager last recorded (`Status.stalled`), kept so that a reader of the file
+   * alone (`autosync status`) sees it; absent when none.
+   */
+  stalled: Schema.optionalWith(Stalled, { exact: true }),
   updatedAt: Schema.Date
 })
 /**

@@ -261,7 +261,13 @@ export const StatusReport = Schema.Struct({
   /** Rows in the journal: pending local writes and kept-aside pulled ones (`LocalStore.JournalSize`). */
   journalRows: count("journal_rows"),
   /** The replica file's size in bytes (without its WAL); `null` for a store without a file. */
-  fileBytes: nullable(Schema.NonNegativeInt, "file_bytes")
+  fileBytes: nullable(Schema.NonNegativeInt, "file_bytes"),
+  /**
+   * The stall the manager last recorded (`SyncState.stalled`), `null` when none. With no lease
+   * held, no manager runs: it is the last one's verdict, and the next manager's first cycle
+   * clears it unless it still sees no progress.
+   */
+  stalled: nullable(Stalled, "stalled")
 })
 /**
  * @since 0.1.0
@@ -319,6 +325,7 @@ export const report = (state: SyncState, facts: ReportFacts): StatusReport => {
     leaseOwner: leaseHeld ? state.leaseOwner! : null,
     leaseUntil: leaseHeld ? state.leaseUntil! : null,
     journalRows: facts.journal.rows,
-    fileBytes: facts.journal.fileBytes ?? null
+    fileBytes: facts.journal.fileBytes ?? null,
+    stalled: state.stalled ?? null
   }
 }

@@ -137,10 +137,24 @@ describe("Status.report", () => {
         lease_owner: null,
         lease_until: null,
         journal_rows: 4,
-        file_bytes: 8192
+        file_bytes: 8192,
+        stalled: null
       })
       // A store without a file has no file size.
       assert.strictEqual(Status.report(fresh, { ...facts, journal: { rows: 0, fileBytes: undefined } }).fileBytes, null)
       assert.deepStrictEqual(yield* Schema.decodeUnknown(Status.StatusReport)(json), report)
+    }))
+
+  it.effect("carries the recorded stall: { kind, since, why } in --json", () =>
+    Effect.gen(function*() {
+      const stalled = { kind: "push" as const, since: until, why: "no pending row was acked" }
+      const report = Status.report({ ...fresh, stalled }, facts)
+      assert.deepStrictEqual(report.stalled, stalled)
+      const json = yield* Schema.encode(Status.StatusReport)(report)
+      assert.deepStrictEqual(json.stalled, {
+        kind: "push",
+        since: "2026-01-01T00:00:02.000Z",
+        why: "no pending row was acked"
+      })
     }))
 })

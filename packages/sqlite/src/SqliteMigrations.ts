@@ -10,7 +10,8 @@
  * Tables:
  * - `sync_meta` — `key`/`value` pairs: `schema_version`, `client_id`, `last_local_seq` (the
  *   last journal seq given out: seqs are never reused, also after their rows were pruned).
- * - `sync_state` — one row per target: cursors, failures, backoff and the lease.
+ * - `sync_state` — one row per target: cursors, failures, backoff, the lease, and the stall the
+ *   manager last recorded (`stalled_kind`, `stalled_since`, `stalled_why`; NULL when none).
  * - `sync_mutations` — the journal, which keeps only what sync still needs: pending local rows
  *   (`source = 'local'`, `seq` = the journal seq, the `client_seq` they are pushed with), deleted
  *   when acked; and pulled rows kept aside (`source = 'remote'`, `seq` = the server seq,
@@ -159,6 +160,15 @@ const boundedJournal = Effect.gen(function*() {
   yield* sql`DROP INDEX IF EXISTS sync_mutations_local_server_seq`
 })
 
+// The stall the manager's watchdog sees, kept with the sync state so that `autosync status`, which
+// reads the file alone, shows it. NULL (no stall) in every row of an older file.
+const stalled = Effect.gen(function*() {
+  const sql = yield* SqlClient.SqlClient
+  yield* sql`ALTER TABLE sync_state ADD COLUMN stalled_kind TEXT`
+  yield* sql`ALTER TABLE sync_state ADD COLUMN stalled_since INTEGER`
+  yield* sql`ALTER TABLE sync_state ADD COLUMN stalled_why TEXT`
+})
+
 /**
  * The migrations, keyed `<id>_<name>` as `Migrator.fromRecord` expects.
  *
@@ -169,7 +179,8 @@ export const migrations: Record<string, Effect.Effect<void, unknown, SqlClient.S
   "0001_init": init,
   "0002_own_server_seq_index": ownServerSeqIndex,
   "0003_transport_identity": transportIdentity,
-  "0004_bounded_journal": boundedJournal
+  "0004_bounded_journal": boundedJournal,
+  "0005_stalled": stalled
 }
 
 /**

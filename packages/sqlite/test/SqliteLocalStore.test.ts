@@ -118,7 +118,8 @@ describe("SqliteLocalStore", () => {
               { migration_id: 1, name: "init" },
               { migration_id: 2, name: "own_server_seq_index" },
               { migration_id: 3, name: "transport_identity" },
-              { migration_id: 4, name: "bounded_journal" }
+              { migration_id: 4, name: "bounded_journal" },
+              { migration_id: 5, name: "stalled" }
             ]
           )
           assert.deepStrictEqual(yield* sqlRows("PRAGMA journal_mode"), [{ journal_mode: "wal" }])

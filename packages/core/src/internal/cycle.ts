@@ -172,14 +172,18 @@ const pushThenPull = (shared: Shared, lease: Lease, alwaysPull: boolean) =>
   })
 
 // The watchdog's verdict on the cycle, from where the store says it ended (if the store cannot
-// say, the stall shown stays as it was).
+// say, the stall shown stays as it was). A verdict other than the stored stall (another kind or
+// start) is recorded: so a stall left in the file by an earlier process is cleared by this one's
+// first cycle.
 const endWatch = (shared: Shared, at: Date) =>
   Effect.gen(function*() {
     const { config: { targetKey }, store } = shared
     const state = yield* store.getSyncState(targetKey)
     const pending = (yield* store.listPendingMutations(targetKey, 1)).length > 0
     const cycleEnd = { ackedAfter: state.lastAckedSeq, cursorAfter: state.lastPulledSeq, pending }
-    return yield* Watchdog.end(shared, cycleEnd, at.getTime())
+    const stall = yield* Watchdog.end(shared, cycleEnd, at.getTime())
+    if (!Watchdog.sameRun(state.stalled, stall)) yield* Watchdog.record(shared, stall)
+    return stall
   }).pipe(Effect.orElse(() => Effect.map(SubscriptionRef.get(shared.status), (s) => s.stalled)))
 
 /**

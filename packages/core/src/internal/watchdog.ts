@@ -14,14 +14,18 @@
  * - `watcher`: live sync's long-poll has failed without a single answer for `watcherStallAfter`.
  *
  * The rules are pure functions over the facts of a cycle (table-tested); the driver keeps their
- * state in one `Ref`, and the cycle's outcome carries the oldest stall into the status. The
- * status's `stalled` (present or absent) is also the fact a metrics gauge exports.
+ * state in one `Ref`, and the cycle's outcome carries the oldest stall into the status. Each
+ * change of the stall is also recorded where it outlives the status: in the store (`markStalled`,
+ * read by `autosync status`) and in the `autosync_stalled` gauge ({@link record}).
  */
 import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Metric from "effect/Metric"
 import * as Ref from "effect/Ref"
 import * as SubscriptionRef from "effect/SubscriptionRef"
+import type { LocalStore } from "../LocalStore.js"
+import * as Metrics from "../Metrics.js"
 import type * as Status from "../Status.js"
 import type { SyncConfig } from "../SyncConfig.js"
 
@@ -118,8 +122,11 @@ export const mark = (status: Status.Status, stall: Status.Stalled | undefined): 
   return stall ? { ...rest, stalled: stall } : rest
 }
 
-const sameStall = (a: Status.Stalled | undefined, b: Status.Stalled | undefined) =>
-  a?.kind === b?.kind && a?.since.getTime() === b?.since.getTime() && a?.why === b?.why
+/** The same stall from the same start (or both none); its `why` may have moved on. */
+export const sameRun = (a: Status.Stalled | undefined, b: Status.Stalled | undefined) =>
+  a?.kind === b?.kind && a?.since.getTime() === b?.since.getTime()
+
+const sameStall = (a: Status.Stalled | undefined, b: Status.Stalled | undefined) => sameRun(a, b) && a?.why === b?.why
 
 // ---- the driver: the one Ref, fed by the cycle and the watcher -------------------------------
 
@@ -128,7 +135,22 @@ export interface Watched {
   readonly watchdog: Ref.Ref<State>
   readonly status: SubscriptionRef.SubscriptionRef<Status.Status>
   readonly config: SyncConfig
+  readonly store: LocalStore["Type"]
 }
+
+/**
+ * Records a stall that began (or ended): the gauge, and the store, for readers of the file alone.
+ * Not every cycle: a longer run of the same stall (same kind and start, a new `why`) is no change,
+ * so the store keeps the `why` it was first seen with. A failed write is only logged: the cycle
+ * compares with the stored stall and writes it again.
+ */
+export const record = (shared: Watched, stall: Status.Stalled | undefined) =>
+  Effect.zipRight(
+    Metric.set(Metrics.stalled, stall ? 1 : 0),
+    shared.store.markStalled(shared.config.targetKey, stall).pipe(
+      Effect.catchAll((e) => Effect.logWarning(`recording the stall in the store failed: ${e.message}`))
+    )
+  )
 
 /** A cycle starts from the store's acked seq and cursor. */
 export const begin = (watchdog: Ref.Ref<State>, ackedBefore: number, cursorBefore: number) =>
@@ -166,7 +188,9 @@ const publish = (shared: Watched, at: number) =>
   Effect.gen(function*() {
     const stall = stalled(yield* Ref.get(shared.watchdog), shared.config, at)
     const current = yield* SubscriptionRef.get(shared.status)
-    if (!sameStall(current.stalled, stall)) yield* SubscriptionRef.update(shared.status, (s) => mark(s, stall))
+    if (sameStall(current.stalled, stall)) return
+    yield* SubscriptionRef.update(shared.status, (s) => mark(s, stall))
+    if (!sameRun(current.stalled, stall)) yield* record(shared, stall)
   })
 
 /** The watcher's long-poll failed: a stall once it has failed for `watcherStallAfter`. */

@@ -4,7 +4,7 @@
  *
  * @internal
  */
-import { Mutation } from "@autosync/core"
+import { Mutation, Status } from "@autosync/core"
 import * as Either from "effect/Either"
 import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
@@ -18,25 +18,36 @@ const column = <S extends Schema.Schema.Any>(schema: S, from: string) =>
 const nullable = <S extends Schema.Schema.Any>(schema: S, from: string) =>
   Schema.optionalWith(schema, { exact: true, nullable: true }).pipe(Schema.fromKey(from))
 
+const StateRow = Schema.Struct({
+  targetKey: column(Schema.String, "target_key"),
+  lastEnqueuedSeq: column(Schema.Number, "last_enqueued_seq"),
+  lastAckedSeq: column(Schema.Number, "last_acked_seq"),
+  lastPulledSeq: column(Schema.Number, "last_pulled_seq"),
+  consecutiveFailures: column(Schema.Number, "consecutive_failures"),
+  backoffUntil: nullable(Schema.DateFromNumber, "backoff_until"),
+  lastError: nullable(Schema.String, "last_error"),
+  reasonCode: nullable(Schema.String, "reason_code"),
+  // Absent from a file not migrated yet (opened read-only).
+  transportIdentity: nullable(Schema.String, "transport_identity"),
+  leaseOwner: nullable(Schema.String, "lease_owner"),
+  leaseUntil: nullable(Schema.DateFromNumber, "lease_until"),
+  updatedAt: column(Schema.DateFromNumber, "updated_at"),
+  // Absent from a file before migration 5; a stall needs its kind and start.
+  stalledKind: nullable(Status.StallKind, "stalled_kind"),
+  stalledSince: nullable(Schema.DateFromNumber, "stalled_since"),
+  stalledWhy: nullable(Schema.String, "stalled_why")
+})
+
 /** A `sync_state` row, decoded to `Mutation.SyncState` (and checked against its rules). */
-export const StateFromRow = Schema.compose(
-  Schema.Struct({
-    targetKey: column(Schema.String, "target_key"),
-    lastEnqueuedSeq: column(Schema.Number, "last_enqueued_seq"),
-    lastAckedSeq: column(Schema.Number, "last_acked_seq"),
-    lastPulledSeq: column(Schema.Number, "last_pulled_seq"),
-    consecutiveFailures: column(Schema.Number, "consecutive_failures"),
-    backoffUntil: nullable(Schema.DateFromNumber, "backoff_until"),
-    lastError: nullable(Schema.String, "last_error"),
-    reasonCode: nullable(Schema.String, "reason_code"),
-    // Absent from a file not migrated yet (opened read-only).
-    transportIdentity: nullable(Schema.String, "transport_identity"),
-    leaseOwner: nullable(Schema.String, "lease_owner"),
-    leaseUntil: nullable(Schema.DateFromNumber, "lease_until"),
-    updatedAt: column(Schema.DateFromNumber, "updated_at")
-  }),
-  Schema.typeSchema(Mutation.SyncState)
-)
+export const StateFromRow = Schema.transform(StateRow, Schema.typeSchema(Mutation.SyncState), {
+  strict: true,
+  decode: ({ stalledKind, stalledSince, stalledWhy, ...state }) =>
+    stalledKind !== undefined && stalledSince !== undefined
+      ? { ...state, stalled: { kind: stalledKind, since: stalledSince, why: stalledWhy ?? "" } }
+      : state,
+  encode: ({ stalled, ...state }) =>
+    stalled ? { ...state, stalledKind: stalled.kind, stalledSince: stalled.since, stalledWhy: stalled.why } : state
+})
 
 /** A JSON payload stored as TEXT; SQL `NULL` stands for a missing payload (JSON `null` is the text "null"). */
 const JsonText = Schema.transformOrFail(Schema.NullOr(Schema.String), Schema.Unknown, {

@@ -1,5 +1,5 @@
 /**
- * The sync state on SQLite: the state row of each target, the failure marks and the lease (one
+ * The sync state on SQLite: the state row of each target, the failure and stall marks, and the lease (one
  * conditional upsert, with `now` from the caller's `Clock`, never SQL's clock, so at most one
  * owner holds it, across processes).
  *
@@ -18,7 +18,7 @@ export const make = (
   db: Db
 ): Pick<
   LocalStore.LocalStore["Type"],
-  "getSyncState" | "acquireLease" | "releaseLease" | "markFailure" | "markHealthy"
+  "getSyncState" | "acquireLease" | "releaseLease" | "markFailure" | "markHealthy" | "markStalled"
 > => {
   const { fail, now, sql, touchState, writeTransaction } = db
   return {
@@ -73,6 +73,16 @@ export const make = (
         sql`UPDATE sync_state SET consecutive_failures = 0, last_error = NULL, backoff_until = NULL,
           reason_code = NULL, transport_identity = NULL WHERE target_key = ${targetKey}`
       )).pipe(Effect.mapError(fail("recording a success")))
+    }),
+
+    markStalled: Effect.fn("SqliteLocalStore.markStalled")(function*(targetKey, stalled) {
+      const at = yield* now
+      yield* writeTransaction(Effect.zipRight(
+        touchState(targetKey, at),
+        sql`UPDATE sync_state SET stalled_kind = ${stalled?.kind ?? null},
+          stalled_since = ${stalled?.since.getTime() ?? null}, stalled_why = ${stalled?.why ?? null}
+          WHERE target_key = ${targetKey}`
+      )).pipe(Effect.mapError(fail("recording a stall")))
     })
   }
 }
