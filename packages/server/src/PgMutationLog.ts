@@ -81,9 +81,9 @@ export const layer = (
       )
       const prefix = `${schema}:`
       return yield* SqlLog.make({
-        lock: pg`SELECT pg_advisory_xact_lock(hashtext(${`autosync_log:${schema}`}::text))`.pipe(Effect.asVoid),
+        lock: pg`SELECT pg_advisory_xact_lock(hashtext(${`autosync_log:${schema}`}::text))`,
         // PgClient.notify sends `NOTIFY chan, $1`, which PostgreSQL rejects: use pg_notify.
-        announce: (latest) => pg`SELECT pg_notify(${channel}, ${`${prefix}${latest}`})`.pipe(Effect.asVoid),
+        announce: (latest) => pg`SELECT pg_notify(${channel}, ${`${prefix}${latest}`})`,
         hints: options.listen === false ? Stream.empty : pg.listen(channel).pipe(
           Stream.filterMap((payload) =>
             payload.startsWith(prefix)

@@ -56,8 +56,7 @@ export const layer = (
         // before anything is read (waiting up to the busy timeout), so another process on the
         // file (`autosync compact` beside a server) never makes a transaction fail half way
         // with SQLITE_BUSY when it upgrades from reading to writing.
-        lock: sql`UPDATE autosync_compaction SET id = id WHERE 0`.pipe(Effect.asVoid),
-        announce: () => Effect.void,
+        lock: sql`UPDATE autosync_compaction SET id = id WHERE 0`,
         hints: Stream.empty
       }, { pollInterval: options.pollInterval ?? Duration.seconds(1) }))
   ).pipe(Layer.provide(Migrations.layer))

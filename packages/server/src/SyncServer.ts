@@ -67,6 +67,7 @@ import * as Admission from "./Admission.js"
 import * as Clients from "./Clients.js"
 import * as Compactor from "./Compactor.js"
 import * as Dashboard from "./Dashboard.js"
+import * as SyncRoutes from "./internal/syncRoutes.js"
 import { pullBody } from "./internal/wire.js"
 import type { MutationLogError } from "./MutationLog.js"
 import { MutationLog } from "./MutationLog.js"
@@ -139,6 +140,31 @@ const refuseToken = (error: Tokens.TokensError): Effect.Effect<never, SyncApi.Un
     )
     : Effect.fail(new SyncApi.Unauthorized({ message: error.message }))
 
+/** A token's projects, 401 for a missing or unknown token: the check behind every sync route. */
+class BearerCheck extends Context.Tag("@autosync/server/SyncServer/BearerCheck")<
+  BearerCheck,
+  (token: Redacted.Redacted) => Effect.Effect<SyncRoutes.Verified, SyncApi.Unauthorized | SyncApi.ServerError>
+>() {}
+
+const layerBearerCheck: Layer.Layer<BearerCheck, never, Tokens.Tokens> = Layer.effect(
+  BearerCheck,
+  Effect.gen(function*() {
+    const tokens = yield* Tokens.Tokens
+    // A token that verified is remembered for a while: one lookup per token and interval, not
+    // one per request. Failures are not remembered (a token created a moment ago works at once).
+    const verified = yield* Cache.makeWith({
+      capacity: 4096,
+      lookup: (token: string) =>
+        Effect.map(tokens.grant(token), (grant): SyncRoutes.Verified => ({
+          projects: new Set(grant.projects),
+          tokenId: grant.id
+        })),
+      timeToLive: (exit) => Exit.isSuccess(exit) ? tokenCacheTtl : Duration.zero
+    })
+    return (token) => verified.get(Redacted.value(token)).pipe(Effect.catchAll(refuseToken))
+  })
+)
+
 /**
  * The bearer-token check: the token's projects, 401 for a missing or unknown token.
  *
@@ -147,24 +173,12 @@ const refuseToken = (error: Tokens.TokensError): Effect.Effect<never, SyncApi.Un
  */
 export const layerAuthorization: Layer.Layer<SyncApi.Authorization, never, Tokens.Tokens> = Layer.effect(
   SyncApi.Authorization,
-  Effect.gen(function*() {
-    const tokens = yield* Tokens.Tokens
-    // A token that verified is remembered for a while: one lookup per token and interval, not
-    // one per request. Failures are not remembered (a token created a moment ago works at once).
-    const verified = yield* Cache.makeWith({
-      capacity: 4096,
-      lookup: (token: string) =>
-        Effect.map(tokens.grant(token), (grant): ReadonlySet<string> => new Set(grant.projects)),
-      timeToLive: (exit) => Exit.isSuccess(exit) ? tokenCacheTtl : Duration.zero
-    })
-    return SyncApi.Authorization.of({
-      bearer: (token) =>
-        verified.get(Redacted.value(token)).pipe(
-          Effect.catchAll(refuseToken)
-        )
-    })
-  })
-)
+  Effect.map(
+    BearerCheck,
+    (check) =>
+      SyncApi.Authorization.of({ bearer: (token) => Effect.map(check(token), (verified) => verified.projects) })
+  )
+).pipe(Layer.provide(layerBearerCheck))
 
 /**
  * The admin check: the token's id for an admin token, 401 for a missing or unknown token, 403 for
@@ -205,6 +219,10 @@ const requestTokenId = Effect.map(HttpServerRequest.HttpServerRequest, (request)
   const header = request.headers["authorization"] ?? ""
   return Tokens.idOf(header.replace(/^bearer\s+/i, ""))
 })
+
+/** The HttpApi routes' handlers get the token's id from its header (the sync routes know it). */
+const withTokenId = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+  Effect.flatMap(requestTokenId, (id) => Effect.provideService(effect, SyncRoutes.TokenId, id))
 
 // ----------------------------------------------------------------------------
 // server state: who is connected, recent activity
@@ -276,70 +294,118 @@ const fromAppendError = (error: MutationLogError): Effect.Effect<never, SyncApi.
  */
 export type HandlerServices = MutationLog | Tokens.Tokens | Clients.Clients | Activity.Activity
 
-/**
- * The `sync` group's handlers over the `MutationLog`, behind the bearer-token check.
- *
- * @since 0.1.0
- * @category layers
- */
-export const layerHandlers: Layer.Layer<HttpApiGroup.ApiGroup<"autosync", "sync">, never, HandlerServices> =
-  HttpApiBuilder.group(SyncApi.SyncApi, "sync", (handlers) =>
-    Effect.gen(function*() {
-      const log = yield* MutationLog
-      const clients = yield* Clients.Clients
-      const activity = yield* Activity.Activity
-      // Held pulls answer at once when the server shuts down, instead of delaying it.
-      const shutdown = yield* ShutdownSignal
-      // A held pull does not count as in flight (when the server runs the admission policy).
-      const admission = yield* Effect.serviceOption(Admission.Admission)
-      const awaitAfter = Option.match(admission, {
-        onNone: () => log.awaitAfter,
-        onSome: (a) => (seq: number) => a.held(log.awaitAfter(seq))
-      })
+/** Push and pull themselves, behind whichever route serves them (see `layerSyncRoutes`). */
+class SyncHandlers extends Context.Tag("@autosync/server/SyncServer/SyncHandlers")<
+  SyncHandlers,
+  Pick<SyncRoutes.Handlers, "push" | "pull">
+>() {}
 
-      const push = Effect.fn("SyncServer.push")(function*(batch: Mutation.PushBatch) {
+const layerSyncHandlers: Layer.Layer<SyncHandlers, never, HandlerServices> = Layer.effect(
+  SyncHandlers,
+  Effect.gen(function*() {
+    const log = yield* MutationLog
+    const clients = yield* Clients.Clients
+    const activity = yield* Activity.Activity
+    // Held pulls answer at once when the server shuts down, instead of delaying it.
+    const shutdown = yield* ShutdownSignal
+    // A held pull does not count as in flight (when the server runs the admission policy).
+    const admission = yield* Effect.serviceOption(Admission.Admission)
+    const awaitAfter = Option.match(admission, {
+      onNone: () => log.awaitAfter,
+      onSome: (a) => (seq: number) => a.held(log.awaitAfter(seq))
+    })
+
+    // Spans without a captured call site: `Effect.fn`'s costs an Error per request.
+    const push = (batch: Mutation.PushBatch) =>
+      Effect.gen(function*() {
         const refused = LogRules.forbidden(batch.mutations, yield* SyncApi.AllowedProjects)
         if (Option.isSome(refused)) return yield* new SyncApi.Forbidden({ message: refused.value })
         const acceptedSeqs = yield* log.append(batch.clientId, batch.mutations, batch.ackedThrough).pipe(
           Effect.catchAll(fromAppendError)
         )
         yield* Metric.incrementBy(ServerMetrics.mutationsAcceptedTotal, acceptedSeqs.length)
-        yield* clients.recordPush(batch.clientId, yield* requestTokenId, acceptedSeqs.length)
+        yield* clients.recordPush(batch.clientId, yield* SyncRoutes.TokenId, acceptedSeqs.length)
         yield* activity.record("push", acceptedSeqs.length)
-        return { acceptedSeqs }
-      })
+        return acceptedSeqs
+      }).pipe(Effect.withSpan("SyncServer.push", { captureStackTrace: false }))
 
-      // Answered with the page as stored (see internal/wire.ts), not through the schema encoder.
-      const pull = Effect.fn("SyncServer.pull")(
-        function*(params: typeof SyncApi.PullParams.Type) {
-          const projects = [...(yield* SyncApi.AllowedProjects)]
-          // A client that names itself (the manager always does) is recorded as the request arrives
-          // (a held pull shows it is connected), and again with the cursor its answer brings it to.
-          const clientId = params.excludeClientId
-          if (clientId !== undefined) yield* clients.recordPull(clientId, yield* requestTokenId, params.sinceSeq)
-          const limit = Math.min(params.limit, SyncApi.maxPullLimit)
-          const read = log.sinceStored(params.sinceSeq, projects, limit, params.excludeClientId).pipe(
-            Effect.catchAll(storageFailed)
-          )
-          const page = yield* LogRules.hold(read, {
-            awaitAfter: (seq) => ServerMetrics.holding(awaitAfter(seq)),
-            wait: Duration.millis(Math.min(params.waitMs, SyncApi.maxWaitMs)),
-            stop: Deferred.await(shutdown)
-          })
-          if (clientId !== undefined) {
-            const last = page.mutations.at(-1)?.seq ?? params.sinceSeq
-            yield* clients.recordSent(clientId, page.mutations.length, page.hasMore ? last : page.latestSeq)
-          }
-          yield* activity.record("pull", page.mutations.length)
-          return HttpServerResponse.text(pullBody(page), { contentType: "application/json" })
+    // Answered with the page as stored (see internal/wire.ts), not through the schema encoder.
+    const pull = (params: typeof SyncApi.PullParams.Type) =>
+      Effect.gen(function*() {
+        const projects = [...(yield* SyncApi.AllowedProjects)]
+        // A client that names itself (the manager always does) is recorded as the request arrives
+        // (a held pull shows it is connected), and again with the cursor its answer brings it to.
+        const clientId = params.excludeClientId
+        if (clientId !== undefined) yield* clients.recordPull(clientId, yield* SyncRoutes.TokenId, params.sinceSeq)
+        const limit = Math.min(params.limit, SyncApi.maxPullLimit)
+        const read = log.sinceStored(params.sinceSeq, projects, limit, params.excludeClientId).pipe(
+          Effect.catchAll(storageFailed)
+        )
+        const page = yield* LogRules.hold(read, {
+          awaitAfter: (seq) => ServerMetrics.holding(awaitAfter(seq)),
+          wait: Duration.millis(Math.min(params.waitMs, SyncApi.maxWaitMs)),
+          stop: Deferred.await(shutdown)
+        })
+        if (clientId !== undefined) {
+          const last = page.mutations.at(-1)?.seq ?? params.sinceSeq
+          yield* clients.recordSent(clientId, page.mutations.length, page.hasMore ? last : page.latestSeq)
         }
-      )
+        yield* activity.record("pull", page.mutations.length)
+        return HttpServerResponse.text(pullBody(page), { contentType: "application/json" })
+      }).pipe(Effect.withSpan("SyncServer.pull", { captureStackTrace: false }))
+    return { push, pull }
+  })
+).pipe(Layer.provide(layerShutdownSignal))
 
-      return handlers
-        .handle("push", ({ payload }) => push(payload))
-        .handle("pull", ({ urlParams }) => pull(urlParams))
-        .handle("health", () => Effect.succeed({ status: "ok" as const }))
-    })).pipe(Layer.provide(layerAuthorization), Layer.provide(layerShutdownSignal))
+/**
+ * The `sync` group's handlers over the `MutationLog`, behind the bearer-token check. (A server
+ * made by `layerHttp` answers push and pull in front of the API, see `layerSyncRoutes`, with
+ * the same handlers.)
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerHandlers: Layer.Layer<HttpApiGroup.ApiGroup<"autosync", "sync">, never, HandlerServices> =
+  HttpApiBuilder.group(SyncApi.SyncApi, "sync", (handlers) =>
+    Effect.map(SyncHandlers, ({ pull, push }) =>
+      handlers
+        .handle("push", ({ payload }) => withTokenId(Effect.map(push(payload), (acceptedSeqs) => ({ acceptedSeqs }))))
+        .handle("pull", ({ urlParams }) => withTokenId(pull(urlParams)))
+        .handle("health", () => Effect.succeed({ status: "ok" as const })))).pipe(
+      Layer.provide(layerAuthorization),
+      Layer.provide(layerSyncHandlers)
+    )
+
+/**
+ * Every request's response hooks, and push and pull served in front of the API app
+ * (`internal/syncRoutes.ts`: the same contract without HttpApi's per-request work).
+ */
+class SyncRoutesService extends Context.Tag("@autosync/server/SyncServer/SyncRoutes")<SyncRoutesService, {
+  readonly serve: <E, R>(app: HttpApp.Default<E, R>) => HttpApp.Default<E, R | HttpServerRequest.HttpServerRequest>
+}>() {}
+
+const layerSyncRoutes = (bodyLimit: number): Layer.Layer<SyncRoutesService, never, MutationLog | Tokens.Tokens> =>
+  Layer.effect(
+    SyncRoutesService,
+    Effect.gen(function*() {
+      const signal = yield* ShutdownSignal
+      const activity = yield* Activity.Activity
+      const bearer = yield* BearerCheck
+      const { pull, push } = yield* SyncHandlers
+      const serve = SyncRoutes.make({
+        bodyLimit,
+        before: Effect.zipRight(closeConnectionOnShutdown(signal), countRefusals(activity)),
+        onDefect: (cause) => logError("unexpected failure while handling a request", cause),
+        bearer,
+        push,
+        pull
+      })
+      return { serve }
+    })
+  ).pipe(
+    Layer.provide(Layer.mergeAll(layerBearerCheck, layerSyncHandlers, layerShutdownSignal)),
+    Layer.provide(Layer.merge(layerClientsOrMemory, layerActivity))
+  )
 
 const adminStorageFailed = (what: string) => (error: { readonly message: string }) =>
   Effect.zipRight(
@@ -429,29 +495,6 @@ const countRefusals = (activity: Activity.Activity["Type"]) =>
 // bad input → JSON errors
 // ----------------------------------------------------------------------------
 
-const truncate = (s: string, max = 300) => s.length > max ? `${s.slice(0, max)}…` : s
-
-const formatPath = (path: ReadonlyArray<PropertyKey>) =>
-  path.reduce<string>(
-    (acc, key) => typeof key === "number" ? `${acc}[${key}]` : acc === "" ? String(key) : `${acc}.${String(key)}`,
-    ""
-  )
-
-const decodeMessage = (
-  issues: ReadonlyArray<{ readonly path: ReadonlyArray<PropertyKey>; readonly message: string }>
-) => {
-  const shown = issues.slice(0, 5).map((issue) =>
-    truncate(issue.path.length > 0 ? `${formatPath(issue.path)}: ${issue.message}` : issue.message)
-  )
-  const more = issues.length > shown.length ? ` (and ${issues.length - shown.length} more)` : ""
-  return `invalid request: ${shown.join("; ")}${more}`
-}
-
-const causeMessage = (u: unknown): string =>
-  typeof u === "object" && u !== null && typeof (u as { readonly message?: unknown }).message === "string"
-    ? (u as { readonly message: string }).message
-    : String(u)
-
 type ApiError = SyncApi.BadRequest | SyncApi.NotFound | SyncApi.PayloadTooLarge | SyncApi.ServerError
 
 /**
@@ -466,13 +509,8 @@ const requestMiddleware = (bodyLimit: number) =>
       Effect.gen(function*() {
         yield* closeConnectionOnShutdown(signal)
         yield* countRefusals(activity)
-        const request = yield* HttpServerRequest.HttpServerRequest
-        const length = request.headers["content-length"]
-        if (length !== undefined && Number(length) > bodyLimit) {
-          return yield* new SyncApi.PayloadTooLarge({
-            message: `the request body is ${length} bytes; the limit is ${bodyLimit} bytes`
-          })
-        }
+        const tooLarge = SyncRoutes.declaredTooLarge(yield* HttpServerRequest.HttpServerRequest, bodyLimit)
+        if (Option.isSome(tooLarge)) return yield* tooLarge.value
         return yield* HttpIncomingMessage.withMaxBodySize(app, Option.some(bodyLimit))
       }).pipe(
         Effect.catchAllCause((cause): Effect.Effect<never, ApiError> => {
@@ -488,26 +526,18 @@ const requestMiddleware = (bodyLimit: number) =>
             return Effect.failCause(cause as Cause.Cause<never>)
           }
           if (error instanceof HttpApiError.HttpApiDecodeError) {
-            return Effect.fail(new SyncApi.BadRequest({ message: decodeMessage(error.issues) }))
+            return Effect.fail(new SyncApi.BadRequest({ message: SyncRoutes.decodeMessage(error.issues) }))
           }
           if (error instanceof HttpServerError.RouteNotFound) {
             const request = error.request
             return Effect.fail(
-              new SyncApi.NotFound({ message: truncate(`no route for ${request.method} ${request.url.split("?")[0]}`) })
+              new SyncApi.NotFound({
+                message: SyncRoutes.truncate(`no route for ${request.method} ${request.url.split("?")[0]}`)
+              })
             )
           }
           if (error instanceof HttpServerError.RequestError) {
-            const inner = error.cause
-            if (causeMessage(inner) === "maxBytes exceeded") {
-              return Effect.fail(
-                new SyncApi.PayloadTooLarge({ message: `the request body is larger than ${bodyLimit} bytes` })
-              )
-            }
-            return Effect.fail(
-              new SyncApi.BadRequest({
-                message: truncate(`the request body is not valid JSON: ${causeMessage(inner)}`)
-              })
-            )
+            return Effect.fail(SyncRoutes.unreadableBody(error.cause, bodyLimit))
           }
           return Effect.zipRight(
             logError("unexpected failure while handling a request", cause),
@@ -575,14 +605,15 @@ export const layerHttp = (
   never,
   MutationLog | Tokens.Tokens | HttpServer.HttpServer | HttpRouter.HttpRouter.DefaultServices
 > =>
-  HttpApiBuilder.serve((app) =>
-    ServerMetrics.track(
+  HttpApiBuilder.serve((api) => {
+    const app = Effect.flatMap(SyncRoutesService, (routes) => routes.serve(api))
+    return ServerMetrics.track(
       (options.logRequests ?? defaults.logRequests)
         ? requestLogger(Admission.middleware(app))
         : Admission.middleware(app)
     )
-  ).pipe(
-    Layer.provide(layerApi(options)),
+  }).pipe(
+    Layer.provide(Layer.merge(layerApi(options), layerSyncRoutes(options.bodyLimit ?? defaults.bodyLimit))),
     Layer.provide(Admission.layer(options)),
     Layer.provide(options.metrics === undefined ? Layer.empty : ServerMetrics.layerRoute(options.metrics)),
     Layer.merge(Compactor.layer({ threshold: options.compactThreshold, interval: options.compactInterval }))

@@ -11,7 +11,9 @@
 import type { Mutation } from "@autosync/core"
 import { LogRules } from "@autosync/core"
 import * as SqlClient from "@effect/sql/SqlClient"
+import type * as SqlConnection from "@effect/sql/SqlConnection"
 import type { SqlError } from "@effect/sql/SqlError"
+import type * as Statement from "@effect/sql/Statement"
 import * as Arr from "effect/Array"
 import * as Cause from "effect/Cause"
 import * as Chunk from "effect/Chunk"
@@ -33,9 +35,9 @@ import { fromConflict, MutationLog, MutationLogError } from "../MutationLog.js"
 /** @internal */
 export interface Dialect {
   /** Runs first in the append transaction: seqs are assigned, and committed, one batch at a time. */
-  readonly lock: Effect.Effect<void, SqlError>
+  readonly lock: Statement.Statement<unknown>
   /** Runs in the append transaction when it stored something; `latest` is the new last seq. */
-  readonly announce: (latest: number) => Effect.Effect<void, SqlError>
+  readonly announce?: ((latest: number) => Statement.Statement<unknown>) | undefined
   /** Hints from other processes: "the log now reaches this seq". */
   readonly hints: Stream.Stream<number, SqlError>
 }
@@ -81,6 +83,32 @@ const decodeStored = Schema.decodeUnknown(Schema.Array(StoredRow))
 /** Rows per INSERT (9 parameters each) and identities per IN list: under every dialect's limit. */
 const chunkSize = 500
 
+/** Runs a statement built with `sql` (so in the dialect's syntax) on one connection. */
+type Run = (statement: Statement.Statement<unknown>) => Effect.Effect<ReadonlyArray<unknown>, SqlError>
+
+/**
+ * The hot paths (an append's transaction, a pull's reads) run their statements on one
+ * connection: the transaction's, else one reserved for the whole effect. Each statement through
+ * `sql` itself opens a span and a scope and acquires a connection (~65 µs, several times what
+ * SQLite takes to run it); here it is compiled and executed, nothing more.
+ */
+const onConnection = <A, E, R>(
+  sql: SqlClient.SqlClient,
+  f: (run: Run) => Effect.Effect<A, E, R>
+): Effect.Effect<A, E | SqlError, R> =>
+  Effect.flatMap(
+    Effect.serviceOption(SqlClient.TransactionConnection),
+    Option.match({
+      onSome: ([connection]) => f(runOn(connection)),
+      onNone: () => Effect.scoped(Effect.flatMap(sql.reserve, (connection) => f(runOn(connection))))
+    })
+  )
+
+const runOn = (connection: SqlConnection.Connection): Run => (statement) => {
+  const [text, params] = statement.compile()
+  return connection.execute(text, params, undefined)
+}
+
 const storage = (what: string) => (cause: SqlError | ParseResult.ParseError | MutationLogError) =>
   cause._tag === "MutationLogError" ? cause : new MutationLogError({
     reason: "storage",
@@ -117,12 +145,21 @@ const identity = (clientId: string, clientSeq: number) => `${clientSeq}:${client
 /** A stored identity; `compacted` when only the identity is left (its row was compacted away). */
 type Known = LogRules.Identity & { readonly clientId: string; readonly clientSeq: number; readonly compacted: boolean }
 
+/** The log's latest seq (0 when empty), read with `run`. */
+type LatestOn = (run: Run) => Effect.Effect<number, SqlError | ParseResult.ParseError>
+
+const latestOf = (sql: SqlClient.SqlClient): LatestOn => (run) =>
+  run(sql`SELECT MAX(seq) AS latest FROM autosync_log`).pipe(
+    Effect.flatMap(decodeLatest),
+    Effect.map((rows) => rows[0]?.latest ?? 0)
+  )
+
 /** The watermarks (highest `acked_through`) of some clients; 0 for a client that never sent one. */
-const selectWatermarks = (sql: SqlClient.SqlClient, clientIds: ReadonlyArray<string>) =>
+const selectWatermarks = (sql: SqlClient.SqlClient, run: Run, clientIds: ReadonlyArray<string>) =>
   Effect.forEach(
     Arr.chunksOf(clientIds, chunkSize),
     (chunk) =>
-      sql`SELECT client_id, acked_through FROM autosync_watermarks WHERE client_id IN ${sql.in(chunk)}`.pipe(
+      run(sql`SELECT client_id, acked_through FROM autosync_watermarks WHERE client_id IN ${sql.in(chunk)}`).pipe(
         Effect.flatMap(decodeWatermarks)
       )
   ).pipe(Effect.map((pages) => new Map(pages.flat().map((row) => [row.client_id, row.acked_through]))))
@@ -166,25 +203,25 @@ const watchLatest = (
 const storeGroup = (
   sql: SqlClient.SqlClient,
   dialect: Dialect,
-  readLatest: Effect.Effect<number, SqlError | ParseResult.ParseError>
+  readLatest: LatestOn
 ) => {
   // An identity is its row's, or, once the row was compacted away, the one kept beside the log.
-  const selectIdentities = (clientId: string, clientSeqs: ReadonlyArray<number>) =>
+  const selectIdentities = (run: Run, clientId: string, clientSeqs: ReadonlyArray<number>) =>
     Effect.forEach(
       Arr.chunksOf(clientSeqs, chunkSize),
       (chunk) =>
-        sql`SELECT seq, client_seq, project, entity, entity_key, op, payload, 0 AS compacted FROM autosync_log
+        run(sql`SELECT seq, client_seq, project, entity, entity_key, op, payload, 0 AS compacted FROM autosync_log
           WHERE client_id = ${clientId} AND client_seq IN ${sql.in(chunk)}
           UNION ALL
           SELECT seq, client_seq, project, entity, entity_key, op, payload, 1 AS compacted FROM autosync_identities
-          WHERE client_id = ${clientId} AND client_seq IN ${sql.in(chunk)}`.pipe(
+          WHERE client_id = ${clientId} AND client_seq IN ${sql.in(chunk)}`).pipe(
           Effect.flatMap(decodeIdentities),
           Effect.map(Arr.map(({ compacted, ...row }) => ({ row, compacted: compacted === 1 })))
         )
     ).pipe(Effect.map((pages) => pages.flat()))
 
   // What the group's identities were stored with, before it.
-  const storedIdentities = (group: ReadonlyArray<Pending>) =>
+  const storedIdentities = (run: Run, group: ReadonlyArray<Pending>) =>
     Effect.gen(function*() {
       const wanted = new Map<string, Set<number>>()
       for (const { clientId, entries } of group) {
@@ -194,7 +231,7 @@ const storeGroup = (
       }
       const known = new Map<string, Known>()
       for (const [clientId, clientSeqs] of wanted) {
-        for (const { compacted, row } of yield* selectIdentities(clientId, [...clientSeqs])) {
+        for (const { compacted, row } of yield* selectIdentities(run, clientId, [...clientSeqs])) {
           known.set(identity(clientId, row.client_seq), {
             clientId,
             clientSeq: row.client_seq,
@@ -212,57 +249,62 @@ const storeGroup = (
     })
 
   return (group: ReadonlyArray<Pending>, occurredAt: number) =>
-    Effect.gen(function*() {
-      yield* dialect.lock
-      const known = yield* storedIdentities(group)
-      const watermarks = yield* selectWatermarks(sql, [...new Set(group.map((append) => append.clientId))])
-      const raised = new Map<string, number>()
-      // Under the lock, so max(seq) + 1 is ours: gap-free, and in commit order. The new rows
-      // get exactly these seqs (nothing else can insert meanwhile), so they are not read back.
-      let latest = yield* readLatest
-      const rows: Array<LogRow> = []
-      const outcomes = group.map(({ ackedThrough, clientId, entries }): ReadonlyArray<number> | MutationLogError => {
-        const watermark = watermarks.get(clientId) ?? 0
-        const planned = LogRules.plan(clientId, entries, (s) => known.get(identity(clientId, s)), latest, watermark)
-        if (Either.isLeft(planned)) return fromConflict(planned.left)
-        if (ackedThrough !== undefined && ackedThrough > watermark) {
-          watermarks.set(clientId, ackedThrough)
-          raised.set(clientId, ackedThrough)
-          // Forgotten at commit: the appends after it in the group see them gone too.
-          for (const [k, id] of known) {
-            if (id.clientId === clientId && id.compacted && !LogRules.keepsIdentity(id.clientSeq, ackedThrough)) {
-              known.delete(k)
+    onConnection(sql, (run) =>
+      Effect.gen(function*() {
+        yield* run(dialect.lock)
+        const known = yield* storedIdentities(run, group)
+        const watermarks = yield* selectWatermarks(sql, run, [...new Set(group.map((append) => append.clientId))])
+        const raised = new Map<string, number>()
+        // Under the lock, so max(seq) + 1 is ours: gap-free, and in commit order. The new rows
+        // get exactly these seqs (nothing else can insert meanwhile), so they are not read back.
+        let latest = yield* readLatest(run)
+        const rows: Array<LogRow> = []
+        const outcomes = group.map(({ ackedThrough, clientId, entries }): ReadonlyArray<number> | MutationLogError => {
+          const watermark = watermarks.get(clientId) ?? 0
+          const planned = LogRules.plan(clientId, entries, (s) => known.get(identity(clientId, s)), latest, watermark)
+          if (Either.isLeft(planned)) return fromConflict(planned.left)
+          if (ackedThrough !== undefined && ackedThrough > watermark) {
+            watermarks.set(clientId, ackedThrough)
+            raised.set(clientId, ackedThrough)
+            // Forgotten at commit: the appends after it in the group see them gone too.
+            for (const [k, id] of known) {
+              if (id.clientId === clientId && id.compacted && !LogRules.keepsIdentity(id.clientSeq, ackedThrough)) {
+                known.delete(k)
+              }
             }
           }
+          for (const fresh of planned.right.fresh) {
+            known.set(identity(clientId, fresh.clientSeq), { ...fresh, clientId, compacted: false })
+            rows.push({
+              seq: fresh.seq,
+              client_id: clientId,
+              client_seq: fresh.clientSeq,
+              project: fresh.project,
+              entity: fresh.entity,
+              entity_key: fresh.entityKey,
+              op: fresh.op,
+              payload: fresh.payloadJson,
+              occurred_at: occurredAt
+            })
+          }
+          latest += planned.right.fresh.length
+          return planned.right.seqs
+        })
+        for (const chunk of Arr.chunksOf(rows, chunkSize)) {
+          yield* run(sql`INSERT INTO autosync_log ${sql.insert(chunk)}`)
         }
-        for (const fresh of planned.right.fresh) {
-          known.set(identity(clientId, fresh.clientSeq), { ...fresh, clientId, compacted: false })
-          rows.push({
-            seq: fresh.seq,
-            client_id: clientId,
-            client_seq: fresh.clientSeq,
-            project: fresh.project,
-            entity: fresh.entity,
-            entity_key: fresh.entityKey,
-            op: fresh.op,
-            payload: fresh.payloadJson,
-            occurred_at: occurredAt
-          })
-        }
-        latest += planned.right.fresh.length
-        return planned.right.seqs
-      })
-      for (const chunk of Arr.chunksOf(rows, chunkSize)) {
-        yield* sql`INSERT INTO autosync_log ${sql.insert(chunk)}`
-      }
-      for (const [clientId, ackedThrough] of raised) {
-        yield* sql`INSERT INTO autosync_watermarks (client_id, acked_through) VALUES (${clientId}, ${ackedThrough})
+        for (const [clientId, ackedThrough] of raised) {
+          yield* run(
+            sql`INSERT INTO autosync_watermarks (client_id, acked_through) VALUES (${clientId}, ${ackedThrough})
           ON CONFLICT (client_id) DO UPDATE SET acked_through = excluded.acked_through`
-        yield* sql`DELETE FROM autosync_identities WHERE client_id = ${clientId} AND client_seq <= ${ackedThrough}`
-      }
-      if (rows.length > 0) yield* dialect.announce(latest)
-      return { announced: rows.length > 0 ? latest : undefined, outcomes }
-    })
+          )
+          yield* run(
+            sql`DELETE FROM autosync_identities WHERE client_id = ${clientId} AND client_seq <= ${ackedThrough}`
+          )
+        }
+        if (rows.length > 0 && dialect.announce !== undefined) yield* run(dialect.announce(latest))
+        return { announced: rows.length > 0 ? latest : undefined, outcomes }
+      }))
 }
 
 /**
@@ -274,7 +316,7 @@ const storeGroup = (
 const makeWriter = (
   sql: SqlClient.SqlClient,
   dialect: Dialect,
-  readLatest: Effect.Effect<number, SqlError | ParseResult.ParseError>,
+  readLatest: LatestOn,
   bump: (latest: number) => Effect.Effect<void>
 ) =>
   Effect.gen(function*() {
@@ -344,7 +386,7 @@ const makeWriter = (
 /** The reader: a page is the rules' `page` over the candidates SQL selects. */
 const makeReader = (
   sql: SqlClient.SqlClient,
-  readLatest: Effect.Effect<number, SqlError | ParseResult.ParseError>
+  readLatest: LatestOn
 ) =>
 (
   sinceSeq: number,
@@ -352,28 +394,29 @@ const makeReader = (
   limit: number,
   excludeClientId?: string
 ): Effect.Effect<LogRules.StoredPage, MutationLogError> =>
-  Effect.gen(function*() {
-    // The latest seq first: every seq up to it is committed, so it never runs ahead of the page.
-    const latestSeq = yield* readLatest
-    // No project allowed: nothing to select (and `IN ()` is not SQL).
-    if (projects !== undefined && projects.length === 0) return LogRules.page([], limit, latestSeq)
-    // The candidates: after the cursor, of the projects, less the writes of excludeClientId.
-    const rows = yield* sql`SELECT seq, project, entity, entity_key, op, payload, occurred_at FROM autosync_log
+  onConnection(sql, (run) =>
+    Effect.gen(function*() {
+      // The latest seq first: every seq up to it is committed, so it never runs ahead of the page.
+      const latestSeq = yield* readLatest(run)
+      // No project allowed: nothing to select (and `IN ()` is not SQL).
+      if (projects !== undefined && projects.length === 0) return LogRules.page([], limit, latestSeq)
+      // The candidates: after the cursor, of the projects, less the writes of excludeClientId.
+      const rows = yield* run(sql`SELECT seq, project, entity, entity_key, op, payload, occurred_at FROM autosync_log
       WHERE seq > ${sinceSeq}
         ${projects === undefined ? sql`` : sql`AND project IN ${sql.in(projects)}`}
         ${excludeClientId === undefined ? sql`` : sql`AND client_id <> ${excludeClientId}`}
-      ORDER BY seq LIMIT ${limit + 1}`.pipe(Effect.flatMap(decodeStored))
-    const candidates = rows.map((row): LogRules.StoredMutation => ({
-      seq: row.seq,
-      project: row.project,
-      entity: row.entity,
-      entityKey: row.entity_key,
-      op: row.op,
-      payloadJson: row.payload,
-      occurredAt: row.occurred_at
-    }))
-    return LogRules.page(candidates, limit, latestSeq)
-  }).pipe(Effect.mapError(storage("reading the log")))
+      ORDER BY seq LIMIT ${limit + 1}`).pipe(Effect.flatMap(decodeStored))
+      const candidates = rows.map((row): LogRules.StoredMutation => ({
+        seq: row.seq,
+        project: row.project,
+        entity: row.entity,
+        entityKey: row.entity_key,
+        op: row.op,
+        payloadJson: row.payload,
+        occurredAt: row.occurred_at
+      }))
+      return LogRules.page(candidates, limit, latestSeq)
+    })).pipe(Effect.mapError(storage("reading the log")))
 
 // A row of which a newer row of the same key exists: the rule of `LogRules.compactable`. Only
 // such rows are removed, so the newest version of every key stays, and a puller at any cursor,
@@ -401,7 +444,9 @@ const makeCompactor = (
         FROM autosync_log l WHERE l.seq > ${after} AND l.seq <= ${upTo} AND ${hasNewer(sql)}
         ORDER BY l.seq LIMIT ${batchSize}`.pipe(Effect.flatMap(decodeCompact))
       const end = rows.length < batchSize ? upTo : rows[rows.length - 1].seq
-      const watermarks = yield* selectWatermarks(sql, [...new Set(rows.map((row) => row.client_id))])
+      const watermarks = yield* selectWatermarks(sql, (statement) => statement, [
+        ...new Set(rows.map((row) => row.client_id))
+      ])
       // The identities a retry may still need: above their client's watermark.
       const kept = rows.filter((row) => LogRules.keepsIdentity(row.client_seq, watermarks.get(row.client_id) ?? 0))
       for (const chunk of Arr.chunksOf(kept, chunkSize)) {
@@ -499,14 +544,7 @@ const readStats = (
  */
 export const statsOf: Effect.Effect<LogRules.LogStats, MutationLogError, SqlClient.SqlClient> = Effect.flatMap(
   SqlClient.SqlClient,
-  (sql) =>
-    readStats(
-      sql,
-      sql`SELECT MAX(seq) AS latest FROM autosync_log`.pipe(
-        Effect.flatMap(decodeLatest),
-        Effect.map((rows) => rows[0]?.latest ?? 0)
-      )
-    )
+  (sql) => readStats(sql, latestOf(sql)((statement) => statement))
 )
 
 /** @internal */
@@ -516,13 +554,11 @@ export const make = (
 ): Effect.Effect<MutationLog["Type"], MutationLogError, SqlClient.SqlClient | Scope.Scope> =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
-    const readLatest = sql`SELECT MAX(seq) AS latest FROM autosync_log`.pipe(
-      Effect.flatMap(decodeLatest),
-      Effect.map((rows) => rows[0]?.latest ?? 0)
-    )
+    const latestOn = latestOf(sql)
+    const readLatest = latestOn((statement) => statement)
     const { bump, latest } = yield* watchLatest(readLatest, dialect, options)
-    const append = yield* makeWriter(sql, dialect, readLatest, bump)
-    const sinceStored = makeReader(sql, readLatest)
+    const append = yield* makeWriter(sql, dialect, latestOn, bump)
+    const sinceStored = makeReader(sql, latestOn)
     return MutationLog.of({
       append,
       since: (sinceSeq, projects, limit, excludeClientId) =>

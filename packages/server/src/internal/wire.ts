@@ -19,3 +19,6 @@ export const pullBody = (page: StoredPage): string =>
   `{"mutations":[${
     page.mutations.map(mutationJson).join(",")
   }],"has_more":${page.hasMore},"latest_seq":${page.latestSeq}}`
+
+/** @internal */
+export const pushBody = (acceptedSeqs: ReadonlyArray<number>): string => `{"accepted_seqs":[${acceptedSeqs.join(",")}]}`
