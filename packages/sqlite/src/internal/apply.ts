@@ -21,6 +21,7 @@ import * as Schema from "effect/Schema"
 import * as Applier from "../Applier.js"
 import type { Db } from "./db.js"
 import {
+  changeOf,
   DeadLetterRow,
   decodePulled,
   decodePulledEither,
@@ -60,7 +61,7 @@ const keepAside = (db: Db, targetKey: string, m: Pulled) =>
  */
 const applyRemote = (db: Db, targetKey: string, m: Pulled, at: number) =>
   db.sql.withTransaction(
-    db.appliers.get(m.entity).apply({ ...m, targetKey, source: "remote" }).pipe(
+    db.appliers.get(m.entity).apply(changeOf(m, targetKey, "remote", m.seq)).pipe(
       Effect.provideService(SqlClient.SqlClient, db.sql)
     )
   ).pipe(
@@ -70,14 +71,27 @@ const applyRemote = (db: Db, targetKey: string, m: Pulled, at: number) =>
   )
 
 const checkShape = Schema.decodeUnknownEither(PulledShape)
+const isSeq = Schema.is(PulledShape.fields.seq)
+const isProject = Schema.is(PulledShape.fields.project)
+const isEntity = Schema.is(PulledShape.fields.entity)
+const isEntityKey = Schema.is(PulledShape.fields.entityKey)
+const isOp = Schema.is(PulledShape.fields.op)
+const isDate = Schema.is(PulledShape.fields.occurredAt)
+
+// Field by field: the same checks as decoding `PulledShape`, without building the decoded copy
+// (a page checks a thousand); the decode runs only to describe a problem.
+const hasShape = (m: Pulled) =>
+  typeof m === "object" && m !== null && isSeq(m.seq) && isProject(m.project) && isEntity(m.entity) &&
+  isEntityKey(m.entityKey) && isOp(m.op) && isDate(m.occurredAt)
 
 /** Why a pulled mutation must go to the dead letters, or `undefined`. */
 const problemOf = (db: Db, m: Pulled): string | undefined => {
-  const shape = checkShape(m)
-  return Either.isLeft(shape)
-    ? `invalid mutation: ${ParseResult.TreeFormatter.formatErrorSync(shape.left)}`
-    : (db.appliers.get(m.entity).validate(m) ??
-      (m.payload === undefined ? undefined : Mutation.payloadProblem(m.payload)))
+  if (!hasShape(m)) {
+    const shape = checkShape(m)
+    if (Either.isLeft(shape)) return `invalid mutation: ${ParseResult.TreeFormatter.formatErrorSync(shape.left)}`
+  }
+  return db.appliers.get(m.entity).validate(m) ??
+    (m.payload === undefined ? undefined : Mutation.payloadProblem(m.payload))
 }
 
 const keySet = (rows: ReadonlyArray<typeof KeyRow.Type>) =>
@@ -148,7 +162,7 @@ const applyPageAtOnce = (db: Db, targetKey: string, mutations: ReadonlyArray<Pul
       if (result === "duplicate") continue
       if (result === "dead_letter") yield* insertDeadLetter(db, targetKey, m.seq, problemOf(db, m) ?? "", m, at)
       else if (Merge.keepsPulled(result)) rows.push(remoteRow(targetKey, m, result))
-      if (result === "applied") changes.push({ ...m, targetKey, source: "remote" })
+      if (result === "applied") changes.push(changeOf(m, targetKey, "remote", m.seq))
     }
     yield* Applier.applyAll(db.appliers, changes).pipe(Effect.provideService(SqlClient.SqlClient, db.sql))
     for (const chunk of Applier.inChunks(rows)) yield* db.sql`INSERT INTO sync_mutations ${db.sql.insert(chunk)}`

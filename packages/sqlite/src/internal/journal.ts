@@ -20,7 +20,7 @@ import * as Applier from "../Applier.js"
 import * as Apply from "./apply.js"
 import type { Db } from "./db.js"
 import * as Insert from "./insert.js"
-import { type AckedRow, decodeAcked, decodeJournalRows, ProjectRow } from "./rows.js"
+import { type AckedRow, changeOf, decodeAcked, decodeJournalRows, ProjectRow } from "./rows.js"
 
 /**
  * Acks as runs of consecutive local seqs whose server seqs are consecutive too (`delta` =
@@ -185,7 +185,7 @@ const appendLocal = (db: Db) =>
       yield* db.sql`INSERT INTO sync_meta (key, value) VALUES ('last_local_seq', ${String(seqs[seqs.length - 1])})
         ON CONFLICT (key) DO UPDATE SET value = excluded.value`
       // The whole batch in a few statements: appliers that can take many changes at once do.
-      yield* Applier.applyAll(db.appliers, writes.map((w, i) => ({ ...w, targetKey, source: "local", seq: first + i })))
+      yield* Applier.applyAll(db.appliers, writes.map((w, i) => changeOf(w, targetKey, "local", first + i)))
         .pipe(
           Effect.provideService(SqlClient.SqlClient, db.sql),
           Effect.catchTag(

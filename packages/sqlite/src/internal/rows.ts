@@ -9,6 +9,7 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
+import type * as Applier from "../Applier.js"
 
 const Millis = Schema.Number
 const OptionalDate = Schema.NullOr(Schema.DateFromNumber)
@@ -218,6 +219,26 @@ export const decodeSuperseding = Schema.decodeUnknown(Schema.Array(Schema.Struct
 export const MetaRow = Schema.Struct({ value: Schema.String })
 export const ProjectRow = Schema.Struct({ project: Schema.String })
 export const ValueRow = Schema.Struct({ value: Schema.parseJson() })
+
+/**
+ * A write or a pulled mutation as its applier's `Change`, built field by field: an object spread
+ * (`{ ...m, targetKey }`) cost ~2 µs per row on Node 20, more than applying it.
+ */
+export const changeOf = (
+  w: Applier.Write,
+  targetKey: string,
+  source: Applier.Change["source"],
+  seq: number
+): Applier.Change => ({
+  project: w.project,
+  entity: w.entity,
+  entityKey: w.entityKey,
+  op: w.op,
+  payload: w.payload,
+  targetKey,
+  source,
+  seq
+})
 
 /** A pulled mutation without its payload: checked first, so the applier names payload problems. */
 export const PulledShape = Schema.Struct({
