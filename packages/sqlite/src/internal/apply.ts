@@ -72,17 +72,15 @@ const applyRemote = (db: Db, targetKey: string, m: Pulled, at: number) =>
 
 const checkShape = Schema.decodeUnknownEither(PulledShape)
 const isSeq = Schema.is(PulledShape.fields.seq)
-const isProject = Schema.is(PulledShape.fields.project)
-const isEntity = Schema.is(PulledShape.fields.entity)
-const isEntityKey = Schema.is(PulledShape.fields.entityKey)
-const isOp = Schema.is(PulledShape.fields.op)
 const isDate = Schema.is(PulledShape.fields.occurredAt)
+const isText = (s: unknown, what: string) => typeof s === "string" && Mutation.textProblem(s, what) === undefined
 
-// Field by field: the same checks as decoding `PulledShape`, without building the decoded copy
-// (a page checks a thousand); the decode runs only to describe a problem.
+// Field by field, with the rules `PulledShape`'s schemas apply (the text fields' is
+// `Mutation.textProblem`), without building the decoded copy (a page checks a thousand); the
+// decode runs only to describe a problem.
 const hasShape = (m: Pulled) =>
-  typeof m === "object" && m !== null && isSeq(m.seq) && isProject(m.project) && isEntity(m.entity) &&
-  isEntityKey(m.entityKey) && isOp(m.op) && isDate(m.occurredAt)
+  typeof m === "object" && m !== null && isSeq(m.seq) && isText(m.project, "project") &&
+  isText(m.entity, "entity") && isText(m.entityKey, "entity_key") && isText(m.op, "op") && isDate(m.occurredAt)
 
 /** Why a pulled mutation must go to the dead letters, or `undefined`. */
 const problemOf = (db: Db, m: Pulled): string | undefined => {
