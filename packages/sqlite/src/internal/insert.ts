@@ -10,7 +10,7 @@ import type * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import * as Effect from "effect/Effect"
 
-/** Rows per statement: with up to 32 columns, under SQLite's 32,766 bound variables. */
+/** Rows per statement: with up to 32 columns (every insert here has fewer), under SQLite's 32,766 bound variables. */
 export const rowsPerStatement = 1000
 
 /**
@@ -27,7 +27,6 @@ export interface Insert {
 
 /** @internal */
 export const make = (head: string, width: number, tail = ""): Insert => {
-  if (width > 32) throw new Error(`a row of ${width} columns is too wide for ${rowsPerStatement} rows per statement`)
   const row = `(${Array.from({ length: width }, () => "?").join(",")})`
   const build = (rows: number) =>
     `${head} VALUES ${Array.from({ length: rows }, () => row).join(",")}${tail === "" ? "" : ` ${tail}`}`
