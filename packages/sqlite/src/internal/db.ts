@@ -84,6 +84,8 @@ export const incrementalVacuum = (sql: SqlClient.SqlClient, pages: number): Effe
   ).pipe(Effect.asVoid)
 }
 
+const decodeCounts = Schema.decodeUnknown(Schema.Array(CountRow))
+
 /** @internal */
 export const make = (label: string): Effect.Effect<Db, never, SqlClient.SqlClient> =>
   Effect.gen(function*() {
@@ -96,7 +98,7 @@ export const make = (label: string): Effect.Effect<Db, never, SqlClient.SqlClien
     })
     const count = (query: Effect.Effect<ReadonlyArray<unknown>, SqlError>) =>
       Effect.map(
-        Effect.flatMap(query, Schema.decodeUnknown(Schema.Array(CountRow))),
+        Effect.flatMap(query, decodeCounts),
         (rows) => rows[0]?.n ?? 0
       )
     return {
