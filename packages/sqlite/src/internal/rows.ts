@@ -1,6 +1,7 @@
 /**
  * The rows of the replica's tables, decoded with Schema at the boundary, and the JSON forms the
- * store writes.
+ * store writes. Where a page is a thousand rows (pending rows, a pulled page's changes), rows are
+ * checked and built in plain code, and the Schema runs only to describe a row that fails.
  *
  * @internal
  */
