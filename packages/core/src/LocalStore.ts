@@ -21,7 +21,7 @@ import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
 import * as Merge from "./Merge.js"
 import type { ApplyResult, MutationAck, PulledMutation, SyncMutation, SyncState } from "./Mutation.js"
-import { LocalWrite, Project, projectProblem } from "./Mutation.js"
+import { LocalWrite, payloadProblem, Project, projectProblem, textProblem } from "./Mutation.js"
 import type { ReasonCode, Stalled } from "./Status.js"
 
 /**
@@ -242,16 +242,44 @@ export class LocalStore extends Context.Tag("@autosync/core/LocalStore")<LocalSt
   readonly reidentify: Effect.Effect<Reidentified, LocalStoreError>
 }>() {}
 
+const decodeWritesStrictly = Schema.decodeUnknown(Schema.Array(Schema.typeSchema(LocalWrite)))
+
+// A write that passes `LocalWrite`'s rules (the functions its filters call), built as the schema
+// decodes it; `undefined` for anything else, which the schema then describes.
+const plainWrite = (u: unknown): LocalWrite | undefined => {
+  if (typeof u !== "object" || u === null || Array.isArray(u)) return undefined
+  for (const key of writeKeys) if (!Object.hasOwn(u, key)) return undefined
+  const { entity, entityKey, op, payload, project } = u as Record<string, unknown>
+  return typeof project === "string" && projectProblem(project) === undefined &&
+      typeof entity === "string" && textProblem(entity, "entity") === undefined &&
+      typeof entityKey === "string" && textProblem(entityKey, "entity_key") === undefined &&
+      typeof op === "string" && textProblem(op, "op") === undefined && payloadProblem(payload) === undefined
+    ? { project, entity, entityKey, op, payload }
+    : undefined
+}
+const writeKeys = ["project", "entity", "entityKey", "op", "payload"] as const
+
 /**
- * Decodes local writes, failing with `invalid_input` naming the bad field.
+ * Decodes local writes, failing with `invalid_input` naming the bad field. Valid writes are
+ * checked in plain code (a batch is thousands of them); the schema runs to describe a problem.
  *
  * @since 0.1.0
  * @category validation
  */
 export const decodeWrites = (
   entries: ReadonlyArray<unknown>
-): Effect.Effect<ReadonlyArray<LocalWrite>, LocalStoreError> =>
-  Schema.decodeUnknown(Schema.Array(Schema.typeSchema(LocalWrite)))(entries).pipe(
+): Effect.Effect<ReadonlyArray<LocalWrite>, LocalStoreError> => {
+  if (Array.isArray(entries)) {
+    const writes: Array<LocalWrite> = new Array(entries.length)
+    let i = 0
+    for (; i < entries.length; i++) {
+      const w = plainWrite(entries[i])
+      if (w === undefined) break
+      writes[i] = w
+    }
+    if (i === entries.length) return Effect.succeed(writes)
+  }
+  return decodeWritesStrictly(entries).pipe(
     Effect.mapError((error) => {
       // One line naming the first problem and where it is (e.g. `[0].project: project must not be empty`).
       const issue = ParseResult.ArrayFormatter.formatErrorSync(error)[0]
@@ -264,6 +292,7 @@ export const decodeWrites = (
       })
     })
   )
+}
 
 /**
  * Validates a project name, failing with `invalid_input`.

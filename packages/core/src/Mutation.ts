@@ -96,10 +96,17 @@ export const Payload: Schema.Schema<unknown> = Schema.Unknown.pipe(
   Schema.filter((u) => payloadProblem(u) ?? true, { identifier: "Payload" })
 )
 
-const NonEmptyText = (what: string) =>
-  Schema.String.pipe(
-    Schema.filter((s) => s.length === 0 ? `${what} must not be empty` : (checkString(s, what) ?? true))
-  )
+/**
+ * Why `s` is not a text field named `what` (`entity`, `entity_key`, `op`, a stored `project`):
+ * it must not be empty, nor contain NUL or a lone surrogate. `undefined` when it is one.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const textProblem = (s: string, what: string): string | undefined =>
+  s.length === 0 ? `${what} must not be empty` : checkString(s, what)
+
+const NonEmptyText = (what: string) => Schema.String.pipe(Schema.filter((s) => textProblem(s, what) ?? true))
 
 /**
  * Why `project` is not a name a new write, an enrollment or a token may use, or `undefined`: it

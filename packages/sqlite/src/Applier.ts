@@ -31,6 +31,7 @@ import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Schema from "effect/Schema"
+import * as Insert from "./internal/insert.js"
 
 /**
  * What an applier is asked to check: a write before it is numbered, or a pulled mutation.
@@ -98,8 +99,11 @@ export interface EntityApplier {
   ) => Effect.Effect<void, ApplyRejected | SqlError, SqlClient.SqlClient>
 }
 
-// Rows per multi-row statement: well under SQLite's 32766 bound variables.
-const chunkSize = 1000
+const upsertDocuments = Insert.make(
+  "INSERT INTO sync_documents (project, entity, entity_key, value, updated_at)",
+  5,
+  "ON CONFLICT (project, entity, entity_key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at"
+)
 
 /**
  * The built-in applier: the `sync_documents` table. `"upsert"` stores the payload as the
@@ -136,19 +140,14 @@ export const documents: EntityApplier = {
       for (const change of changes) last.set(`${change.project}\u0000${change.entity}\u0000${change.entityKey}`, change)
       const sql = yield* SqlClient.SqlClient
       const now = yield* Clock.currentTimeMillis
-      const upserts = [...last.values()].filter((c) => c.op !== "delete").map((c) => ({
-        project: c.project,
-        entity: c.entity,
-        entity_key: c.entityKey,
-        value: JSON.stringify(c.payload),
-        updated_at: now
-      }))
-      for (const rows of inChunks(upserts)) {
-        yield* sql`INSERT INTO sync_documents ${sql.insert(rows)}
-          ON CONFLICT (project, entity, entity_key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at`
-      }
+      const upserts: Array<unknown> = []
+      const deletes: Array<Change> = []
       for (const c of last.values()) {
-        if (c.op !== "delete") continue
+        if (c.op === "delete") deletes.push(c)
+        else upserts.push(c.project, c.entity, c.entityKey, JSON.stringify(c.payload), now)
+      }
+      yield* Insert.run(sql, upsertDocuments, upserts)
+      for (const c of deletes) {
         yield* sql`DELETE FROM sync_documents
           WHERE project = ${c.project} AND entity = ${c.entity} AND entity_key = ${c.entityKey}`
       }
@@ -185,7 +184,8 @@ export const applyAll = (
  * @since 0.1.0
  * @category appliers
  */
-export const inChunks = <A>(items: ReadonlyArray<A>): ReadonlyArray<ReadonlyArray<A>> => Arr.chunksOf(items, chunkSize)
+export const inChunks = <A>(items: ReadonlyArray<A>): ReadonlyArray<ReadonlyArray<A>> =>
+  Arr.chunksOf(items, Insert.rowsPerStatement)
 
 /**
  * The appliers by entity name.

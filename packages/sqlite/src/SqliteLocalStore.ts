@@ -2,7 +2,9 @@
  * `LocalStore` on SQLite, with the same semantics as `LocalStore.layerMemory` (one shared suite
  * checks both). This module assembles the store from its parts under `internal/`:
  *
- * - `rows.ts`: the tables' rows, decoded with Schema at the boundary.
+ * - `rows.ts`: the tables' rows, decoded with Schema at the boundary (in plain code, once per
+ *   page, where a page is a thousand rows).
+ * - `insert.ts`: multi-row inserts bound flat, without a statement compiled per row.
  * - `db.ts`: what the parts share. Every write path is one transaction whose first statement
  *   takes SQLite's write lock, so a transaction never reads a snapshot that another process
  *   changes under it; with WAL mode and a busy timeout, several processes can share one file.

@@ -21,6 +21,7 @@ import * as Schema from "effect/Schema"
 import * as Applier from "../Applier.js"
 import type { Db } from "./db.js"
 import {
+  changeOf,
   DeadLetterRow,
   decodePulled,
   decodePulledEither,
@@ -60,7 +61,7 @@ const keepAside = (db: Db, targetKey: string, m: Pulled) =>
  */
 const applyRemote = (db: Db, targetKey: string, m: Pulled, at: number) =>
   db.sql.withTransaction(
-    db.appliers.get(m.entity).apply({ ...m, targetKey, source: "remote" }).pipe(
+    db.appliers.get(m.entity).apply(changeOf(m, targetKey, "remote", m.seq)).pipe(
       Effect.provideService(SqlClient.SqlClient, db.sql)
     )
   ).pipe(
@@ -69,25 +70,44 @@ const applyRemote = (db: Db, targetKey: string, m: Pulled, at: number) =>
       Effect.as(insertDeadLetter(db, targetKey, m.seq, rejected.reason, m, at), "dead_letter" as const))
   )
 
+const checkShape = Schema.decodeUnknownEither(PulledShape)
+const isSeq = Schema.is(PulledShape.fields.seq)
+const isDate = Schema.is(PulledShape.fields.occurredAt)
+const isText = (s: unknown, what: string) => typeof s === "string" && Mutation.textProblem(s, what) === undefined
+
+// Field by field, with the rules `PulledShape`'s schemas apply (the text fields' is
+// `Mutation.textProblem`), without building the decoded copy (a page checks a thousand); the
+// decode runs only to describe a problem.
+const hasShape = (m: Pulled) =>
+  typeof m === "object" && m !== null && isSeq(m.seq) && isText(m.project, "project") &&
+  isText(m.entity, "entity") && isText(m.entityKey, "entity_key") && isText(m.op, "op") && isDate(m.occurredAt)
+
 /** Why a pulled mutation must go to the dead letters, or `undefined`. */
 const problemOf = (db: Db, m: Pulled): string | undefined => {
-  const shape = Schema.decodeUnknownEither(PulledShape)(m)
-  return Either.isLeft(shape)
-    ? `invalid mutation: ${ParseResult.TreeFormatter.formatErrorSync(shape.left)}`
-    : (db.appliers.get(m.entity).validate(m) ??
-      (m.payload === undefined ? undefined : Mutation.payloadProblem(m.payload)))
+  if (!hasShape(m)) {
+    const shape = checkShape(m)
+    if (Either.isLeft(shape)) return `invalid mutation: ${ParseResult.TreeFormatter.formatErrorSync(shape.left)}`
+  }
+  return db.appliers.get(m.entity).validate(m) ??
+    (m.payload === undefined ? undefined : Mutation.payloadProblem(m.payload))
 }
 
 const keySet = (rows: ReadonlyArray<typeof KeyRow.Type>) =>
   new Set(rows.map((r) => Merge.keyOf({ project: r.project, entity: r.entity, entityKey: r.entity_key })))
+
+const decodeKeyRows = Schema.decodeUnknown(Schema.Array(KeyRow))
+
+// The page's entity keys as one JSON array: one bound value and one statement text whatever the
+// page's size (an `IN (?, ?, …)` list is compiled per call and prepared, and cached, per length).
+const pageKeys = (mutations: ReadonlyArray<Pulled>) => JSON.stringify([...new Set(mutations.map((m) => m.entityKey))])
 
 // The keys among `mutations` that have un-acked local writes: one query per page. Nothing can
 // change that set while the page's write transaction holds the lock.
 const unackedKeys = (db: Db, targetKey: string, mutations: ReadonlyArray<Pulled>) =>
   db.sql`SELECT DISTINCT project, entity, entity_key FROM sync_mutations
     WHERE target_key = ${targetKey} AND source = 'local' AND acked_at IS NULL
-      AND entity_key IN ${db.sql.in([...new Set(mutations.map((m) => m.entityKey))])}`.pipe(
-    Effect.flatMap(Schema.decodeUnknown(Schema.Array(KeyRow))),
+      AND entity_key IN (SELECT value FROM json_each(${pageKeys(mutations)}))`.pipe(
+    Effect.flatMap(decodeKeyRows),
     Effect.map(keySet)
   )
 
@@ -96,7 +116,7 @@ const unackedKeys = (db: Db, targetKey: string, mutations: ReadonlyArray<Pulled>
 const ownAckedSeqs = (db: Db, targetKey: string, mutations: ReadonlyArray<Pulled>) =>
   db.sql`SELECT project, entity, entity_key, own_acked_seq AS n FROM sync_key_facts
     WHERE target_key = ${targetKey}
-      AND entity_key IN ${db.sql.in([...new Set(mutations.map((m) => m.entityKey))])}
+      AND entity_key IN (SELECT value FROM json_each(${pageKeys(mutations)}))
       AND own_acked_seq > ${mutations[0].seq}`.pipe(
     Effect.flatMap(decodeSuperseding),
     Effect.map((rows) =>
@@ -134,12 +154,13 @@ const applyPageAtOnce = (db: Db, targetKey: string, mutations: ReadonlyArray<Pul
     const { cursor, results } = yield* decide(db, targetKey, mutations)
     const rows: Array<ReturnType<typeof remoteRow>> = []
     const changes: Array<Applier.Change> = []
-    for (const [i, m] of mutations.entries()) {
+    for (let i = 0; i < mutations.length; i++) {
+      const m = mutations[i]
       const result = results[i]
       if (result === "duplicate") continue
       if (result === "dead_letter") yield* insertDeadLetter(db, targetKey, m.seq, problemOf(db, m) ?? "", m, at)
       else if (Merge.keepsPulled(result)) rows.push(remoteRow(targetKey, m, result))
-      if (result === "applied") changes.push({ ...m, targetKey, source: "remote" })
+      if (result === "applied") changes.push(changeOf(m, targetKey, "remote", m.seq))
     }
     yield* Applier.applyAll(db.appliers, changes).pipe(Effect.provideService(SqlClient.SqlClient, db.sql))
     for (const chunk of Applier.inChunks(rows)) yield* db.sql`INSERT INTO sync_mutations ${db.sql.insert(chunk)}`
@@ -235,7 +256,7 @@ const applyPulledMutations = (db: Db) =>
 const keptAsideKeys = (db: Db, targetKey: string) =>
   db.sql`SELECT DISTINCT project, entity, entity_key FROM sync_mutations
     WHERE target_key = ${targetKey} AND source = 'remote' AND status = 'kept_aside'`.pipe(
-    Effect.flatMap(Schema.decodeUnknown(Schema.Array(KeyRow))),
+    Effect.flatMap(decodeKeyRows),
     Effect.map(keySet)
   )
 

@@ -12,7 +12,6 @@
  */
 import { LocalStore, Merge, type Mutation } from "@autosync/core"
 import * as SqlClient from "@effect/sql/SqlClient"
-import * as SqlSchema from "@effect/sql/SqlSchema"
 import * as Arr from "effect/Array"
 import * as Effect from "effect/Effect"
 import * as Order from "effect/Order"
@@ -20,7 +19,8 @@ import * as Schema from "effect/Schema"
 import * as Applier from "../Applier.js"
 import * as Apply from "./apply.js"
 import type { Db } from "./db.js"
-import { type AckedRow, decodeAcked, ProjectRow, SyncMutationFromRow } from "./rows.js"
+import * as Insert from "./insert.js"
+import { type AckedRow, changeOf, decodeAcked, decodeJournalRows, ProjectRow } from "./rows.js"
 
 /**
  * Acks as runs of consecutive local seqs whose server seqs are consecutive too (`delta` =
@@ -45,6 +45,11 @@ const ackRuns = (serverSeqs: ReadonlyMap<number, number | undefined>) => {
   return runs
 }
 
+const insertLocal = Insert.make(
+  "INSERT INTO sync_mutations (target_key, source, seq, project, entity, entity_key, op, payload, occurred_at)",
+  9
+)
+
 type JournalMembers =
   | "listPendingMutations"
   | "countPending"
@@ -58,18 +63,15 @@ type JournalMembers =
   | "unenroll"
   | "listEnrolled"
 
-const findPending = (db: Db) =>
-  SqlSchema.findAll({
-    Request: Schema.Struct({ targetKey: Schema.String, limit: Schema.Number, excluded: Schema.Array(Schema.String) }),
-    Result: SyncMutationFromRow,
-    execute: ({ excluded, limit, targetKey }) =>
-      db.sql`SELECT m.* FROM sync_mutations m
-      JOIN sync_enrolled_projects e ON e.project = m.project
-      WHERE m.target_key = ${targetKey} AND m.source = 'local' AND m.acked_at IS NULL
-      ${excluded.length > 0 ? db.sql`AND m.project NOT IN ${db.sql.in(excluded)}` : db.sql``}
-      ORDER BY m.seq
-      ${limit >= 0 ? db.sql`LIMIT ${limit}` : db.sql``}`
-  })
+const findPending = (db: Db, targetKey: string, limit: number, excluded: ReadonlyArray<string>) =>
+  db.sql`SELECT m.seq, m.target_key, m.source, m.project, m.entity, m.entity_key, m.op, m.payload,
+      m.occurred_at, m.acked_at
+    FROM sync_mutations m
+    JOIN sync_enrolled_projects e ON e.project = m.project
+    WHERE m.target_key = ${targetKey} AND m.source = 'local' AND m.acked_at IS NULL
+    ${excluded.length > 0 ? db.sql`AND m.project NOT IN ${db.sql.in(excluded)}` : db.sql``}
+    ORDER BY m.seq
+    ${limit >= 0 ? db.sql`LIMIT ${limit}` : db.sql``}`.pipe(Effect.flatMap(decodeJournalRows))
 
 const raiseLastAcked = (db: Db, targetKey: string, maxSeq: number, at: number) =>
   Effect.zipRight(
@@ -88,16 +90,16 @@ const pendingIn = (db: Db, targetKey: string, run: AckRun) =>
 
 /**
  * Keeps, per key of a run acked with known server seqs, the highest of them while the cursor
- * is below it (`Merge.keepsOwnAckedSeq`, as SQL).
+ * is below it (`Merge.keepsOwnAckedSeq`, as SQL). Row by row in seq order, a key's later row
+ * raising what an earlier one stored: the same facts as grouping by key first, without the sort.
  */
 const recordOwnAcked = (db: Db, targetKey: string, run: AckRun) =>
   run.delta === undefined ? Effect.void : db.sql`INSERT INTO sync_key_facts
       (target_key, project, entity, entity_key, own_acked_seq)
-    SELECT target_key, project, entity, entity_key, MAX(seq) + ${run.delta} FROM sync_mutations
+    SELECT target_key, project, entity, entity_key, seq + ${run.delta} FROM sync_mutations
     WHERE ${pendingIn(db, targetKey, run)}
-    GROUP BY project, entity, entity_key
-    HAVING MAX(seq) + ${run.delta} > COALESCE(
-      (SELECT last_pulled_seq FROM sync_state WHERE target_key = ${targetKey}), 0)
+      AND seq + ${run.delta} > COALESCE((SELECT last_pulled_seq FROM sync_state WHERE target_key = ${targetKey}), 0)
+    ORDER BY seq
     ON CONFLICT (target_key, project, entity, entity_key)
       DO UPDATE SET own_acked_seq = MAX(own_acked_seq, excluded.own_acked_seq)`
 
@@ -178,12 +180,12 @@ const appendLocal = (db: Db) =>
     if (writes.length === 0) return []
     const at = yield* db.now
     return yield* db.writeTransaction(Effect.gen(function*() {
-      const last = yield* lastLocalSeq(db)
-      const seqs = writes.map((_, i) => last + 1 + i)
+      const first = (yield* lastLocalSeq(db)) + 1
+      const seqs = writes.map((_, i) => first + i)
       yield* db.sql`INSERT INTO sync_meta (key, value) VALUES ('last_local_seq', ${String(seqs[seqs.length - 1])})
         ON CONFLICT (key) DO UPDATE SET value = excluded.value`
       // The whole batch in a few statements: appliers that can take many changes at once do.
-      yield* Applier.applyAll(db.appliers, writes.map((w, i) => ({ ...w, targetKey, source: "local", seq: seqs[i] })))
+      yield* Applier.applyAll(db.appliers, writes.map((w, i) => changeOf(w, targetKey, "local", first + i)))
         .pipe(
           Effect.provideService(SqlClient.SqlClient, db.sql),
           Effect.catchTag(
@@ -191,21 +193,13 @@ const appendLocal = (db: Db) =>
             (rejected) => new LocalStore.LocalStoreError({ reason: "invalid_input", message: rejected.reason })
           )
         )
-      for (const rows of Applier.inChunks(writes.map((w, i) => ({ w, seq: seqs[i] })))) {
-        yield* db.sql`INSERT INTO sync_mutations ${
-          db.sql.insert(rows.map(({ seq, w }) => ({
-            target_key: targetKey,
-            source: "local",
-            seq,
-            project: w.project,
-            entity: w.entity,
-            entity_key: w.entityKey,
-            op: w.op,
-            payload: JSON.stringify(w.payload),
-            occurred_at: at
-          })))
-        }`
+      const values: Array<unknown> = []
+      for (let i = 0; i < writes.length; i++) {
+        const w = writes[i]
+        const payload = w.payload === undefined ? null : JSON.stringify(w.payload)
+        values.push(targetKey, "local", first + i, w.project, w.entity, w.entityKey, w.op, payload, at)
       }
+      yield* Insert.run(db.sql, insertLocal, values)
       yield* db.touchState(targetKey, at)
       yield* db.sql`UPDATE sync_state SET last_enqueued_seq = ${seqs[seqs.length - 1]} WHERE target_key = ${targetKey}`
       return seqs
@@ -215,14 +209,13 @@ const appendLocal = (db: Db) =>
 /** @internal */
 export const make = (db: Db): Pick<LocalStore.LocalStore["Type"], JournalMembers> => {
   const { count, fail, now, sql, writeTransaction } = db
-  const pending = findPending(db)
   return {
     listPendingMutations: (targetKey, limit, options) =>
       Effect.suspend(() => {
         // Same bounds as the memory store: up to `limit` rows, none for a limit below 1.
         const bounded = Number.isNaN(limit) || limit <= 0 ? 0 : Number.isFinite(limit) ? Math.ceil(limit) : -1
         if (bounded === 0) return Effect.succeed([])
-        return pending({ targetKey, limit: bounded, excluded: options?.excludeProjects ?? [] })
+        return findPending(db, targetKey, bounded, options?.excludeProjects ?? [])
       }).pipe(Effect.mapError(fail("listing pending mutations"))),
 
     countPending: (targetKey) =>

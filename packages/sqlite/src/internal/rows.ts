@@ -1,13 +1,16 @@
 /**
  * The rows of the replica's tables, decoded with Schema at the boundary, and the JSON forms the
- * store writes.
+ * store writes. Where a page is a thousand rows (pending rows, a pulled page's changes), rows are
+ * checked and built in plain code, and the Schema runs only to describe a row that fails.
  *
  * @internal
  */
 import { Mutation, Status } from "@autosync/core"
+import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
+import type * as Applier from "../Applier.js"
 
 const Millis = Schema.Number
 const OptionalDate = Schema.NullOr(Schema.DateFromNumber)
@@ -119,6 +122,60 @@ export const SyncMutationFromRow = Schema.transform(JournalRow, SyncMutationShap
   })
 })
 
+const decodeJournalRowsStrictly = Schema.decodeUnknown(Schema.Array(SyncMutationFromRow))
+
+/** A journal row as written by the store, in plain code; `undefined` for any other shape. */
+const journalRowAsWritten = (row: unknown): Mutation.SyncMutation | undefined => {
+  if (typeof row !== "object" || row === null) return undefined
+  const r = row as Record<string, unknown>
+  const { acked_at, entity, entity_key, occurred_at, op, payload, project, seq, target_key } = r
+  const source = r.source === "local" || r.source === "remote" ? r.source : undefined
+  if (
+    typeof seq !== "number" || typeof target_key !== "string" || source === undefined ||
+    typeof project !== "string" || typeof entity !== "string" || typeof entity_key !== "string" ||
+    typeof op !== "string" || (payload !== null && typeof payload !== "string") || typeof occurred_at !== "number" ||
+    (acked_at !== null && typeof acked_at !== "number")
+  ) return undefined
+  let value: unknown = undefined
+  if (payload !== null) {
+    try {
+      value = JSON.parse(payload)
+    } catch {
+      return undefined
+    }
+  }
+  const m: Mutation.SyncMutation = {
+    seq,
+    targetKey: target_key,
+    project,
+    entity,
+    entityKey: entity_key,
+    op,
+    payload: value,
+    source,
+    occurredAt: new Date(occurred_at)
+  }
+  return acked_at === null ? m : { ...m, ackedAt: new Date(acked_at) }
+}
+
+/**
+ * Journal rows as `SyncMutation`s (what {@link SyncMutationFromRow} decodes), checked and built
+ * once per batch in plain code: a listed page is a thousand rows, and the Schema's transform
+ * and both its sides cost more per row than reading it. A row of any other shape sends the
+ * whole batch through the Schema, which names the problem.
+ */
+export const decodeJournalRows = (
+  rows: ReadonlyArray<unknown>
+): Effect.Effect<ReadonlyArray<Mutation.SyncMutation>, ParseResult.ParseError> => {
+  const out: Array<Mutation.SyncMutation> = new Array(rows.length)
+  for (let i = 0; i < rows.length; i++) {
+    const m = journalRowAsWritten(rows[i])
+    if (m === undefined) return decodeJournalRowsStrictly(rows)
+    out[i] = m
+  }
+  return Effect.succeed(out)
+}
+
 export const KeptAsideRow = Schema.Struct({
   id: Schema.Number,
   seq: Schema.Number,
@@ -163,6 +220,26 @@ export const decodeSuperseding = Schema.decodeUnknown(Schema.Array(Schema.Struct
 export const MetaRow = Schema.Struct({ value: Schema.String })
 export const ProjectRow = Schema.Struct({ project: Schema.String })
 export const ValueRow = Schema.Struct({ value: Schema.parseJson() })
+
+/**
+ * A write or a pulled mutation as its applier's `Change`, built field by field: an object spread
+ * (`{ ...m, targetKey }`) cost ~2 µs per row on Node 20, more than applying it.
+ */
+export const changeOf = (
+  w: Applier.Write,
+  targetKey: string,
+  source: Applier.Change["source"],
+  seq: number
+): Applier.Change => ({
+  project: w.project,
+  entity: w.entity,
+  entityKey: w.entityKey,
+  op: w.op,
+  payload: w.payload,
+  targetKey,
+  source,
+  seq
+})
 
 /** A pulled mutation without its payload: checked first, so the applier names payload problems. */
 export const PulledShape = Schema.Struct({
