@@ -1,12 +1,15 @@
-// 6. Server cost per request: one client, one request at a time, `costRequests` pushes of 10
-// documents then as many pulls of 100; the server process's CPU time (process.cpuUsage) per
+// 6. Server cost per request: one client, one request at a time, after 300 of each to warm up,
+// `costRequests` pushes of 10 documents then as many pulls of 100; the server process's CPU time (process.cpuUsage) per
 // request, and the wall time the client saw. CPU time barely depends on what else the machine
 // runs, so this is the figure to compare before and after a server change.
 // Floor: raw-server.mjs under the same requests.
-import { startRawServer, startServer } from "../lib/cluster.mjs"
+import { startChild, startRawServer, startServer } from "../lib/cluster.mjs"
 import * as Pg from "../lib/pg.mjs"
 import { removeDir, tempDir } from "../lib/proc.mjs"
 import { percentile, round } from "../lib/stats.mjs"
+
+/** Requests of each kind before the measured ones. */
+const warmup = 300
 
 const measure = async (server, requests) => {
   const { token, url } = server.info
@@ -32,8 +35,9 @@ const measure = async (server, requests) => {
     if (res.status !== 200) throw new Error(`push: ${res.status} ${await res.text()}`)
     await res.json()
   }
-  const pull = async (i) => {
-    const res = await fetch(`${url}/v1/pull?since_seq=${(i * 10) % (requests * 10 - 100)}&limit=100`, { headers })
+  // Cursors spread over the first `rows` of the log, each with at least 100 rows after it.
+  const pull = async (i, rows = requests * 10) => {
+    const res = await fetch(`${url}/v1/pull?since_seq=${(i * 10) % (rows - 100)}&limit=100`, { headers })
     const page = await res.json()
     if (page.mutations.length !== 100) throw new Error(`pull: expected 100 mutations, got ${page.mutations.length}`)
   }
@@ -51,7 +55,11 @@ const measure = async (server, requests) => {
     }
     return { cpu_ms: round((await cpu() - before) / requests, 3), wall_p50_ms: round(percentile(walls, 50), 2) }
   }
-  for (let i = 0; i < 20; i++) await push() // warm-up
+  // Warm-up, so that both servers are measured at steady state, not while V8 still compiles
+  // them (the floor's few plain functions warm up in tens of requests, Effect's code paths in
+  // hundreds).
+  for (let i = 0; i < warmup; i++) await push()
+  for (let i = 0; i < warmup; i++) await pull(i, warmup * 10)
   const pushes = await run(push)
   const pulls = await run(pull)
   return { push_10: pushes, pull_100: pulls }
@@ -83,9 +91,14 @@ export const run = async (ctx) => {
     return results
   }
   const schema = await Pg.freshSchema(ctx.flags.pgUrl)
+  const floorSchema = await Pg.freshSchema(ctx.flags.pgUrl)
   try {
+    // The PostgreSQL floor: node:http + node-postgres doing the same transaction per push.
+    const raw = await startChild(ctx, "raw-pg-server.mjs", "cost-floor-pg", { url: floorSchema.url })
+    const pgFloor = await measure(raw, requests)
+    await raw.stop()
     const pg = await startServer(ctx, "cost-pg", { url: schema.url, createToken: true })
-    record({ scenario: "cost", backend: "pg", requests, ...(await measure(pg, requests)), floor })
+    record({ scenario: "cost", backend: "pg", requests, ...(await measure(pg, requests)), floor: pgFloor })
     await pg.stop()
   } finally {
     await Pg.dropAll(ctx.flags.pgUrl)
