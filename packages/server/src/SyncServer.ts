@@ -43,7 +43,7 @@ import * as HttpApp from "@effect/platform/HttpApp"
 import * as HttpIncomingMessage from "@effect/platform/HttpIncomingMessage"
 import * as HttpMiddleware from "@effect/platform/HttpMiddleware"
 import type * as HttpRouter from "@effect/platform/HttpRouter"
-import type * as HttpServer from "@effect/platform/HttpServer"
+import * as HttpServer from "@effect/platform/HttpServer"
 import * as HttpServerError from "@effect/platform/HttpServerError"
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
@@ -605,14 +605,19 @@ export const layerHttp = (
   never,
   MutationLog | Tokens.Tokens | HttpServer.HttpServer | HttpRouter.HttpRouter.DefaultServices
 > =>
-  HttpApiBuilder.serve((api) => {
-    const app = Effect.flatMap(SyncRoutesService, (routes) => routes.serve(api))
-    return ServerMetrics.track(
-      (options.logRequests ?? defaults.logRequests)
-        ? requestLogger(Admission.middleware(app))
-        : Admission.middleware(app)
-    )
-  }).pipe(
+  // As `HttpApiBuilder.serve`, with push and pull in front of the API's app: inside the served
+  // app, so the response hooks they set apply (a middleware's answers would bypass them).
+  Effect.all([HttpApiBuilder.httpApp, SyncRoutesService]).pipe(
+    Effect.map(([api, routes]) =>
+      HttpServer.serve(routes.serve(api), (app) =>
+        ServerMetrics.track(
+          (options.logRequests ?? defaults.logRequests)
+            ? requestLogger(Admission.middleware(app))
+            : Admission.middleware(app)
+        ))
+    ),
+    Layer.unwrapEffect,
+    Layer.provide([HttpApiBuilder.Router.Live, HttpApiBuilder.Middleware.layer]),
     Layer.provide(Layer.merge(layerApi(options), layerSyncRoutes(options.bodyLimit ?? defaults.bodyLimit))),
     Layer.provide(Admission.layer(options)),
     Layer.provide(options.metrics === undefined ? Layer.empty : ServerMetrics.layerRoute(options.metrics)),

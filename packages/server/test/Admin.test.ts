@@ -178,8 +178,11 @@ const adminEndpoints = (name: string, layer: Layer.Layer<TestServer>) =>
         assert.match(refused.json.message, /is not an admin token/)
         assert.strictEqual((yield* request(`${url}/v1/admin/activity`)).status, 401)
         assert.strictEqual((yield* request(`${url}/v1/admin/clients`, { token: "as_nope" })).status, 401)
+        // The sync routes' refusals too (they are served in front of the API, with the same hooks).
+        assert.strictEqual((yield* request(`${url}/v1/pull?since_seq=0`, { token: "as_nope" })).status, 401)
+        assert.strictEqual((yield* request(`${url}/v1/push`, { token: writer, body: "{" })).status, 400)
         const after = yield* request(`${url}/v1/admin/activity`, { token: admin })
-        assert.deepStrictEqual(after.json.rejections, { "401": 2, "403": 1 })
+        assert.deepStrictEqual(after.json.rejections, { "400": 1, "401": 3, "403": 1 })
 
         // An admin token with a project may push and pull it, like any token.
         const adminWithProject = yield* adminToken(["p1"])

@@ -351,6 +351,8 @@ describe("SyncServer", () => {
       const [elapsed, res] = yield* Fiber.join(held)
       assert.strictEqual(res.status, 200)
       assert.deepStrictEqual(res.json.mutations, [])
+      // With `Connection: close`, so no kept-alive socket holds the server open.
+      assert.strictEqual(res.connection, "close")
       // Well before the 30 s wait: the shutdown answered it.
       assert.isBelow(Duration.toMillis(elapsed), 15_000)
       assert.isBelow(Duration.toMillis(closed), 15_000)

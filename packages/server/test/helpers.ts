@@ -105,5 +105,11 @@ export const request = (
     } catch {
       json = undefined
     }
-    return { status: response.status, text, json, contentType: response.headers.get("content-type") }
+    return {
+      status: response.status,
+      text,
+      json,
+      contentType: response.headers.get("content-type"),
+      connection: response.headers.get("connection")
+    }
   })

@@ -87,20 +87,19 @@ const chunkSize = 500
 type Run = (statement: Statement.Statement<unknown>) => Effect.Effect<ReadonlyArray<unknown>, SqlError>
 
 /**
- * The hot paths (an append's transaction, a pull's reads) run their statements on one
- * connection: the transaction's, else one reserved for the whole effect. Each statement through
- * `sql` itself opens a span and a scope and acquires a connection (~65 µs, several times what
- * SQLite takes to run it); here it is compiled and executed, nothing more.
+ * An append's statements run on its transaction's connection directly: each statement through
+ * `sql` opens a span and a scope of its own (tens of µs, as much as SQLite takes to run it);
+ * here it is compiled and executed, nothing more. Outside a transaction (a pull's reads) they go
+ * through `sql` as usual: reserving a connection for them would cost PostgreSQL a pool checkout.
  */
 const onConnection = <A, E, R>(
-  sql: SqlClient.SqlClient,
   f: (run: Run) => Effect.Effect<A, E, R>
 ): Effect.Effect<A, E | SqlError, R> =>
   Effect.flatMap(
     Effect.serviceOption(SqlClient.TransactionConnection),
     Option.match({
       onSome: ([connection]) => f(runOn(connection)),
-      onNone: () => Effect.scoped(Effect.flatMap(sql.reserve, (connection) => f(runOn(connection))))
+      onNone: () => f((statement) => statement)
     })
   )
 
@@ -249,7 +248,7 @@ const storeGroup = (
     })
 
   return (group: ReadonlyArray<Pending>, occurredAt: number) =>
-    onConnection(sql, (run) =>
+    onConnection((run) =>
       Effect.gen(function*() {
         yield* run(dialect.lock)
         const known = yield* storedIdentities(run, group)
@@ -304,7 +303,8 @@ const storeGroup = (
         }
         if (rows.length > 0 && dialect.announce !== undefined) yield* run(dialect.announce(latest))
         return { announced: rows.length > 0 ? latest : undefined, outcomes }
-      }))
+      })
+    )
 }
 
 /**
@@ -394,7 +394,7 @@ const makeReader = (
   limit: number,
   excludeClientId?: string
 ): Effect.Effect<LogRules.StoredPage, MutationLogError> =>
-  onConnection(sql, (run) =>
+  onConnection((run) =>
     Effect.gen(function*() {
       // The latest seq first: every seq up to it is committed, so it never runs ahead of the page.
       const latestSeq = yield* readLatest(run)
@@ -416,7 +416,8 @@ const makeReader = (
         occurredAt: row.occurred_at
       }))
       return LogRules.page(candidates, limit, latestSeq)
-    })).pipe(Effect.mapError(storage("reading the log")))
+    })
+  ).pipe(Effect.mapError(storage("reading the log")))
 
 // A row of which a newer row of the same key exists: the rule of `LogRules.compactable`. Only
 // such rows are removed, so the newest version of every key stays, and a puller at any cursor,
