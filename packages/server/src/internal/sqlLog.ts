@@ -62,7 +62,18 @@ const contentColumns = {
   payload: Schema.String
 }
 
-const IdentityRow = Schema.Struct({ compacted: Int, seq: Int, client_seq: Int, ...contentColumns })
+/** A row of what an append reads (see `readFacts`): the columns a kind does not use are null. */
+const FactRow = Schema.Struct({
+  kind: Int,
+  seq: Int,
+  client_id: Schema.NullOr(Schema.String),
+  client_seq: Schema.NullOr(Int),
+  project: Schema.NullOr(Schema.String),
+  entity: Schema.NullOr(Schema.String),
+  entity_key: Schema.NullOr(Schema.String),
+  op: Schema.NullOr(Schema.String),
+  payload: Schema.NullOr(Schema.String)
+})
 
 const StoredRow = Schema.Struct({ seq: Int, ...contentColumns, occurred_at: Int })
 
@@ -77,7 +88,7 @@ const decodeCompact = Schema.decodeUnknown(Schema.Array(CompactRow))
 const decodeWatermarks = Schema.decodeUnknown(Schema.Array(WatermarkRow))
 const decodeCount = Schema.decodeUnknown(Schema.Tuple(CountRow))
 const decodeLastCompaction = Schema.decodeUnknown(Schema.Array(LastCompactionRow))
-const decodeIdentities = Schema.decodeUnknown(Schema.Array(IdentityRow))
+const decodeFacts = Schema.decodeUnknown(Schema.Array(FactRow))
 const decodeStored = Schema.decodeUnknown(Schema.Array(StoredRow))
 
 /** Rows per INSERT (9 parameters each) and identities per IN list: under every dialect's limit. */
@@ -201,26 +212,23 @@ const watchLatest = (
  */
 const storeGroup = (
   sql: SqlClient.SqlClient,
-  dialect: Dialect,
-  readLatest: LatestOn
+  dialect: Dialect
 ) => {
   // An identity is its row's, or, once the row was compacted away, the one kept beside the log.
-  const selectIdentities = (run: Run, clientId: string, clientSeqs: ReadonlyArray<number>) =>
-    Effect.forEach(
-      Arr.chunksOf(clientSeqs, chunkSize),
-      (chunk) =>
-        run(sql`SELECT seq, client_seq, project, entity, entity_key, op, payload, 0 AS compacted FROM autosync_log
-          WHERE client_id = ${clientId} AND client_seq IN ${sql.in(chunk)}
-          UNION ALL
-          SELECT seq, client_seq, project, entity, entity_key, op, payload, 1 AS compacted FROM autosync_identities
-          WHERE client_id = ${clientId} AND client_seq IN ${sql.in(chunk)}`).pipe(
-          Effect.flatMap(decodeIdentities),
-          Effect.map(Arr.map(({ compacted, ...row }) => ({ row, compacted: compacted === 1 })))
-        )
-    ).pipe(Effect.map((pages) => pages.flat()))
+  const identitiesOf = (clientId: string, clientSeqs: ReadonlyArray<number>) => [
+    sql`SELECT 0 AS kind, seq, client_id, client_seq, project, entity, entity_key, op, payload FROM autosync_log
+      WHERE client_id = ${clientId} AND client_seq IN ${sql.in(clientSeqs)}`,
+    sql`SELECT 1, seq, client_id, client_seq, project, entity, entity_key, op, payload FROM autosync_identities
+      WHERE client_id = ${clientId} AND client_seq IN ${sql.in(clientSeqs)}`
+  ]
 
-  // What the group's identities were stored with, before it.
-  const storedIdentities = (run: Run, group: ReadonlyArray<Pending>) =>
+  /**
+   * What an append reads under the lock, in as few statements as the IN lists allow (one for a
+   * group of up to 500 writes): the identities the group's writes were stored with before, the
+   * watermarks of its clients, and the latest seq. Each round trip costs PostgreSQL a message
+   * exchange, and every statement costs `@effect/sql` a compile and a decode.
+   */
+  const readFacts = (run: Run, group: ReadonlyArray<Pending>) =>
     Effect.gen(function*() {
       const wanted = new Map<string, Set<number>>()
       for (const { clientId, entries } of group) {
@@ -228,35 +236,55 @@ const storeGroup = (
         for (const entry of entries) seqs.add(entry.clientSeq)
         wanted.set(clientId, seqs)
       }
+      const selects = [...wanted].flatMap(([clientId, seqs]) =>
+        Arr.chunksOf([...seqs], chunkSize).map((chunk) => identitiesOf(clientId, chunk))
+      )
+      const first = [
+        ...(selects[0] ?? []),
+        // Named, for a group with no writes (only an acked_through), where this select comes first.
+        sql`SELECT 2 AS kind, acked_through AS seq, client_id, NULL AS client_seq, NULL AS project, NULL AS entity,
+          NULL AS entity_key, NULL AS op, NULL AS payload
+          FROM autosync_watermarks WHERE client_id IN ${sql.in([...wanted.keys()])}`,
+        sql`SELECT 3, COALESCE(MAX(seq), 0), NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM autosync_log`
+      ]
       const known = new Map<string, Known>()
-      for (const [clientId, clientSeqs] of wanted) {
-        for (const { compacted, row } of yield* selectIdentities(run, clientId, [...clientSeqs])) {
-          known.set(identity(clientId, row.client_seq), {
-            clientId,
-            clientSeq: row.client_seq,
-            compacted,
-            seq: row.seq,
-            project: row.project,
-            entity: row.entity,
-            entityKey: row.entity_key,
-            op: row.op,
-            payloadJson: row.payload
-          })
+      const watermarks = new Map<string, number>()
+      let latest = 0
+      for (const parts of [first, ...selects.slice(1)]) {
+        const rows = yield* run(sql`${sql.join(" UNION ALL ", false)(parts)}`).pipe(Effect.flatMap(decodeFacts))
+        for (const row of rows) {
+          if (row.kind === 3) latest = row.seq
+          else if (row.kind === 2) watermarks.set(row.client_id ?? "", row.seq)
+          else {
+            const clientId = row.client_id ?? ""
+            const clientSeq = row.client_seq ?? 0
+            known.set(identity(clientId, clientSeq), {
+              clientId,
+              clientSeq,
+              compacted: row.kind === 1,
+              seq: row.seq,
+              project: row.project ?? "",
+              entity: row.entity ?? "",
+              entityKey: row.entity_key ?? "",
+              op: row.op ?? "",
+              payloadJson: row.payload ?? ""
+            })
+          }
         }
       }
-      return known
+      return { known, watermarks, latest }
     })
 
   return (group: ReadonlyArray<Pending>, occurredAt: number) =>
     onConnection((run) =>
       Effect.gen(function*() {
         yield* run(dialect.lock)
-        const known = yield* storedIdentities(run, group)
-        const watermarks = yield* selectWatermarks(sql, run, [...new Set(group.map((append) => append.clientId))])
-        const raised = new Map<string, number>()
         // Under the lock, so max(seq) + 1 is ours: gap-free, and in commit order. The new rows
         // get exactly these seqs (nothing else can insert meanwhile), so they are not read back.
-        let latest = yield* readLatest(run)
+        const facts = yield* readFacts(run, group)
+        const { known, watermarks } = facts
+        let latest = facts.latest
+        const raised = new Map<string, number>()
         const rows: Array<LogRow> = []
         const outcomes = group.map(({ ackedThrough, clientId, entries }): ReadonlyArray<number> | MutationLogError => {
           const watermark = watermarks.get(clientId) ?? 0
@@ -316,11 +344,10 @@ const storeGroup = (
 const makeWriter = (
   sql: SqlClient.SqlClient,
   dialect: Dialect,
-  readLatest: LatestOn,
   bump: (latest: number) => Effect.Effect<void>
 ) =>
   Effect.gen(function*() {
-    const store = storeGroup(sql, dialect, readLatest)
+    const store = storeGroup(sql, dialect)
     const writeGroup = (group: ReadonlyArray<Pending>) =>
       Effect.gen(function*() {
         const occurredAt = yield* Clock.currentTimeMillis
@@ -558,7 +585,7 @@ export const make = (
     const latestOn = latestOf(sql)
     const readLatest = latestOn((statement) => statement)
     const { bump, latest } = yield* watchLatest(readLatest, dialect, options)
-    const append = yield* makeWriter(sql, dialect, latestOn, bump)
+    const append = yield* makeWriter(sql, dialect, bump)
     const sinceStored = makeReader(sql, latestOn)
     return MutationLog.of({
       append,
