@@ -6,9 +6,10 @@
  * cursor) is computed when read.
  *
  * Cheap on the hot path: a push or pull only updates a map in memory (a `Ref`). `layer` (SQLite or
- * PostgreSQL, table `autosync_clients`) writes the accumulated changes in one transaction every
- * {@link Options.flushInterval} (5 s), when read, and when the server stops: one UPSERT per
- * client that was active in the interval, never one write per request. A server killed with
+ * PostgreSQL, table `autosync_clients`) writes the accumulated changes in one transaction
+ * {@link Options.flushInterval} (5 s) after the first change since the last write, when read,
+ * and when the server stops: one UPSERT per client that was active in the interval, never one
+ * write per request; a server without requests wakes for none of this. A server killed with
  * `kill -9` loses at most the last interval's bookkeeping (never a mutation). Several servers
  * sharing one PostgreSQL database merge their rows: counts add up, the latest times win.
  * `layerMemory` keeps everything in memory (the default of a server without a database).
@@ -27,8 +28,8 @@ import * as HashMap from "effect/HashMap"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Order from "effect/Order"
+import * as Queue from "effect/Queue"
 import * as Ref from "effect/Ref"
-import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as Migrations from "./internal/migrations.js"
@@ -86,7 +87,11 @@ export class Clients extends Context.Tag("@autosync/server/Clients")<Clients, {
  * @category models
  */
 export interface Options {
-  /** How often the accumulated changes are written. Defaults to 5 seconds. */
+  /**
+   * How long changes accumulate before they are written: the write comes this long after the first
+   * change since the last one (so at most once per interval, and never while nothing changes).
+   * Defaults to 5 seconds.
+   */
   readonly flushInterval?: Duration.DurationInput | undefined
 }
 
@@ -133,28 +138,34 @@ const blank = (clientId: string): Client => ({
   pulled: 0
 })
 
-/** The in-memory part both layers share: a map of changes, updated in place of a write. */
-const accumulator = Effect.gen(function*() {
-  const changes = yield* Ref.make(HashMap.empty<string, Client>())
-  const note = (clientId: string, change: Partial<Client>) =>
-    Ref.update(
-      changes,
-      (m) =>
+/**
+ * The in-memory part both layers share: a map of changes, updated in place of a write. `first`
+ * runs when a change lands in an empty map (the first since the last write).
+ */
+const accumulator = (first: Effect.Effect<void> = Effect.void) =>
+  Effect.gen(function*() {
+    const changes = yield* Ref.make(HashMap.empty<string, Client>())
+    const note = (clientId: string, change: Partial<Client>) =>
+      Ref.modify(changes, (m) => [
+        HashMap.isEmpty(m),
         HashMap.modifyAt(m, clientId, (old) =>
           Option.some(merge(
             Option.getOrElse(old, () => blank(clientId)),
             { ...blank(clientId), ...change }
           )))
-    )
-  return {
-    changes,
-    recordPush: (clientId: string, tokenId: string, mutations: number) =>
-      Effect.flatMap(Clock.currentTimeMillis, (now) => note(clientId, { tokenId, lastPushAt: now, pushed: mutations })),
-    recordPull: (clientId: string, tokenId: string, cursor: number) =>
-      Effect.flatMap(Clock.currentTimeMillis, (now) => note(clientId, { tokenId, lastPullAt: now, cursor })),
-    recordSent: (clientId: string, mutations: number, cursor: number) => note(clientId, { pulled: mutations, cursor })
-  }
-})
+      ]).pipe(Effect.flatMap((wasEmpty) => wasEmpty ? first : Effect.void))
+    return {
+      changes,
+      recordPush: (clientId: string, tokenId: string, mutations: number) =>
+        Effect.flatMap(
+          Clock.currentTimeMillis,
+          (now) => note(clientId, { tokenId, lastPushAt: now, pushed: mutations })
+        ),
+      recordPull: (clientId: string, tokenId: string, cursor: number) =>
+        Effect.flatMap(Clock.currentTimeMillis, (now) => note(clientId, { tokenId, lastPullAt: now, cursor })),
+      recordSent: (clientId: string, mutations: number, cursor: number) => note(clientId, { pulled: mutations, cursor })
+    }
+  })
 
 /**
  * Clients in memory.
@@ -162,7 +173,7 @@ const accumulator = Effect.gen(function*() {
  * @since 0.1.0
  * @category constructors
  */
-export const makeMemory: Effect.Effect<Clients["Type"]> = Effect.map(accumulator, (acc) =>
+export const makeMemory: Effect.Effect<Clients["Type"]> = Effect.map(accumulator(), (acc) =>
   Clients.of({
     recordPush: acc.recordPush,
     recordPull: acc.recordPull,
@@ -215,7 +226,10 @@ export const make = (
 ): Effect.Effect<Clients["Type"], never, SqlClient.SqlClient | Scope.Scope> =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
-    const acc = yield* accumulator
+    // Offered when a change lands in an empty map: what starts the wait before the next write.
+    const dirty = yield* Queue.sliding<void>(1)
+    const signal = Effect.asVoid(Queue.offer(dirty, undefined))
+    const acc = yield* accumulator(signal)
     // SQLite's two-argument max() is GREATEST; both ignore nothing, hence the COALESCEs.
     const greatest = sql.onDialectOrElse({ sqlite: () => "max", orElse: () => "GREATEST" })
     const newer = (column: string) =>
@@ -241,7 +255,8 @@ export const make = (
         cursor_seq = ${newer("cursor_seq")},
         pushed = autosync_clients.pushed + excluded.pushed,
         pulled = autosync_clients.pulled + excluded.pulled`
-    // The changes are taken out first; if the write fails they are put back (merged with newer ones).
+    // The changes are taken out first; if the write fails they are put back (merged with newer ones)
+    // and written again an interval later.
     const flush: Effect.Effect<void, ClientsError> = Effect.gen(function*() {
       const taken = yield* Ref.getAndSet(acc.changes, HashMap.empty())
       if (HashMap.isEmpty(taken)) return
@@ -255,7 +270,7 @@ export const make = (
                     c,
                   onSome: (n) =>
                     merge(c, n)
-                })))))
+                }))))).pipe(Effect.zipRight(signal))
         ),
         Effect.mapError(storage)
       )
@@ -267,8 +282,11 @@ export const make = (
         )
       )
     )
-    yield* flushLogged.pipe(
-      Effect.repeat(Schedule.spaced(options.flushInterval ?? Duration.seconds(5))),
+    // Idle until something changes, then one write an interval later.
+    yield* Queue.take(dirty).pipe(
+      Effect.zipRight(Effect.sleep(options.flushInterval ?? Duration.seconds(5))),
+      Effect.zipRight(flushLogged),
+      Effect.forever,
       Effect.forkScoped
     )
     yield* Effect.addFinalizer(() =>

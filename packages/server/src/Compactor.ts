@@ -115,8 +115,10 @@ export const layer = (options: Options = {}): Layer.Layer<never, never, Mutation
       if (threshold <= 0) return
       const log = yield* MutationLog
       const seen = yield* Ref.make<Seen | undefined>(undefined)
+      // The idle case is one read of the latest seq, untraced (no span per interval).
+      const latestSeq = Effect.withTracerEnabled(log.latestSeq, false)
       const tick = Effect.gen(function*() {
-        if (!mayReach(yield* Ref.get(seen), yield* log.latestSeq, threshold)) return
+        if (!mayReach(yield* Ref.get(seen), yield* latestSeq, threshold)) return
         const stats = yield* log.stats
         yield* Ref.set(seen, { superseded: stats.superseded, latestSeq: stats.latestSeq })
         // After a run, read the stats again next time (rows may have come in meanwhile).

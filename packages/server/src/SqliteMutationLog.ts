@@ -33,11 +33,16 @@ import { MutationLog } from "./MutationLog.js"
  */
 export interface Options {
   /**
-   * How often the latest seq is re-read for held pulls, in case another process appended.
-   * Defaults to 1 second.
+   * How often the latest seq is re-read for held pulls, in case another process appended to the
+   * file. Defaults to 30 seconds: this process's own appends wake its held pulls at once, and one
+   * server process per file is the intended set-up, so the poll is only a backstop (an idle server
+   * should not wake every second for it). A pull held across another process's append is answered
+   * by this poll or at the end of its wait, whichever comes first.
    */
   readonly pollInterval?: Duration.DurationInput | undefined
 }
+
+const defaultPollInterval = Duration.seconds(30)
 
 /**
  * The log over the `SqlClient` in context (a SQLite one); runs the server's migrations first.
@@ -58,7 +63,7 @@ export const layer = (
         // with SQLITE_BUSY when it upgrades from reading to writing.
         lock: sql`UPDATE autosync_compaction SET id = id WHERE 0`,
         hints: Stream.empty
-      }, { pollInterval: options.pollInterval ?? Duration.seconds(1) }))
+      }, { pollInterval: options.pollInterval ?? defaultPollInterval }))
   ).pipe(Layer.provide(Migrations.layer))
 
 /**

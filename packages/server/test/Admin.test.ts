@@ -5,8 +5,9 @@
  */
 import { Activity, Clients, SqliteMutationLog, Tokens } from "@autosync/server"
 import * as PgClient from "@effect/sql-pg/PgClient"
+import * as SqlClient from "@effect/sql/SqlClient"
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Layer, Redacted, Scope, TestClock } from "effect"
+import { Context, Effect, Layer, Redacted, Scope, TestClock } from "effect"
 import { layerMemoryServer, layerSqliteServer, request, tempDbFile, TestServer } from "./helpers.js"
 import { describePg, freshSchema, schemaUrl } from "./pg.js"
 
@@ -113,6 +114,36 @@ describe("Clients: SQLite", () => {
       assert.deepStrictEqual(listed, [
         { clientId: "a", tokenId: "tok_a", lastPushAt: undefined, lastPullAt: 7_000, cursor: 4, pushed: 0, pulled: 1 }
       ])
+    }))
+})
+
+describe("Clients: SQLite flush", () => {
+  it.scoped("the first change since the last write is written one flushInterval later, with the changes after it", () =>
+    Effect.gen(function*() {
+      const file = yield* tempDbFile
+      const context = yield* Layer.build(
+        Clients.layer({ flushInterval: "5 seconds" }).pipe(
+          Layer.provideMerge(SqliteMutationLog.layerClient({ file })),
+          Layer.orDie
+        )
+      )
+      const clients = Context.get(context, Clients.Clients)
+      const sql = Context.get(context, SqlClient.SqlClient)
+      const written = sql<{ readonly client_id: string }>`SELECT client_id FROM autosync_clients`.pipe(
+        Effect.map((rows) => rows.map((row) => row.client_id))
+      )
+      yield* TestClock.adjust("62 seconds") // off any 5 s boundary: a fixed schedule would show
+      yield* clients.recordPull("a", "tok_a", 1)
+      yield* TestClock.adjust("4 seconds")
+      assert.deepStrictEqual(yield* written, [])
+      yield* clients.recordPull("b", "tok_b", 1) // during the wait: written with a's change
+      yield* TestClock.adjust("1 second")
+      assert.deepStrictEqual((yield* written).sort(), ["a", "b"])
+      yield* clients.recordPull("c", "tok_c", 1) // the first change since that write: 5 s from now
+      yield* TestClock.adjust("4 seconds")
+      assert.deepStrictEqual((yield* written).sort(), ["a", "b"])
+      yield* TestClock.adjust("1 second")
+      assert.deepStrictEqual((yield* written).sort(), ["a", "b", "c"])
     }))
 })
 

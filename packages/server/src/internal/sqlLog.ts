@@ -181,6 +181,8 @@ const maxGroup = 64
  * The log's latest seq as a `SubscriptionRef` (what long-polls wait on): raised by this process's
  * commits (`bump`), by hints from other processes, and by a slow poll in case one was missed (a
  * dropped LISTEN connection, a writer that does not announce), so waiters never hang on a stale value.
+ * Only a raise is published: a hint or a poll that finds nothing new wakes no held pull. The poll
+ * is housekeeping, so it is not traced (an idle server exports no span per poll).
  */
 const watchLatest = (
   readLatest: Effect.Effect<number, SqlError | ParseResult.ParseError>,
@@ -189,7 +191,11 @@ const watchLatest = (
 ) =>
   Effect.gen(function*() {
     const latest = yield* SubscriptionRef.make(yield* Effect.mapError(readLatest, storage("reading the latest seq")))
-    const bump = (n: number) => SubscriptionRef.update(latest, (current) => Math.max(current, n))
+    const bump = (n: number) =>
+      Effect.flatMap(
+        SubscriptionRef.get(latest),
+        (current) => n > current ? SubscriptionRef.update(latest, (now) => Math.max(now, n)) : Effect.void
+      )
     yield* dialect.hints.pipe(
       Stream.runForEach(bump),
       Effect.tapErrorCause((cause) => logWarning("listening for new seqs failed", cause)),
@@ -199,6 +205,7 @@ const watchLatest = (
     yield* readLatest.pipe(
       Effect.flatMap(bump),
       Effect.catchAllCause((cause) => logWarning("reading the latest seq failed", cause)),
+      Effect.withTracerEnabled(false),
       Effect.repeat(Schedule.spaced(options.pollInterval)),
       Effect.forkScoped
     )
