@@ -44,8 +44,8 @@ export interface Options {
    */
   readonly channel?: string | undefined
   /**
-   * How often the latest seq is re-read for held pulls, in case a notification was missed.
-   * Defaults to 1 second.
+   * How often, while a pull is held, the latest seq is re-read in case a notification was
+   * missed (no pull held, no reads). Defaults to 1 second.
    */
   readonly pollInterval?: Duration.DurationInput | undefined
   /**

@@ -33,8 +33,8 @@ import { MutationLog } from "./MutationLog.js"
  */
 export interface Options {
   /**
-   * How often the latest seq is re-read for held pulls, in case another process appended to the
-   * file. Defaults to 30 seconds: this process's own appends wake its held pulls at once, and one
+   * How often, while a pull is held, the latest seq is re-read in case another process appended
+   * to the file (no pull held, no reads). Defaults to 30 seconds: this process's own appends wake its held pulls at once, and one
    * server process per file is the intended set-up, so the poll is only a backstop (an idle server
    * should not wake every second for it). A pull held across another process's append is answered
    * by this poll or at the end of its wait, whichever comes first.

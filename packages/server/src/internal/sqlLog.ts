@@ -182,7 +182,8 @@ const maxGroup = 64
  * commits (`bump`), by hints from other processes, and by a slow poll in case one was missed (a
  * dropped LISTEN connection, a writer that does not announce), so waiters never hang on a stale value.
  * Only a raise is published: a hint or a poll that finds nothing new wakes no held pull. The poll
- * is housekeeping, so it is not traced (an idle server exports no span per poll).
+ * is housekeeping, so it is not traced, and it runs only while a pull is held (`awaitAfter` counts
+ * them): a server without held pulls wakes for nothing.
  */
 const watchLatest = (
   readLatest: Effect.Effect<number, SqlError | ParseResult.ParseError>,
@@ -202,14 +203,33 @@ const watchLatest = (
       Effect.retry(Schedule.spaced(Duration.seconds(1))),
       Effect.forkScoped
     )
-    yield* readLatest.pipe(
+    // The poll runs only while a pull is held (nobody else needs the latest seq between requests),
+    // so a server without held pulls never wakes for it.
+    const waiting = yield* SubscriptionRef.make(0)
+    const poll = readLatest.pipe(
       Effect.flatMap(bump),
       Effect.catchAllCause((cause) => logWarning("reading the latest seq failed", cause)),
       Effect.withTracerEnabled(false),
-      Effect.repeat(Schedule.spaced(options.pollInterval)),
+      Effect.zipRight(SubscriptionRef.get(waiting))
+    )
+    const untilWaited = waiting.changes.pipe(Stream.filter((n) => n > 0), Stream.take(1), Stream.runDrain)
+    yield* untilWaited.pipe(
+      Effect.zipRight(
+        poll.pipe(
+          Effect.delay(options.pollInterval),
+          Effect.repeat({ schedule: Schedule.spaced(options.pollInterval), while: (held) => held > 0 })
+        )
+      ),
+      Effect.forever,
       Effect.forkScoped
     )
-    return { latest, bump }
+    const awaitAfter = (seq: number) =>
+      Effect.acquireUseRelease(
+        SubscriptionRef.update(waiting, (n) => n + 1),
+        () => LogRules.awaitAbove(latest, seq),
+        () => SubscriptionRef.update(waiting, (n) => n - 1)
+      )
+    return { awaitAfter, bump }
   })
 
 /**
@@ -385,7 +405,10 @@ const makeWriter = (
     yield* Queue.takeBetween(queue, 1, maxGroup).pipe(
       Effect.flatMap((group) =>
         writeGroup(Chunk.toReadonlyArray(group)).pipe(
-          Effect.withSpan("MutationLog.writeGroup", { attributes: { appends: group.length } }),
+          Effect.withSpan("MutationLog.writeGroup", {
+            attributes: { appends: group.length },
+            captureStackTrace: false
+          }),
           Effect.uninterruptible
         )
       ),
@@ -591,7 +614,7 @@ export const make = (
     const sql = yield* SqlClient.SqlClient
     const latestOn = latestOf(sql)
     const readLatest = latestOn((statement) => statement)
-    const { bump, latest } = yield* watchLatest(readLatest, dialect, options)
+    const { awaitAfter, bump } = yield* watchLatest(readLatest, dialect, options)
     const append = yield* makeWriter(sql, dialect, bump)
     const sinceStored = makeReader(sql, latestOn)
     return MutationLog.of({
@@ -600,7 +623,7 @@ export const make = (
         Effect.map(sinceStored(sinceSeq, projects, limit, excludeClientId), LogRules.toPullResponse),
       sinceStored,
       latestSeq: Effect.mapError(readLatest, storage("reading the latest seq")),
-      awaitAfter: (seq) => LogRules.awaitAbove(latest, seq),
+      awaitAfter,
       compact: makeCompactor(sql, dialect, readLatest),
       stats: readStats(sql, readLatest),
       size: Effect.mapError(readSize(sql, readLatest), storage("reading the log's size"))
