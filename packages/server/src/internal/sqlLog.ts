@@ -89,7 +89,51 @@ const decodeWatermarks = Schema.decodeUnknown(Schema.Array(WatermarkRow))
 const decodeCount = Schema.decodeUnknown(Schema.Tuple(CountRow))
 const decodeLastCompaction = Schema.decodeUnknown(Schema.Array(LastCompactionRow))
 const decodeFacts = Schema.decodeUnknown(Schema.Array(FactRow))
-const decodeStored = Schema.decodeUnknown(Schema.Array(StoredRow))
+const decodeStoredStrictly = Schema.decodeUnknown(Schema.Array(StoredRow))
+
+/** An int8 column's value as `Int` decodes it (a number, or PostgreSQL's decimal string), else undefined. */
+const intOf = (u: unknown): number | undefined => {
+  const n = typeof u === "string" && u !== "" ? Number(u) : u
+  return typeof n === "number" && Number.isSafeInteger(n) ? n : undefined
+}
+
+const storedOf = (u: unknown): LogRules.StoredMutation | undefined => {
+  if (typeof u !== "object" || u === null) return undefined
+  const { entity, entity_key, occurred_at, op, payload, project, seq } = u as Record<string, unknown>
+  const seqN = intOf(seq)
+  const at = intOf(occurred_at)
+  return seqN !== undefined && at !== undefined && typeof project === "string" && typeof entity === "string" &&
+      typeof entity_key === "string" && typeof op === "string" && typeof payload === "string"
+    ? { seq: seqN, project, entity, entityKey: entity_key, op, payloadJson: payload, occurredAt: at }
+    : undefined
+}
+
+/**
+ * A page's rows as stored mutations: checked in plain code (a page is up to a thousand rows); the
+ * schema runs only to describe a row of another shape.
+ */
+const decodeStored = (
+  rows: ReadonlyArray<unknown>
+): Effect.Effect<Array<LogRules.StoredMutation>, ParseResult.ParseError> => {
+  const stored: Array<LogRules.StoredMutation> = new Array(rows.length)
+  for (let i = 0; i < rows.length; i++) {
+    const row = storedOf(rows[i])
+    if (row === undefined) {
+      return Effect.map(decodeStoredStrictly(rows), (decoded) =>
+        decoded.map((r) => ({
+          seq: r.seq,
+          project: r.project,
+          entity: r.entity,
+          entityKey: r.entity_key,
+          op: r.op,
+          payloadJson: r.payload,
+          occurredAt: r.occurred_at
+        })))
+    }
+    stored[i] = row
+  }
+  return Effect.succeed(stored)
+}
 
 /** Rows per INSERT (9 parameters each) and identities per IN list: under every dialect's limit. */
 const chunkSize = 500
@@ -458,20 +502,13 @@ const makeReader = (
       // No project allowed: nothing to select (and `IN ()` is not SQL).
       if (projects !== undefined && projects.length === 0) return LogRules.page([], limit, latestSeq)
       // The candidates: after the cursor, of the projects, less the writes of excludeClientId.
-      const rows = yield* run(sql`SELECT seq, project, entity, entity_key, op, payload, occurred_at FROM autosync_log
+      const candidates = yield* run(
+        sql`SELECT seq, project, entity, entity_key, op, payload, occurred_at FROM autosync_log
       WHERE seq > ${sinceSeq}
         ${projects === undefined ? sql`` : sql`AND project IN ${sql.in(projects)}`}
         ${excludeClientId === undefined ? sql`` : sql`AND client_id <> ${excludeClientId}`}
-      ORDER BY seq LIMIT ${limit + 1}`).pipe(Effect.flatMap(decodeStored))
-      const candidates = rows.map((row): LogRules.StoredMutation => ({
-        seq: row.seq,
-        project: row.project,
-        entity: row.entity,
-        entityKey: row.entity_key,
-        op: row.op,
-        payloadJson: row.payload,
-        occurredAt: row.occurred_at
-      }))
+      ORDER BY seq LIMIT ${limit + 1}`
+      ).pipe(Effect.flatMap(decodeStored))
       return LogRules.page(candidates, limit, latestSeq)
     })
   ).pipe(Effect.mapError(storage("reading the log")))
