@@ -144,8 +144,7 @@ type Run = (statement: Statement.Statement<unknown>) => Effect.Effect<ReadonlyAr
 /**
  * An append's statements run on its transaction's connection directly: each statement through
  * `sql` opens a span and a scope of its own (tens of µs, as much as SQLite takes to run it);
- * here it is compiled and executed, nothing more. Outside a transaction (a pull's reads) they go
- * through `sql` as usual: reserving a connection for them would cost PostgreSQL a pool checkout.
+ * here it is compiled and executed, nothing more. (Outside a transaction they go through `sql`.)
  */
 const onConnection = <A, E, R>(
   f: (run: Run) => Effect.Effect<A, E, R>
@@ -199,21 +198,19 @@ const identity = (clientId: string, clientSeq: number) => `${clientSeq}:${client
 /** A stored identity; `compacted` when only the identity is left (its row was compacted away). */
 type Known = LogRules.Identity & { readonly clientId: string; readonly clientSeq: number; readonly compacted: boolean }
 
-/** The log's latest seq (0 when empty), read with `run`. */
-type LatestOn = (run: Run) => Effect.Effect<number, SqlError | ParseResult.ParseError>
-
-const latestOf = (sql: SqlClient.SqlClient): LatestOn => (run) =>
-  run(sql`SELECT MAX(seq) AS latest FROM autosync_log`).pipe(
+/** The log's latest seq (0 when empty). */
+const readLatestOf = (sql: SqlClient.SqlClient): Effect.Effect<number, SqlError | ParseResult.ParseError> =>
+  sql`SELECT MAX(seq) AS latest FROM autosync_log`.pipe(
     Effect.flatMap(decodeLatest),
     Effect.map((rows) => rows[0]?.latest ?? 0)
   )
 
 /** The watermarks (highest `acked_through`) of some clients; 0 for a client that never sent one. */
-const selectWatermarks = (sql: SqlClient.SqlClient, run: Run, clientIds: ReadonlyArray<string>) =>
+const selectWatermarks = (sql: SqlClient.SqlClient, clientIds: ReadonlyArray<string>) =>
   Effect.forEach(
     Arr.chunksOf(clientIds, chunkSize),
     (chunk) =>
-      run(sql`SELECT client_id, acked_through FROM autosync_watermarks WHERE client_id IN ${sql.in(chunk)}`).pipe(
+      sql`SELECT client_id, acked_through FROM autosync_watermarks WHERE client_id IN ${sql.in(chunk)}`.pipe(
         Effect.flatMap(decodeWatermarks)
       )
   ).pipe(Effect.map((pages) => new Map(pages.flat().map((row) => [row.client_id, row.acked_through]))))
@@ -487,7 +484,7 @@ const makeWriter = (
 /** The reader: a page is the rules' `page` over the candidates SQL selects. */
 const makeReader = (
   sql: SqlClient.SqlClient,
-  readLatest: LatestOn
+  readLatest: Effect.Effect<number, SqlError | ParseResult.ParseError>
 ) =>
 (
   sinceSeq: number,
@@ -495,23 +492,19 @@ const makeReader = (
   limit: number,
   excludeClientId?: string
 ): Effect.Effect<LogRules.StoredPage, MutationLogError> =>
-  onConnection((run) =>
-    Effect.gen(function*() {
-      // The latest seq first: every seq up to it is committed, so it never runs ahead of the page.
-      const latestSeq = yield* readLatest(run)
-      // No project allowed: nothing to select (and `IN ()` is not SQL).
-      if (projects !== undefined && projects.length === 0) return LogRules.page([], limit, latestSeq)
-      // The candidates: after the cursor, of the projects, less the writes of excludeClientId.
-      const candidates = yield* run(
-        sql`SELECT seq, project, entity, entity_key, op, payload, occurred_at FROM autosync_log
-      WHERE seq > ${sinceSeq}
+  Effect.gen(function*() {
+    // The latest seq first: every seq up to it is committed, so it never runs ahead of the page.
+    const latestSeq = yield* readLatest
+    // No project allowed: nothing to select (and `IN ()` is not SQL).
+    if (projects !== undefined && projects.length === 0) return LogRules.page([], limit, latestSeq)
+    // The candidates: after the cursor, of the projects, less the writes of excludeClientId.
+    const candidates = yield* sql`SELECT seq, project, entity, entity_key, op, payload, occurred_at
+      FROM autosync_log WHERE seq > ${sinceSeq}
         ${projects === undefined ? sql`` : sql`AND project IN ${sql.in(projects)}`}
         ${excludeClientId === undefined ? sql`` : sql`AND client_id <> ${excludeClientId}`}
-      ORDER BY seq LIMIT ${limit + 1}`
-      ).pipe(Effect.flatMap(decodeStored))
-      return LogRules.page(candidates, limit, latestSeq)
-    })
-  ).pipe(Effect.mapError(storage("reading the log")))
+      ORDER BY seq LIMIT ${limit + 1}`.pipe(Effect.flatMap(decodeStored))
+    return LogRules.page(candidates, limit, latestSeq)
+  }).pipe(Effect.mapError(storage("reading the log")))
 
 // A row of which a newer row of the same key exists: the rule of `LogRules.compactable`. Only
 // such rows are removed, so the newest version of every key stays, and a puller at any cursor,
@@ -539,7 +532,7 @@ const makeCompactor = (
         FROM autosync_log l WHERE l.seq > ${after} AND l.seq <= ${upTo} AND ${hasNewer(sql)}
         ORDER BY l.seq LIMIT ${batchSize}`.pipe(Effect.flatMap(decodeCompact))
       const end = rows.length < batchSize ? upTo : rows[rows.length - 1].seq
-      const watermarks = yield* selectWatermarks(sql, (statement) => statement, [
+      const watermarks = yield* selectWatermarks(sql, [
         ...new Set(rows.map((row) => row.client_id))
       ])
       // The identities a retry may still need: above their client's watermark.
@@ -639,7 +632,7 @@ const readStats = (
  */
 export const statsOf: Effect.Effect<LogRules.LogStats, MutationLogError, SqlClient.SqlClient> = Effect.flatMap(
   SqlClient.SqlClient,
-  (sql) => readStats(sql, latestOf(sql)((statement) => statement))
+  (sql) => readStats(sql, readLatestOf(sql))
 )
 
 /** @internal */
@@ -649,11 +642,10 @@ export const make = (
 ): Effect.Effect<MutationLog["Type"], MutationLogError, SqlClient.SqlClient | Scope.Scope> =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
-    const latestOn = latestOf(sql)
-    const readLatest = latestOn((statement) => statement)
+    const readLatest = readLatestOf(sql)
     const { awaitAfter, bump } = yield* watchLatest(readLatest, dialect, options)
     const append = yield* makeWriter(sql, dialect, bump)
-    const sinceStored = makeReader(sql, latestOn)
+    const sinceStored = makeReader(sql, readLatest)
     return MutationLog.of({
       append,
       since: (sinceSeq, projects, limit, excludeClientId) =>
